@@ -1,0 +1,196 @@
+"""The contract of a `greetingJobs/{jobId}` document: the one model the flows, the CLI and the tests use.
+
+Field names are camelCase in Firestore (as the client writes them) and snake_case in Python.
+The client writes only the fields of `JobRequest`; everything in `GreetingJob` beyond them is
+written by the server (the trigger and the flows).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+COLLECTION = "greetingJobs"
+DEFAULT_GREETING_TEXT = "Hey {name},"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    VALIDATING_INPUT = "validating-input"
+    PROCESSING_AUDIO = "processing-audio"
+    GENERATING_VIDEO = "generating-video"
+    UPLOADING_RESULT = "uploading-result"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Requests a signed-in user may write (see firestore.rules); the trigger acts on them.
+    CANCEL_REQUESTED = "cancel-requested"
+    RETRY_REQUESTED = "retry-requested"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_running(self) -> bool:
+        return self in RUNNING_STAGES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+RUNNING_STAGES = (
+    JobStatus.VALIDATING_INPUT,
+    JobStatus.PROCESSING_AUDIO,
+    JobStatus.GENERATING_VIDEO,
+    JobStatus.UPLOADING_RESULT,
+)
+# Where each status sits on the way to `completed`; a transition may only move forward.
+STAGE_ORDER: dict[JobStatus, int] = {
+    JobStatus.PENDING: 0,
+    JobStatus.RETRY_REQUESTED: 0,
+    JobStatus.QUEUED: 1,
+    JobStatus.VALIDATING_INPUT: 2,
+    JobStatus.PROCESSING_AUDIO: 3,
+    JobStatus.GENERATING_VIDEO: 4,
+    JobStatus.UPLOADING_RESULT: 5,
+    JobStatus.CANCEL_REQUESTED: 6,
+    JobStatus.COMPLETED: 7,
+    JobStatus.FAILED: 7,
+    JobStatus.CANCELLED: 7,
+}
+PROGRESS: dict[JobStatus, int] = {
+    JobStatus.PENDING: 0,
+    JobStatus.RETRY_REQUESTED: 0,
+    JobStatus.QUEUED: 5,
+    JobStatus.VALIDATING_INPUT: 10,
+    JobStatus.PROCESSING_AUDIO: 30,
+    JobStatus.GENERATING_VIDEO: 55,
+    JobStatus.UPLOADING_RESULT: 85,
+    JobStatus.COMPLETED: 100,
+}
+
+
+class ErrorCode(StrEnum):
+    """What went wrong, in words a client can switch on. Retryable codes are marked below."""
+
+    INVALID_NAME = "invalid-name"
+    INVALID_GREETING_END = "invalid-greeting-end"
+    INVALID_GREETING_TEXT = "invalid-greeting-text"
+    INVALID_VOICE = "invalid-voice"
+    INPUT_PATH_FORBIDDEN = "input-path-forbidden"
+    INPUT_NOT_FOUND = "input-not-found"
+    INPUT_TOO_LARGE = "input-too-large"
+    INPUT_TOO_LONG = "input-too-long"
+    INPUT_TOO_SHORT = "input-too-short"
+    INPUT_NOT_VIDEO = "input-not-video"
+    INPUT_NO_VIDEO_STREAM = "input-no-video-stream"
+    INPUT_NO_AUDIO_STREAM = "input-no-audio-stream"
+    GREETING_TOO_LONG = "greeting-too-long"
+    TTS_AUTH = "tts-auth"
+    TTS_REJECTED = "tts-rejected"
+    TTS_UNAVAILABLE = "tts-unavailable"
+    RENDER_FAILED = "render-failed"
+    STORAGE_UNAVAILABLE = "storage-unavailable"
+    ORCHESTRATOR_UNAVAILABLE = "orchestrator-unavailable"
+    WORKER_LOST = "worker-lost"
+    INTERNAL = "internal"
+
+
+RETRYABLE_CODES = frozenset(
+    {
+        ErrorCode.TTS_UNAVAILABLE,
+        ErrorCode.STORAGE_UNAVAILABLE,
+        ErrorCode.ORCHESTRATOR_UNAVAILABLE,
+        ErrorCode.WORKER_LOST,
+        ErrorCode.INTERNAL,
+    }
+)
+
+
+class JobError(Exception):
+    """A failure that ends a job `failed` with a code and a message a user can act on."""
+
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = code in RETRYABLE_CODES if retryable is None else retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect pickles task exceptions into states; keep the code and flag across that.
+        return (_rebuild_job_error, (self.code, self.message, self.retryable))
+
+
+def _rebuild_job_error(code: ErrorCode, message: str, retryable: bool) -> JobError:
+    return JobError(code, message, retryable=retryable)
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_firestore(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="python")
+
+
+class ErrorInfo(_Camel):
+    code: str
+    message: str
+    retryable: bool
+
+
+class HistoryEntry(_Camel):
+    status: JobStatus
+    at: datetime
+    attempt: int = 0
+    flow_run_id: str | None = None
+    error_code: str | None = None
+
+
+class JobRequest(_Camel):
+    """The fields a client writes when it creates a job (and nothing else, per firestore.rules)."""
+
+    user_id: str
+    input_video: str
+    prospect_name: str
+    voice_id: str
+    greeting_end_second: float
+    greeting_text: str | None = None
+    batch_id: str | None = None
+
+
+class GreetingJob(JobRequest):
+    """A whole job document as read back from Firestore."""
+
+    job_id: str = Field(default="", exclude=True)
+    status: JobStatus = JobStatus.PENDING
+    created_at: datetime | None = None
+    progress: int = 0
+    history: list[HistoryEntry] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+    retry_count: int = 0
+    flow_run_id: str | None = None
+    output_path: str | None = None
+    download_url: str | None = None
+    heartbeat_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @classmethod
+    def from_firestore(cls, job_id: str, data: dict[str, Any]) -> GreetingJob:
+        return cls.model_validate({**data, "job_id": job_id})
+
+    @property
+    def greeting_template(self) -> str:
+        return self.greeting_text or DEFAULT_GREETING_TEXT
+
+
+def upload_prefix(user_id: str) -> str:
+    return f"user-uploads/{user_id}/"
+
+
+def result_path(user_id: str, job_id: str) -> str:
+    return f"greeting-results/{user_id}/{job_id}.mp4"

@@ -1,0 +1,184 @@
+"""The `validating-input` stage: every client field, then the media itself.
+
+Plain functions: they take the raw job document (whose types nobody has checked yet) and a
+probe of the file, and raise `JobError` with a specific, non-retryable code and a message that
+tells the user what to change.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from flows.job import DEFAULT_GREETING_TEXT, ErrorCode, JobError, upload_prefix
+from flows.media import MediaInfo
+
+MAX_NAME_CHARS = 100
+MAX_TEMPLATE_CHARS = 200
+MAX_GREETING_END_S = 10.0
+MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
+# Punctuation that real names use. Everything else that is not a letter, mark, digit or space is
+# refused: quotes, brackets, `$`, backticks, `<`/`>` (markup to a TTS engine), emoji, controls.
+NAME_PUNCTUATION = frozenset(".,'’‘-‐–&()")
+NAME_PLACEHOLDER = "{name}"
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    user_id: str
+    input_video: str
+    prospect_name: str
+    voice_id: str
+    greeting_end_s: float
+    greeting_text: str  # the template with the name filled in: what is spoken
+
+
+def _refused_characters(text: str, allowed_extra: frozenset[str] = frozenset()) -> list[str]:
+    refused = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category[0] in "LMN" or char == " " or char in NAME_PUNCTUATION | allowed_extra:
+            continue
+        refused.append(char)
+    return refused
+
+
+def _describe(chars: list[str]) -> str:
+    shown = []
+    for char in dict.fromkeys(chars):
+        name = unicodedata.name(char, f"U+{ord(char):04X}")
+        shown.append(repr(char) if char.isprintable() else name)
+    return ", ".join(shown[:5])
+
+
+def clean_name(raw: Any) -> str:
+    """The prospect's name, trimmed and normalised, or `invalid-name`."""
+    if not isinstance(raw, str):
+        raise JobError(ErrorCode.INVALID_NAME, "The prospect name must be text.")
+    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not name:
+        raise JobError(ErrorCode.INVALID_NAME, "The prospect name is empty.")
+    if len(name) > MAX_NAME_CHARS:
+        raise JobError(
+            ErrorCode.INVALID_NAME,
+            f"The prospect name has {len(name)} characters; at most {MAX_NAME_CHARS} are allowed.",
+        )
+    # Controls (newlines, tabs) are refused, not folded: they are a sign of a broken import.
+    raw_refused = [c for c in raw if unicodedata.category(c) in ("Cc", "Cf") and c != " "]
+    refused = raw_refused or _refused_characters(name)
+    if refused:
+        raise JobError(
+            ErrorCode.INVALID_NAME,
+            f"The prospect name contains characters that cannot be spoken ({_describe(refused)}). "
+            "Use letters, digits, spaces and . , ' - & ( ) only.",
+        )
+    return name
+
+
+def greeting_text(template: Any, name: str) -> str:
+    """The words to speak: the template with `{name}` replaced, taken literally (no format())."""
+    if template is None:
+        template = DEFAULT_GREETING_TEXT
+    if not isinstance(template, str) or not template.strip():
+        raise JobError(ErrorCode.INVALID_GREETING_TEXT, "The greeting text must be non-empty text.")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"The greeting text is longer than {MAX_TEMPLATE_CHARS} characters.",
+        )
+    refused = _refused_characters(
+        template.replace(NAME_PLACEHOLDER, ""), allowed_extra=frozenset("!?")
+    )
+    if refused:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"The greeting text contains characters that cannot be spoken ({_describe(refused)}). "
+            'Write it as plain words with "{name}" where the name goes, e.g. "Hey {name},".',
+        )
+    return " ".join(template.replace(NAME_PLACEHOLDER, name).split())
+
+
+def greeting_end(raw: Any) -> float:
+    # bool is an int in Python, and a JSON true is no number of seconds.
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            "greetingEndSecond must be a number of seconds, e.g. 1.5.",
+        )
+    if not 0 < raw <= MAX_GREETING_END_S:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            f"greetingEndSecond is {raw}; it must be above 0 and at most {MAX_GREETING_END_S:g} "
+            "seconds (the end of the spoken greeting in your video).",
+        )
+    return float(raw)
+
+
+def input_path(raw: Any, user_id: str) -> str:
+    """The upload's object path, which must sit in the job owner's own upload folder."""
+    if not isinstance(raw, str) or not raw:
+        raise JobError(ErrorCode.INPUT_NOT_FOUND, "inputVideo must be the path of your upload.")
+    path = PurePosixPath(raw)
+    prefix = upload_prefix(user_id)
+    if ".." in path.parts or raw.startswith("/") or not raw.startswith(prefix) or raw == prefix:
+        raise JobError(
+            ErrorCode.INPUT_PATH_FORBIDDEN,
+            f"inputVideo must be a file in your own upload folder ({prefix}…).",
+        )
+    return raw
+
+
+def validate_request(raw: dict[str, Any]) -> ValidRequest:
+    """Checks every client-written field of a job document."""
+    user_id = raw.get("userId")
+    if not isinstance(user_id, str) or not user_id:
+        raise JobError(ErrorCode.INTERNAL, "The job has no owner (userId).", retryable=False)
+    name = clean_name(raw.get("prospectName"))
+    voice_id = raw.get("voiceId")
+    if not isinstance(voice_id, str) or not voice_id.strip() or len(voice_id) > 100:
+        raise JobError(ErrorCode.INVALID_VOICE, "voiceId must be a voice id (1-100 characters).")
+    return ValidRequest(
+        user_id=user_id,
+        input_video=input_path(raw.get("inputVideo"), user_id),
+        prospect_name=name,
+        voice_id=voice_id.strip(),
+        greeting_end_s=greeting_end(raw.get("greetingEndSecond")),
+        greeting_text=greeting_text(raw.get("greetingText"), name),
+    )
+
+
+def check_size(size_bytes: int, max_bytes: int) -> None:
+    if size_bytes == 0:
+        raise JobError(ErrorCode.INPUT_NOT_VIDEO, "The uploaded file is empty.")
+    if size_bytes > max_bytes:
+        raise JobError(
+            ErrorCode.INPUT_TOO_LARGE,
+            f"The video is {size_bytes / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB.",
+        )
+
+
+def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> None:
+    """A video stream, an audio stream, and a duration that fits the greeting and the caps."""
+    if info.video is None:
+        raise JobError(
+            ErrorCode.INPUT_NO_VIDEO_STREAM, "The file has no video stream: upload a video."
+        )
+    if info.audio is None:
+        raise JobError(
+            ErrorCode.INPUT_NO_AUDIO_STREAM,
+            "The video has no sound track, so there is no greeting to replace.",
+        )
+    if info.duration_s > max_seconds:
+        raise JobError(
+            ErrorCode.INPUT_TOO_LONG,
+            f"The video lasts {info.duration_s:.0f} s; the limit is {max_seconds:.0f} s.",
+        )
+    if info.duration_s <= greeting_end_s + MIN_TAIL_S:
+        raise JobError(
+            ErrorCode.INPUT_TOO_SHORT,
+            f"The video lasts {info.duration_s:.1f} s; it must run at least {MIN_TAIL_S:g} s "
+            f"past the greeting (greetingEndSecond {greeting_end_s:g} s).",
+        )

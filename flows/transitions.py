@@ -1,0 +1,195 @@
+"""The one place on the worker side that writes a job's `status`.
+
+Every write is a Firestore transaction that re-reads the job and refuses to move it backwards, out
+of a terminal status, or on behalf of an attempt that is no longer current: a late or duplicate
+flow run can never regress a job, and a user's cancel request stops the run at its next stage.
+(The trigger, deployed on its own, has its twin in triggers/jobs.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.cloud import firestore
+
+from flows.job import (
+    COLLECTION,
+    PROGRESS,
+    RUNNING_STAGES,
+    STAGE_ORDER,
+    TERMINAL_STATUSES,
+    ErrorInfo,
+    JobStatus,
+)
+
+
+class TransitionRefused(Exception):
+    """This run may not move the job: it is finished, cancelled, gone or on another attempt."""
+
+    def __init__(self, job_id: str, reason: str, current: JobStatus | None = None) -> None:
+        super().__init__(f"job {job_id}: {reason}")
+        self.reason = reason
+        self.current = current
+
+    @property
+    def cancelled(self) -> bool:
+        return self.current in (JobStatus.CANCELLED, JobStatus.CANCEL_REQUESTED)
+
+
+@dataclass(frozen=True)
+class Transition:
+    to: JobStatus
+    attempt: int
+    flow_run_id: str | None = None
+    error: ErrorInfo | None = None
+    fields: dict[str, Any] | None = None  # extra server fields, e.g. outputPath
+
+
+def plan_update(
+    job_id: str, current: dict[str, Any] | None, change: Transition, now: datetime
+) -> dict[str, Any]:
+    """The fields to write for `change` on a job whose document is `current`, or a refusal."""
+    if current is None:
+        raise TransitionRefused(job_id, "the job document no longer exists")
+    try:
+        status = JobStatus(current.get("status", JobStatus.PENDING))
+    except ValueError:
+        raise TransitionRefused(job_id, f"unknown status {current.get('status')!r}") from None
+    attempt = int(current.get("retryCount") or 0)
+    if attempt != change.attempt:
+        raise TransitionRefused(
+            job_id, f"attempt {change.attempt} is stale (the job is on attempt {attempt})", status
+        )
+    if status in TERMINAL_STATUSES:
+        raise TransitionRefused(job_id, f"the job is already {status}", status)
+    if status == JobStatus.CANCEL_REQUESTED and change.to not in (
+        JobStatus.CANCELLED,
+        JobStatus.FAILED,
+    ):
+        raise TransitionRefused(job_id, "the user asked to cancel the job", status)
+    if change.to != JobStatus.FAILED and STAGE_ORDER[change.to] <= STAGE_ORDER[status]:
+        raise TransitionRefused(job_id, f"{status} -> {change.to} would move backwards", status)
+
+    entry: dict[str, Any] = {"status": change.to.value, "at": now, "attempt": change.attempt}
+    if change.flow_run_id:
+        entry["flowRunId"] = change.flow_run_id
+    update: dict[str, Any] = {
+        "status": change.to.value,
+        "history": [*current.get("history", []), entry],
+        "heartbeatAt": now,
+        "updatedAt": now,
+    }
+    if change.to in PROGRESS:
+        update["progress"] = PROGRESS[change.to]
+    if change.flow_run_id and not current.get("flowRunId"):
+        update["flowRunId"] = change.flow_run_id
+    if change.error is not None:
+        update["error"] = change.error.to_firestore()
+        entry["errorCode"] = change.error.code
+    if change.to in TERMINAL_STATUSES:
+        update["completedAt"] = now
+    update.update(change.fields or {})
+    return update
+
+
+def transition(db: firestore.Client, job_id: str, change: Transition) -> dict[str, Any]:
+    """Applies `change` atomically; returns the job document as it is after the write."""
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> dict[str, Any]:
+        snapshot = ref.get(transaction=transaction)
+        current = snapshot.to_dict() if snapshot.exists else None
+        update = plan_update(job_id, current, change, datetime.now(UTC))
+        transaction.update(ref, update)
+        return {**(current or {}), **update}
+
+    result: dict[str, Any] = apply(db.transaction())
+    return result
+
+
+def touch_heartbeat(db: firestore.Client, job_id: str, attempt: int) -> bool:
+    """Refreshes `heartbeatAt` while this attempt is still running; False once it is not."""
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> bool:
+        snapshot = ref.get(transaction=transaction)
+        data = snapshot.to_dict() if snapshot.exists else None
+        if not data or int(data.get("retryCount") or 0) != attempt:
+            return False
+        if JobStatus(data.get("status", "pending")) not in (JobStatus.QUEUED, *RUNNING_STAGES):
+            return False
+        transaction.update(ref, {"heartbeatAt": datetime.now(UTC)})
+        return True
+
+    return bool(apply(db.transaction()))
+
+
+class Heartbeat:
+    """Refreshes the job's heartbeat every `interval_s` from a thread, for the length of a run.
+
+    The sweep reaps jobs whose heartbeat goes stale, so a long download or render must keep it
+    fresh; a killed worker stops beating, which is exactly what the sweep looks for.
+    """
+
+    def __init__(self, db: firestore.Client, job_id: str, attempt: int, interval_s: float) -> None:
+        self._db, self._job_id, self._attempt = db, job_id, attempt
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if not touch_heartbeat(self._db, self._job_id, self._attempt):
+                    return
+            except Exception:  # noqa: BLE001 - a missed beat is harmless; the next one retries
+                continue
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def start_new_attempt(db: firestore.Client, job_id: str, attempt: int) -> int | None:
+    """failed (attempt n) -> pending (attempt n + 1), for the sweep's retries; the new attempt.
+
+    The attempt number is the fence: once it moves on, every write of the old run is refused.
+    """
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> int | None:
+        snapshot = ref.get(transaction=transaction)
+        data = snapshot.to_dict() if snapshot.exists else None
+        if not data or data.get("status") != JobStatus.FAILED:
+            return None
+        if int(data.get("retryCount") or 0) != attempt:
+            return None
+        now = datetime.now(UTC)
+        entry = {"status": JobStatus.PENDING.value, "at": now, "attempt": attempt + 1}
+        transaction.update(
+            ref,
+            {
+                "status": JobStatus.PENDING.value,
+                "progress": 0,
+                "retryCount": attempt + 1,
+                "error": firestore.DELETE_FIELD,
+                "flowRunId": firestore.DELETE_FIELD,
+                "completedAt": firestore.DELETE_FIELD,
+                "history": [*data.get("history", []), entry],
+                "updatedAt": now,
+            },
+        )
+        return attempt + 1
+
+    result = apply(db.transaction())
+    return None if result is None else int(result)

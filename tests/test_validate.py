@@ -1,0 +1,151 @@
+"""Validation of the client-written fields: each bad value has its own code and a usable message."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from flows.job import ErrorCode, JobError
+from flows.media import AudioStream, MediaInfo, VideoStream
+from flows.stages.validate import (
+    check_media,
+    check_size,
+    clean_name,
+    greeting_end,
+    greeting_text,
+    input_path,
+    validate_request,
+)
+
+
+def job(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "userId": "u1",
+        "inputVideo": "user-uploads/u1/video.mp4",
+        "prospectName": "  Jane   Doe ",
+        "voiceId": "voice-1",
+        "greetingEndSecond": 1.5,
+    }
+    fields.update(overrides)
+    return fields
+
+
+def code_of(fn: Any, *args: Any) -> ErrorCode:
+    with pytest.raises(JobError) as error:
+        fn(*args)
+    assert error.value.message  # every refusal tells the user something
+    assert error.value.retryable is False
+    return error.value.code
+
+
+def test_valid_request_is_normalised() -> None:
+    request = validate_request(job())
+    assert request.prospect_name == "Jane Doe"
+    assert request.greeting_text == "Hey Jane Doe,"
+    assert request.greeting_end_s == 1.5
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["José", "O'Brien", "Anne-Marie", "李小龙", "محمد", "Dr. Smith, Jr.", "AT&T (Ops)", "x" * 100],
+)
+def test_real_names_pass(name: str) -> None:
+    assert clean_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "   ",
+        "x" * 101,
+        None,
+        42,
+        "Bob\nSmith",
+        "Tab\tbed",
+        "Eve\u202etxt.exe",  # right-to-left override
+        'Bob "The Builder"',
+        "Bob; rm -rf /",
+        "$(reboot)",
+        "`id`",
+        "a:b,c[d]",
+        '<break time="5s"/>',
+        "Sam 🎉",
+        "{name}",
+    ],
+)
+def test_hostile_or_broken_names_fail_with_invalid_name(name: Any) -> None:
+    assert code_of(clean_name, name) == ErrorCode.INVALID_NAME
+
+
+def test_template_is_taken_literally() -> None:
+    assert greeting_text("Hi {name}!", "Ann") == "Hi Ann!"
+    assert greeting_text(None, "Ann") == "Hey Ann,"
+    assert code_of(greeting_text, "Hi {name} {0.__class__}", "Ann") == ErrorCode.INVALID_GREETING_TEXT
+    assert code_of(greeting_text, "", "Ann") == ErrorCode.INVALID_GREETING_TEXT
+
+
+@pytest.mark.parametrize("value", [0, -1, math.nan, math.inf, 11, 10.01, "1.5", True, None])
+def test_greeting_end_out_of_range(value: Any) -> None:
+    assert code_of(greeting_end, value) == ErrorCode.INVALID_GREETING_END
+
+
+@pytest.mark.parametrize("value", [0.1, 1, 10])
+def test_greeting_end_in_range(value: Any) -> None:
+    assert greeting_end(value) == float(value)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "user-uploads/u2/video.mp4",
+        "user-uploads/u1/../u2/video.mp4",
+        "/user-uploads/u1/video.mp4",
+        "user-uploads/u1/",
+        "greeting-results/u1/x.mp4",
+        "user-uploads/u10/video.mp4",
+    ],
+)
+def test_input_outside_the_owners_folder_is_forbidden(path: str) -> None:
+    assert code_of(input_path, path, "u1") == ErrorCode.INPUT_PATH_FORBIDDEN
+
+
+def test_size_limits() -> None:
+    assert code_of(check_size, 0, 100) == ErrorCode.INPUT_NOT_VIDEO
+    assert code_of(check_size, 101, 100) == ErrorCode.INPUT_TOO_LARGE
+    check_size(100, 100)
+
+
+def media(video: bool = True, audio: bool = True, duration: float = 20.0) -> MediaInfo:
+    return MediaInfo(
+        size_bytes=1000,
+        duration_s=duration,
+        format_name="mov,mp4",
+        video=VideoStream(index=0, codec="h264", width=640, height=360, fps=30.0, rotation=0)
+        if video
+        else None,
+        audio=AudioStream(
+            index=1,
+            codec="aac",
+            profile="LC",
+            sample_rate=48000,
+            channels=2,
+            channel_layout="stereo",
+            bit_rate=128000,
+            frame_size=1024,
+            time_base=Fraction(1, 48000),
+        )
+        if audio
+        else None,
+    )
+
+
+def test_media_checks() -> None:
+    check_media(media(), 1.5, 600)
+    assert code_of(check_media, media(video=False), 1.5, 600) == ErrorCode.INPUT_NO_VIDEO_STREAM
+    assert code_of(check_media, media(audio=False), 1.5, 600) == ErrorCode.INPUT_NO_AUDIO_STREAM
+    assert code_of(check_media, media(duration=2.0), 1.5, 600) == ErrorCode.INPUT_TOO_SHORT
+    assert code_of(check_media, media(duration=601), 1.5, 600) == ErrorCode.INPUT_TOO_LONG
