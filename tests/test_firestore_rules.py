@@ -1,0 +1,244 @@
+"""firestore.rules against the Firestore emulator, with real ID tokens from the Auth emulator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from flows.enduser import Denied, FirestoreAsUser
+from flows.job import COLLECTION
+from tests.conftest import User
+
+pytestmark = pytest.mark.stack
+
+
+def as_user(stack: Any, user: User | None) -> FirestoreAsUser:
+    return FirestoreAsUser(
+        f"http://{stack.s.firestore_emulator_host}/v1",
+        stack.s.project_id,
+        user.id_token if user else None,
+    )
+
+
+def new_job(user: User, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "userId": user.uid,
+        "inputVideo": f"user-uploads/{user.uid}/abc123.mp4",
+        "prospectName": "Jane Doe",
+        "voiceId": "espeak:en-us",
+        "greetingEndSecond": 1.5,
+        "status": "pending",
+    }
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.fixture
+def alice(make_user: Callable[[], User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def bob(make_user: Callable[[], User]) -> User:
+    return make_user()
+
+
+def create(stack: Any, user: User | None, fields: dict[str, Any]) -> str:
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, user).create(COLLECTION, job_id, fields, ("createdAt",))
+    return job_id
+
+
+def seed(clients: Any, owner: User, status: str, **extra: Any) -> str:
+    """A job as the server would have left it (written with admin rights)."""
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    clients.db.collection(COLLECTION).document(job_id).set(
+        {**new_job(owner), "status": status, "createdAt": 1, **extra}
+    )
+    return job_id
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+def test_owner_creates_a_valid_job(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice))
+
+
+def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
+
+
+def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice, greetingEndSecond=2))
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides"),
+    [
+        ("forged status", {"status": "completed"}),
+        ("forged downloadUrl", {"downloadUrl": "https://evil.example/x.mp4"}),
+        ("forged outputPath", {"outputPath": "greeting-results/x/y.mp4"}),
+        ("forged retryCount", {"retryCount": 0}),
+        ("forged progress", {"progress": 100}),
+        ("unknown field", {"priority": "high"}),
+        ("name empty", {"prospectName": ""}),
+        ("name only spaces", {"prospectName": "   "}),
+        ("name 101 characters", {"prospectName": "x" * 101}),
+        ("name not a string", {"prospectName": 42}),
+        ("greetingEndSecond zero", {"greetingEndSecond": 0}),
+        ("greetingEndSecond negative", {"greetingEndSecond": -1.0}),
+        ("greetingEndSecond 11", {"greetingEndSecond": 11}),
+        ("greetingEndSecond NaN", {"greetingEndSecond": float("nan")}),
+        ("greetingEndSecond a string", {"greetingEndSecond": "1.5"}),
+        ("voiceId empty", {"voiceId": ""}),
+        ("greetingText too long", {"greetingText": "x" * 201}),
+        ("missing voiceId", {"voiceId": _DROP}),
+        ("input outside uploads", {"inputVideo": "greeting-results/someone/x.mp4"}),
+        ("input path traversal", {"inputVideo": "user-uploads/{uid}/../other/x.mp4"}),
+        ("input is the folder itself", {"inputVideo": "user-uploads/{uid}/"}),
+    ],
+)
+def test_create_refused(stack: Any, alice: User, case: str, overrides: dict[str, Any]) -> None:
+    fields = new_job(alice, **overrides)
+    if isinstance(fields.get("inputVideo"), str):
+        fields["inputVideo"] = fields["inputVideo"].replace("{uid}", alice.uid)
+    with pytest.raises(Denied) as denied:
+        create(stack, alice, fields)
+    assert denied.value.status == 403, case
+
+
+def test_create_for_another_user_refused(stack: Any, alice: User, bob: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(bob))
+
+
+def test_create_with_another_users_upload_refused(stack: Any, alice: User, bob: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(alice, inputVideo=f"user-uploads/{bob.uid}/their.mp4"))
+
+
+def test_create_unauthenticated_refused(stack: Any, alice: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, None, new_job(alice))
+
+
+def test_create_with_client_chosen_created_at_refused(stack: Any, alice: User) -> None:
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    fields = {**new_job(alice), "createdAt": "2020-01-01"}
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(COLLECTION, job_id, fields, ())
+
+
+# --- read and list ---------------------------------------------------------------------------
+
+
+def test_owner_reads_own_job(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    assert as_user(stack, alice).get(COLLECTION, job_id)["status"] == "queued"
+
+
+def test_other_user_cannot_read(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(COLLECTION, job_id)
+
+
+def test_unauthenticated_cannot_read(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, None).get(COLLECTION, job_id)
+
+
+def test_list_own_jobs_only(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    mine = seed(clients, alice, "queued")
+    seed(clients, bob, "queued")
+    rows = as_user(stack, alice).list_mine(COLLECTION, alice.uid)
+    assert [row["id"] for row in rows] == [mine]
+
+
+def test_list_someone_elses_jobs_refused(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    seed(clients, bob, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, alice).list_mine(COLLECTION, bob.uid)
+
+
+# --- update: only cancel and retry requests --------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["queued", "validating-input", "generating-video"])
+def test_cancel_request_allowed_while_running(
+    stack: Any, clients: Any, alice: User, status: str
+) -> None:
+    job_id = seed(clients, alice, status)
+    as_user(stack, alice).request_cancel(job_id)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_cancel_request_refused_when_finished(
+    stack: Any, clients: Any, alice: User, status: str
+) -> None:
+    job_id = seed(clients, alice, status)
+    with pytest.raises(Denied):
+        as_user(stack, alice).request_cancel(job_id)
+
+
+def test_retry_request_allowed_after_failure(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "failed")
+    as_user(stack, alice).request_retry(job_id)
+
+
+def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "completed")
+    with pytest.raises(Denied):
+        as_user(stack, alice).request_retry(job_id)
+
+
+def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, bob).request_cancel(job_id)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "completed"},
+        {"downloadUrl": "https://evil.example/x.mp4"},
+        {"status": "cancel-requested", "prospectName": "Someone Else"},
+        {"prospectName": "Renamed"},
+        {"userId": "someone-else"},
+    ],
+)
+def test_update_of_other_fields_refused(
+    stack: Any, clients: Any, alice: User, fields: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, alice).update(COLLECTION, job_id, fields)
+
+
+# --- delete and other collections ------------------------------------------------------------
+
+
+def test_owner_deletes_finished_job(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "completed")
+    as_user(stack, alice).delete(COLLECTION, job_id)
+    assert not clients.db.collection(COLLECTION).document(job_id).get().exists
+
+
+def test_running_job_cannot_be_deleted(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "generating-video")
+    with pytest.raises(Denied):
+        as_user(stack, alice).delete(COLLECTION, job_id)
+
+
+def test_other_collections_denied(stack: Any, alice: User) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, alice).create("users", alice.uid, {"name": "x"}, ())
