@@ -1,0 +1,197 @@
+"""What the trigger does with a job document: plain functions taking their clients as arguments.
+
+This is the only place in triggers/ that writes a job's `status`. The worker side has its own
+(flows/transitions.py); the two cannot share code because Firebase deploys this folder alone.
+Both follow the same rule: a write is conditional on the job's current status and attempt, inside
+a transaction, so a duplicate or late event never moves a job backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from google.cloud import firestore
+
+COLLECTION = "greetingJobs"
+PENDING, QUEUED, FAILED, CANCELLED = "pending", "queued", "failed", "cancelled"
+CANCEL_REQUESTED, RETRY_REQUESTED = "cancel-requested", "retry-requested"
+TERMINAL = frozenset({"completed", FAILED, CANCELLED})
+QUEUED_PROGRESS = 5
+
+log = logging.getLogger("greetings.trigger")
+
+
+class Orchestrator(Protocol):
+    def create_flow_run(
+        self, deployment: str, parameters: dict[str, Any], idempotency_key: str, name: str
+    ) -> str: ...
+
+    def cancel_flow_run_if_not_started(self, flow_run_id: str) -> bool: ...
+
+
+def idempotency_key(job_id: str, attempt: int) -> str:
+    """One flow run per job and attempt: duplicate deliveries of an event reuse the first run."""
+    return f"{job_id}:{attempt}"
+
+
+def flow_run_name(job_id: str, attempt: int) -> str:
+    return f"job-{job_id}-attempt-{attempt}"
+
+
+def _entry(status: str, attempt: int, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "at": datetime.now(UTC), "attempt": attempt, **extra}
+
+
+def start_attempt(
+    db: firestore.Client,
+    orchestrator: Orchestrator,
+    unavailable: type[Exception],
+    deployment: str,
+    job_id: str,
+    attempt: int,
+) -> str | None:
+    """Creates the flow run of a job's attempt and marks the job queued; None if Prefect is down.
+
+    When Prefect cannot be reached the job stays `pending` with a retryable error recorded, and
+    the scheduled sweep starts it later (Python Firestore triggers cannot ask for redelivery).
+    """
+    try:
+        flow_run_id = orchestrator.create_flow_run(
+            deployment,
+            {"job_id": job_id, "attempt": attempt},
+            idempotency_key(job_id, attempt),
+            flow_run_name(job_id, attempt),
+        )
+    except unavailable as exc:
+        log.warning("job %s: Prefect unavailable, left pending for the sweep: %s", job_id, exc)
+        db.collection(COLLECTION).document(job_id).update(
+            {
+                "error": {
+                    "code": "orchestrator-unavailable",
+                    "message": "The job could not be scheduled yet; it will start automatically.",
+                    "retryable": True,
+                },
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+            }
+        )
+        return None
+    mark_queued(db, job_id, attempt, flow_run_id)
+    return flow_run_id
+
+
+def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: str) -> bool:
+    """pending -> queued for this attempt; never over a later status. True if it moved."""
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> bool:
+        snapshot = ref.get(transaction=transaction)
+        if not snapshot.exists:
+            return False
+        data = snapshot.to_dict() or {}
+        if int(data.get("retryCount") or 0) != attempt:
+            return False
+        if data.get("status") != PENDING:
+            # A later status was written first (the worker is fast); still record the run id.
+            if not data.get("flowRunId"):
+                transaction.update(ref, {"flowRunId": flow_run_id})
+            return False
+        history = [*data.get("history", []), _entry(QUEUED, attempt, flowRunId=flow_run_id)]
+        transaction.update(
+            ref,
+            {
+                "status": QUEUED,
+                "progress": QUEUED_PROGRESS,
+                "flowRunId": flow_run_id,
+                "history": history,
+                "error": firestore.DELETE_FIELD,
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+                "heartbeatAt": firestore.SERVER_TIMESTAMP,
+            },
+        )
+        return True
+
+    return bool(apply(db.transaction()))
+
+
+def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | None:
+    """retry-requested -> pending with retryCount + 1; the new attempt number, or None.
+
+    Over the limit the job goes back to `failed` with a message saying so.
+    """
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> int | None:
+        snapshot = ref.get(transaction=transaction)
+        data = (snapshot.to_dict() or {}) if snapshot.exists else {}
+        if data.get("status") != RETRY_REQUESTED:
+            return None
+        retries = int(data.get("retryCount") or 0)
+        if retries >= max_retries:
+            error = dict(data.get("error") or {})
+            error.update(
+                retryable=False,
+                message=f"This job was already retried {retries} times, the limit. "
+                "Create a new job to try again.",
+            )
+            transaction.update(
+                ref,
+                {
+                    "status": FAILED,
+                    "error": error,
+                    "history": [*data.get("history", []), _entry(FAILED, retries)],
+                    "updatedAt": firestore.SERVER_TIMESTAMP,
+                },
+            )
+            return None
+        attempt = retries + 1
+        transaction.update(
+            ref,
+            {
+                "status": PENDING,
+                "progress": 0,
+                "retryCount": attempt,
+                "error": firestore.DELETE_FIELD,
+                "flowRunId": firestore.DELETE_FIELD,
+                "history": [*data.get("history", []), _entry(PENDING, attempt)],
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+            },
+        )
+        return attempt
+
+    result = apply(db.transaction())
+    return None if result is None else int(result)
+
+
+def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> bool:
+    """cancel-requested -> cancelled. A run not yet started is cancelled in Prefect too."""
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> tuple[bool, str | None]:
+        snapshot = ref.get(transaction=transaction)
+        data = (snapshot.to_dict() or {}) if snapshot.exists else {}
+        if data.get("status") != CANCEL_REQUESTED:
+            return False, None
+        attempt = int(data.get("retryCount") or 0)
+        transaction.update(
+            ref,
+            {
+                "status": CANCELLED,
+                "history": [*data.get("history", []), _entry(CANCELLED, attempt)],
+                "updatedAt": firestore.SERVER_TIMESTAMP,
+                "completedAt": firestore.SERVER_TIMESTAMP,
+            },
+        )
+        return True, data.get("flowRunId")
+
+    cancelled, flow_run_id = apply(db.transaction())
+    if cancelled and flow_run_id:
+        try:
+            orchestrator.cancel_flow_run_if_not_started(flow_run_id)
+        except Exception:  # noqa: BLE001 - the job is cancelled either way; the flow stops itself
+            log.exception("job %s: could not cancel flow run %s in Prefect", job_id, flow_run_id)
+    return bool(cancelled)

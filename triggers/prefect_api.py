@@ -1,0 +1,73 @@
+"""The two Prefect REST calls the trigger needs, without importing prefect (cold starts stay fast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+class PrefectUnavailable(Exception):
+    """Prefect could not be reached or answered with a server error: the job must be retried later."""
+
+
+@dataclass
+class PrefectApi:
+    api_url: str
+    api_key: str = ""
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        if self.api_key:
+            self._session.headers["Authorization"] = f"Bearer {self.api_key}"
+        self._deployment_ids: dict[str, str] = {}
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self.api_url.rstrip('/')}/{path.lstrip('/')}"
+        try:
+            response = self._session.request(method, url, json=body, timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            raise PrefectUnavailable(f"Prefect API at {self.api_url} unreachable: {exc}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise PrefectUnavailable(
+                f"Prefect API answered {response.status_code} for {method} {path}: "
+                f"{response.text[:300]}"
+            )
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def deployment_id(self, name: str) -> str:
+        """The id of a deployment named `flow-name/deployment-name` (looked up once per process)."""
+        if name not in self._deployment_ids:
+            self._deployment_ids[name] = self._call("GET", f"/deployments/name/{name}")["id"]
+        return self._deployment_ids[name]
+
+    def create_flow_run(
+        self, deployment: str, parameters: dict[str, Any], idempotency_key: str, name: str
+    ) -> str:
+        """Creates a flow run; the same idempotency key returns the run made the first time."""
+        run = self._call(
+            "POST",
+            f"/deployments/{self.deployment_id(deployment)}/create_flow_run",
+            {"parameters": parameters, "idempotency_key": idempotency_key, "name": name},
+        )
+        return str(run["id"])
+
+    def cancel_flow_run_if_not_started(self, flow_run_id: str) -> bool:
+        """Cancels a run that no worker has picked up yet; True if it was cancelled.
+
+        A run that already started is left alone on purpose: the flow stops itself at its next
+        stage transition when it sees the job cancelled, and cleans up after itself, which a
+        killed process could not do.
+        """
+        run = self._call("GET", f"/flow_runs/{flow_run_id}")
+        if run["state_type"] not in ("SCHEDULED", "PENDING"):
+            return False
+        result = self._call(
+            "POST",
+            f"/flow_runs/{flow_run_id}/set_state",
+            {"state": {"type": "CANCELLED", "name": "Cancelled", "message": "Cancelled by the user"}},
+        )
+        return bool(result and result.get("status") == "ACCEPT")
