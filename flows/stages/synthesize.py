@@ -1,0 +1,528 @@
+"""The `processing-audio` stage: speak the greeting ("Hey John,") in the rep's voice.
+
+Two providers sit behind one small `Voice` protocol: ElevenLabs (production, and any machine with
+a key) and espeak-ng (a laptop or CI without a key still gets a real, if robotic, greeting).
+`build_voice` picks one from the settings; the flow builds it once and passes it in.
+
+`synthesize_speech` is the plain function (the local `greetings render` command calls it without
+Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares what a worker needs:
+
+- retries only for failures worth retrying (429, 5xx, timeouts: `JobError.retryable`), with
+  jittered exponential backoff;
+- a cache shared by every run and every worker, keyed by what determines the audio (provider,
+  model, output format, voice settings, voice id, text) and not by the run, so re-rendering a
+  batch or retrying a job costs no ElevenLabs characters for greetings already spoken;
+- a Prefect global concurrency limit named `elevenlabs` around ElevenLabs calls, sized to the
+  plan's concurrent-request allowance (`GREETINGS_ELEVENLABS_CONCURRENCY`), so workers queue
+  instead of collecting 429s. The local stack creates the limit (`ensure_elevenlabs_limit`);
+  where it does not exist Prefect logs a warning and runs the call unlimited: Prefect 3's client
+  has no `create_if_missing` (the server deprecated it), so creating it is a deployment step.
+
+Use `synthesize_greeting_task(settings)` in flows: it is the task with the speech cache's storage
+(a folder, or `gs://...` in production) attached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import httpx
+from elevenlabs import ElevenLabs, VoiceSettings
+from elevenlabs.core.api_error import ApiError
+from prefect import Task, task
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.filesystems import RemoteFileSystem
+from prefect.tasks import exponential_backoff
+
+from flows.job import ErrorCode, JobError
+from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import State, TaskRun
+    from prefect.context import TaskRunContext
+
+logger = logging.getLogger(__name__)
+
+ELEVENLABS_CONCURRENCY_LIMIT = "elevenlabs"
+SPEECH_CACHE_BLOCK = "greetings-speech-cache"
+ESPEAK_VOICE_PREFIX = "espeak:"
+# Bump when the bytes a provider returns for the same inputs change meaning (e.g. a new
+# container format), so old cache entries are never served for new code.
+SPEECH_CACHE_VERSION = 1
+# Task-level retries of transient TTS failures. GREETINGS_MAX_RETRIES is about re-running whole
+# jobs, so it is not reused here. Delays: 2, 4, 8, 16 s, each +-50% jitter so that workers that
+# hit the same 429 do not come back in lockstep.
+TTS_RETRIES = 4
+TTS_RETRY_BACKOFF_SECONDS = 2.0
+TTS_RETRY_JITTER_FACTOR = 0.5
+# How long a greeting may wait for an ElevenLabs slot before the attempt counts as a (retryable)
+# unavailability; a batch of hundreds of greetings on a 2-slot plan legitimately waits minutes.
+ELEVENLABS_SLOT_TIMEOUT_SECONDS = 900.0
+ESPEAK_TIMEOUT_SECONDS = 30.0
+_MAX_PROVIDER_MESSAGE = 300
+
+# espeak-ng voice names as `espeak-ng --voices` lists them (`en-us`, `de`, `en-us+f3` with a
+# variant). Anything else never reaches the command line: no paths, no option-like values.
+_ESPEAK_VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}(\+[A-Za-z0-9_-]{1,31})?")
+# ElevenLabs interprets `<break .../>` and `<phoneme>` (SSML) on most models and `[whispers]`-style
+# audio tags on v3. A greeting is plain speech: those brackets become spaces, so a name such as
+# `<break time="5s"/>` is spoken as the words "break time 5s" instead of becoming a pause.
+_MARKUP_CHARACTERS = str.maketrans(dict.fromkeys("<>[]", " "))
+_WHITESPACE = re.compile(r"\s+")
+
+
+# --- Greeting text ------------------------------------------------------------------------------
+
+
+def greeting_text(template: str, name: str) -> str:
+    """The text to speak: the template with `{name}` replaced, and markup neutralised.
+
+    `str.replace`, never `str.format`: braces in a template or a name are text, not fields.
+    Neutralising happens on the final text because the template comes from the client too.
+    """
+    return plain_speech_text(template.replace("{name}", name))
+
+
+def plain_speech_text(text: str) -> str:
+    """`text` with TTS markup characters and control characters turned into single spaces."""
+    text = text.translate(_MARKUP_CHARACTERS)
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+# --- Speech and the providers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A synthesized greeting: encoded audio and what made it (it is cached as a Prefect result)."""
+
+    audio: bytes
+    extension: Literal["mp3", "wav"]
+    provider: str
+    voice_id: str  # the voice that spoke: for espeak-ng, `espeak:<voice>` actually used
+    model: str
+
+
+@dataclass(frozen=True)
+class SpeechIdentity:
+    """Everything about a provider that changes the audio for the same text and voice id."""
+
+    provider: str
+    model: str
+    output_format: str
+    voice_settings: tuple[tuple[str, float | bool | str], ...] = ()
+
+
+class Voice(Protocol):
+    """A text-to-speech provider."""
+
+    @property
+    def cache_identity(self) -> SpeechIdentity: ...
+
+    @property
+    def concurrency_limit(self) -> str | None:
+        """The Prefect global concurrency limit its calls must hold a slot of, if any."""
+        ...
+
+    def synthesize(self, text: str, voice_id: str) -> Speech: ...
+
+
+def speech_extension(output_format: str) -> Literal["mp3", "wav"]:
+    """The file extension of an ElevenLabs `output_format`; only containers ffmpeg reads as-is."""
+    if output_format.startswith("mp3_"):
+        return "mp3"
+    if output_format.startswith("wav_"):
+        return "wav"
+    # pcm_/ulaw_/alaw_ are headerless and opus would need its own handling downstream.
+    raise ValueError(f"unsupported ElevenLabs output format {output_format!r}: use mp3_* or wav_*")
+
+
+class ElevenLabsVoice:
+    """ElevenLabs text-to-speech through the official SDK (which does not retry `convert`)."""
+
+    provider = "elevenlabs"
+
+    def __init__(
+        self,
+        client: ElevenLabs,
+        model_id: str,
+        output_format: str,
+        voice_settings: VoiceSettings | None = None,
+        *,
+        concurrency_limit: str | None = ELEVENLABS_CONCURRENCY_LIMIT,
+    ) -> None:
+        self._client = client
+        self.concurrency_limit = concurrency_limit
+        self.model_id = model_id
+        self.output_format = output_format
+        self.extension = speech_extension(output_format)
+        self.voice_settings = voice_settings
+
+    @property
+    def cache_identity(self) -> SpeechIdentity:
+        settings = self.voice_settings.model_dump(exclude_none=True) if self.voice_settings else {}
+        return SpeechIdentity(
+            provider=self.provider,
+            model=self.model_id,
+            output_format=self.output_format,
+            voice_settings=tuple(sorted(settings.items())),
+        )
+
+    def synthesize(self, text: str, voice_id: str) -> Speech:
+        try:
+            # The SDK streams: errors (HTTP or network) surface while the chunks are joined.
+            audio = b"".join(
+                self._client.text_to_speech.convert(
+                    voice_id,
+                    text=text,
+                    model_id=self.model_id,
+                    output_format=self.output_format,
+                    voice_settings=self.voice_settings,
+                )
+            )
+        except ApiError as exc:
+            raise elevenlabs_error(exc.status_code, exc.body, voice_id) from exc
+        except httpx.HTTPError as exc:
+            raise elevenlabs_transport_error(exc) from exc
+        if not audio:
+            raise JobError(ErrorCode.TTS_UNAVAILABLE, "ElevenLabs returned no audio")
+        return Speech(audio, self.extension, self.provider, voice_id, self.model_id)
+
+
+class EspeakVoice:
+    """The local espeak-ng voice: no key, no network, WAV output.
+
+    Voice ids `espeak:<voice>` choose an espeak-ng voice; any other id (an ElevenLabs voice id on
+    a laptop without a key) is spoken by `default_voice`, so every job still gets a greeting.
+    Text goes in on stdin and SSML stays off (no `-m`): markup is read out as words.
+    """
+
+    provider = "espeak-ng"
+    concurrency_limit: str | None = None
+
+    def __init__(self, default_voice: str = "en-us", executable: str = "espeak-ng") -> None:
+        if not _ESPEAK_VOICE_NAME.fullmatch(default_voice):
+            raise ValueError(f"not an espeak-ng voice name: {default_voice!r}")
+        self.default_voice = default_voice
+        self.executable = executable
+
+    @property
+    def cache_identity(self) -> SpeechIdentity:
+        return SpeechIdentity(
+            provider=self.provider,
+            model="espeak-ng",
+            output_format="wav",
+            voice_settings=(("default_voice", self.default_voice),),
+        )
+
+    def espeak_voice(self, voice_id: str) -> str:
+        """The espeak-ng voice that speaks for `voice_id` (INVALID_VOICE for a malformed one)."""
+        if not voice_id.startswith(ESPEAK_VOICE_PREFIX):
+            logger.info(
+                "voice %r is not an espeak-ng voice: the local voice %r speaks instead",
+                voice_id,
+                self.default_voice,
+            )
+            return self.default_voice
+        name = voice_id.removeprefix(ESPEAK_VOICE_PREFIX)
+        if not _ESPEAK_VOICE_NAME.fullmatch(name):
+            raise JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
+        return name
+
+    def synthesize(self, text: str, voice_id: str) -> Speech:
+        name = self.espeak_voice(voice_id)
+        with tempfile.TemporaryDirectory(prefix="greeting-espeak-") as folder:
+            wav = Path(folder) / "speech.wav"
+            # `-w` rather than `--stdout`: espeak-ng streams a WAV header with placeholder sizes
+            # to stdout, but writes the real sizes into a file it closes itself.
+            command = [self.executable, "-v", name, "-b", "1", "--stdin", "-w", str(wav)]
+            try:
+                done = subprocess.run(
+                    command,
+                    input=text.encode("utf-8"),
+                    capture_output=True,
+                    timeout=ESPEAK_TIMEOUT_SECONDS,
+                    check=False,
+                )
+            except FileNotFoundError as exc:
+                raise JobError(
+                    ErrorCode.TTS_UNAVAILABLE,
+                    f"{self.executable} is not installed on this worker",
+                    retryable=False,
+                ) from exc
+            except subprocess.TimeoutExpired as exc:
+                raise JobError(
+                    ErrorCode.TTS_UNAVAILABLE,
+                    f"espeak-ng took longer than {ESPEAK_TIMEOUT_SECONDS:.0f} s",
+                ) from exc
+            stderr = done.stderr.decode("utf-8", "replace").strip()
+            if done.returncode != 0:
+                raise self._failure(name, voice_id, stderr)
+            audio = wav.read_bytes() if wav.exists() else b""
+        if not audio:
+            raise JobError(ErrorCode.INTERNAL, f"espeak-ng produced no audio: {stderr}")
+        return Speech(audio, "wav", self.provider, ESPEAK_VOICE_PREFIX + name, "espeak-ng")
+
+    def _failure(self, name: str, voice_id: str, stderr: str) -> JobError:
+        if "voice does not exist" not in stderr:
+            return JobError(ErrorCode.INTERNAL, f"espeak-ng failed: {stderr}", retryable=False)
+        if voice_id.startswith(ESPEAK_VOICE_PREFIX):
+            return JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
+        # The configured fallback itself is wrong: an operator's problem, not the job's.
+        return JobError(
+            ErrorCode.INTERNAL,
+            f"the local voice {name!r} (GREETINGS_ESPEAK_VOICE) does not exist in espeak-ng",
+            retryable=False,
+        )
+
+
+def build_voice(settings: Settings, client: ElevenLabs | None = None) -> Voice:
+    """The provider the settings ask for, with its client built here unless one is given."""
+    if not settings.use_elevenlabs:
+        reason = (
+            "no ElevenLabs key configured"
+            if settings.tts_provider == "auto"
+            else "GREETINGS_TTS_PROVIDER=espeak"
+        )
+        logger.info("%s: using the local espeak-ng voice %r", reason, settings.espeak_voice)
+        return EspeakVoice(settings.espeak_voice)
+    if client is None:
+        if settings.elevenlabs_api_key is None:
+            raise JobError(
+                ErrorCode.TTS_AUTH,
+                "GREETINGS_TTS_PROVIDER=elevenlabs but GREETINGS_ELEVENLABS_API_KEY is not set",
+                retryable=False,
+            )
+        client = ElevenLabs(
+            api_key=settings.elevenlabs_api_key.get_secret_value(),
+            base_url=settings.elevenlabs_base_url,
+            timeout=settings.elevenlabs_timeout_seconds,
+        )
+    logger.info(
+        "ElevenLabs key configured: using ElevenLabs (model %s, %s%s)",
+        settings.elevenlabs_model_id,
+        settings.elevenlabs_output_format,
+        f", at {settings.elevenlabs_base_url}" if settings.elevenlabs_base_url else "",
+    )
+    return ElevenLabsVoice(
+        client,
+        model_id=settings.elevenlabs_model_id,
+        output_format=settings.elevenlabs_output_format,
+        voice_settings=VoiceSettings(
+            stability=settings.elevenlabs_stability,
+            similarity_boost=settings.elevenlabs_similarity_boost,
+        ),
+    )
+
+
+# --- ElevenLabs errors ----------------------------------------------------------------------------
+
+
+def _provider_message(body: Any) -> tuple[str, str]:
+    """(status, message) of an ElevenLabs error body, whichever shape it has.
+
+    ElevenLabs answers `{"detail": {"status": ..., "message": ...}}`; request validation answers
+    FastAPI's `{"detail": [{"type", "loc", "msg"}, ...]}`; a proxy may answer plain text.
+    """
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, dict):
+        status, message = str(detail.get("status", "")), str(detail.get("message", ""))
+    elif isinstance(detail, list):
+        items = [item for item in detail if isinstance(item, dict)]
+        status = str(items[0].get("type", "")) if items else ""
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in item.get('loc', [])[1:])}: {item.get('msg', '')}"
+            for item in items
+        )
+    else:
+        status, message = "", str(detail or "")
+    return status, message[:_MAX_PROVIDER_MESSAGE]
+
+
+def _about_voice(status: str, message: str, body: Any) -> bool:
+    return "voice" in status.lower() or "voice" in message.lower() or "voice_id" in str(body)
+
+
+def elevenlabs_error(status_code: int | None, body: Any, voice_id: str) -> JobError:
+    """The job failure an ElevenLabs HTTP error means (retryable only when waiting can help)."""
+    status, message = _provider_message(body)
+    said = f": {message}" if message else ""
+    if status_code in (401, 403):
+        # 401 also means an exhausted quota: the account, not this greeting, needs attention.
+        what = "the account's quota" if status == "quota_exceeded" else "the API key"
+        return JobError(
+            ErrorCode.TTS_AUTH,
+            f"ElevenLabs refused {what} (GREETINGS_ELEVENLABS_API_KEY){said}",
+            retryable=False,
+        )
+    if status_code == 404 or (status_code in (400, 422) and _about_voice(status, message, body)):
+        return JobError(
+            ErrorCode.INVALID_VOICE,
+            f"ElevenLabs has no usable voice {voice_id!r}{said}",
+            retryable=False,
+        )
+    if status_code == 429:
+        reason = (
+            "is at the plan's concurrent-request limit"
+            if status == "too_many_concurrent_requests"
+            else "is busy"
+        )
+        return JobError(ErrorCode.TTS_UNAVAILABLE, f"ElevenLabs {reason}{said}", retryable=True)
+    if status_code == 408 or status_code is None or status_code >= 500:
+        return JobError(
+            ErrorCode.TTS_UNAVAILABLE,
+            f"ElevenLabs is unavailable (HTTP {status_code}){said}",
+            retryable=True,
+        )
+    return JobError(
+        ErrorCode.TTS_REJECTED,
+        f"ElevenLabs rejected the greeting (HTTP {status_code}){said}",
+        retryable=False,
+    )
+
+
+def elevenlabs_transport_error(exc: httpx.HTTPError) -> JobError:
+    """The job failure a network-level error means: timeouts and dropped connections retry."""
+    if isinstance(exc, httpx.TimeoutException):
+        return JobError(ErrorCode.TTS_UNAVAILABLE, "ElevenLabs did not answer in time")
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        return JobError(ErrorCode.TTS_UNAVAILABLE, f"could not reach ElevenLabs: {exc}")
+    # A malformed base URL or proxy setting will not fix itself by waiting.
+    return JobError(
+        ErrorCode.TTS_UNAVAILABLE,
+        f"cannot call ElevenLabs: {exc!r} (check GREETINGS_ELEVENLABS_BASE_URL)",
+        retryable=False,
+    )
+
+
+# --- The plain function and its task -------------------------------------------------------------
+
+
+def synthesize_speech(voice: Voice, text: str, voice_id: str) -> Speech:
+    """The greeting `text` spoken by `voice_id`; no Prefect involved.
+
+    The text is made plain here too, whoever built it: markup must never reach a provider.
+    """
+    spoken = plain_speech_text(text)
+    if not spoken:
+        raise JobError(ErrorCode.INVALID_GREETING_TEXT, "the greeting text is empty")
+    return voice.synthesize(spoken, voice_id)
+
+
+def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str) -> str:
+    """A stable key for the audio these inputs produce: the same on every run and worker."""
+    material = json.dumps(
+        [
+            SPEECH_CACHE_VERSION,
+            identity.provider,
+            identity.model,
+            identity.output_format,
+            [list(pair) for pair in identity.voice_settings],
+            voice_id,
+            text,
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    # Also the result's file name in the cache folder or bucket: hex only, provider for humans.
+    return f"speech-{identity.provider}-{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+def is_retryable(exc: BaseException | None) -> bool:
+    """Whether a failed attempt is worth repeating: only JobErrors marked retryable."""
+    return isinstance(exc, JobError) and exc.retryable
+
+
+def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    voice: Voice = parameters["voice"]
+    return speech_cache_key(voice.cache_identity, parameters["voice_id"], parameters["text"])
+
+
+def _retry_condition(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    # The engine hands over `Failed(data=<the exception>)` before anything is persisted.
+    exc = state.data if isinstance(state.data, BaseException) else None
+    return is_retryable(exc)
+
+
+@contextmanager
+def _concurrency_slot(limit: str | None) -> Iterator[None]:
+    """Hold one slot of `limit` (if any) around the body; a failure to get one is a JobError."""
+    if limit is None:
+        yield
+        return
+    acquired = False
+    try:
+        with concurrency(limit, occupy=1, timeout_seconds=ELEVENLABS_SLOT_TIMEOUT_SECONDS):
+            acquired = True
+            yield
+    except TimeoutError as exc:  # Prefect's AcquireConcurrencySlotTimeoutError subclasses it
+        if acquired:  # raised by the body, not by the wait for a slot
+            raise
+        raise JobError(
+            ErrorCode.TTS_UNAVAILABLE,
+            f"no {limit!r} slot became free in {ELEVENLABS_SLOT_TIMEOUT_SECONDS:.0f} s",
+        ) from exc
+    except ConcurrencySlotAcquisitionError as exc:
+        raise JobError(
+            ErrorCode.ORCHESTRATOR_UNAVAILABLE, f"could not take a {limit!r} slot: {exc}"
+        ) from exc
+
+
+@task(
+    name="synthesize-greeting",
+    retries=TTS_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=TTS_RETRY_BACKOFF_SECONDS),
+    retry_jitter_factor=TTS_RETRY_JITTER_FACTOR,
+    retry_condition_fn=_retry_condition,
+    cache_key_fn=_task_cache_key,
+    persist_result=True,
+    result_serializer="pickle",
+)
+def synthesize_greeting(voice: Voice, text: str, voice_id: str) -> Speech:
+    """The greeting spoken by `voice_id`, from the speech cache when it was spoken before."""
+    with _concurrency_slot(voice.concurrency_limit):
+        return synthesize_speech(voice, text, voice_id)
+
+
+def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
+    """Where cached speech lives: a local folder, or (any `scheme://`) a bucket via fsspec.
+
+    A folder serves one machine (or a shared volume); workers on several machines need a bucket,
+    e.g. `gs://<bucket>/speech-cache` (needs `gcsfs` on the workers).
+    """
+    if "://" in location and not location.startswith("file://"):
+        return RemoteFileSystem(basepath=location)
+    return Path(location.removeprefix("file://")).expanduser().resolve()
+
+
+def synthesize_greeting_task(settings: Settings) -> Task[[Voice, str, str], Speech]:
+    """`synthesize_greeting` storing its results in the configured speech cache.
+
+    A bucket is saved as the `remote-file-system/greetings-speech-cache` block first (an API call):
+    Prefect accepts a block as task result storage only once it is saved server-side.
+    """
+    storage = speech_cache_storage(settings.speech_cache_location)
+    if isinstance(storage, RemoteFileSystem):
+        storage.save(SPEECH_CACHE_BLOCK, overwrite=True)
+    return synthesize_greeting.with_options(result_storage=storage)
+
+
+def ensure_elevenlabs_limit(client: SyncPrefectClient, settings: Settings) -> None:
+    """Create (or resize) the `elevenlabs` global concurrency limit; the local stack calls this."""
+    client.upsert_global_concurrency_limit_by_name(
+        ELEVENLABS_CONCURRENCY_LIMIT, settings.elevenlabs_concurrency
+    )

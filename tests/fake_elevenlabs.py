@@ -1,0 +1,376 @@
+"""A local stand-in for ElevenLabs' text-to-speech endpoint, for the real SDK to talk to.
+
+It serves `POST /v1/text-to-speech/{voice_id}` (and `/stream`) the way the SDK calls it: the
+`xi-api-key` header, the `output_format` query parameter, a JSON body. It answers real audio (the
+request's text spoken by espeak-ng; MP3 through ffmpeg for `mp3_*` formats), ElevenLabs' error
+bodies (`{"detail": {"status", "message"}}`; FastAPI's `{"detail": [...]}` for a malformed body),
+and, when told to, misbehaves: each scripted response is used by one request, in order.
+
+    with FakeElevenLabs(voices={"voice-a"}) as fake:
+        fake.script(too_many_concurrent_requests(), server_error())
+        client = ElevenLabs(api_key=fake.api_key, base_url=fake.base_url)
+        ...
+        assert fake.calls == 3
+
+Calls are counted when a request arrives, whatever its answer, since that is what ElevenLabs
+bills and rate-limits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+DEFAULT_API_KEY = "fake-elevenlabs-key"
+DEFAULT_VOICES = frozenset({"JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM"})
+_PATH = re.compile(r"^/v1/text-to-speech/(?P<voice_id>[^/]+)(?P<stream>/stream)?$")
+_OUTPUT_FORMAT = re.compile(r"^(?P<codec>mp3|wav|pcm)_(?P<rate>\d+)(?:_(?P<kbps>\d+))?$")
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """One programmed answer: an HTTP status and JSON body, optionally after hanging."""
+
+    status: int = 200
+    body: Any = None
+    hang_seconds: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def too_many_concurrent_requests() -> Scripted:
+    return Scripted(
+        429,
+        _detail(
+            "too_many_concurrent_requests",
+            "You have too many concurrent requests ongoing. Please wait for some of them to"
+            " finish before sending more.",
+        ),
+    )
+
+
+def system_busy() -> Scripted:
+    return Scripted(
+        429,
+        _detail("system_busy", "Our services are experiencing high traffic. Please retry."),
+    )
+
+
+def server_error(status: int = 500) -> Scripted:
+    return Scripted(status, _detail("internal_error", "An internal error occurred."))
+
+
+def unauthorized() -> Scripted:
+    return Scripted(401, _detail("invalid_api_key", "Invalid API key"))
+
+
+def unprocessable(field_name: str = "text") -> Scripted:
+    return Scripted(422, {"detail": [_missing(field_name, None)]})
+
+
+def hang(seconds: float) -> Scripted:
+    """Say nothing for `seconds`, then answer normally (if the client is still there)."""
+    return Scripted(200, None, hang_seconds=seconds)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    voice_id: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _State:
+    api_key: str
+    voices: set[str]
+    scripted: deque[Scripted] = field(default_factory=deque)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    texts: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class FakeElevenLabs:
+    """The fake server, on 127.0.0.1 and a free port, served from a daemon thread."""
+
+    def __init__(
+        self, api_key: str = DEFAULT_API_KEY, voices: Iterable[str] = DEFAULT_VOICES
+    ) -> None:
+        self._state = _State(api_key=api_key, voices=set(voices))
+        state = self._state
+
+        class Handler(_Handler):
+            shared = state
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-elevenlabs", daemon=True
+        )
+
+    # --- lifecycle ---
+
+    def start(self) -> FakeElevenLabs:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._state.stopping.set()  # wakes hanging handlers
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeElevenLabs:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- programming and inspection ---
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_key(self) -> str:
+        return self._state.api_key
+
+    def add_voice(self, voice_id: str) -> None:
+        with self._state.lock:
+            self._state.voices.add(voice_id)
+
+    def script(self, *responses: Scripted) -> None:
+        """Queue answers for the next requests, one each, before normal service resumes."""
+        with self._state.lock:
+            self._state.scripted.extend(responses)
+
+    def reset(self) -> None:
+        """Forget calls, requests and unused scripted answers (between tests)."""
+        with self._state.lock:
+            self._state.scripted.clear()
+            self._state.requests.clear()
+            self._state.texts.clear()
+            self._state.max_in_flight = 0
+
+    @property
+    def calls(self) -> int:
+        with self._state.lock:
+            return len(self._state.requests)
+
+    def calls_for(self, text: str) -> int:
+        with self._state.lock:
+            return self._state.texts[text]
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._state.lock:
+            return list(self._state.requests)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most text-to-speech requests it was serving at the same time."""
+        with self._state.lock:
+            return self._state.max_in_flight
+
+
+class _Handler(BaseHTTPRequestHandler):
+    shared: _State
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest output clean
+
+    def do_GET(self) -> None:
+        self._send_json(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        match = _PATH.match(url.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if match is None:
+            self._send_json(404, {"detail": "Not Found"})
+            return
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        state = self.shared
+        with state.lock:
+            state.requests.append(
+                RecordedRequest(
+                    method="POST",
+                    path=url.path,
+                    voice_id=match["voice_id"],
+                    query=query,
+                    headers={key.lower(): value for key, value in self.headers.items()},
+                    body=body,
+                )
+            )
+            if isinstance(body, dict) and isinstance(body.get("text"), str):
+                state.texts[body["text"]] += 1
+            scripted = state.scripted.popleft() if state.scripted else None
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            self._answer(scripted, match["voice_id"], query, body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test): nothing to answer
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _answer(
+        self, scripted: Scripted | None, voice_id: str, query: dict[str, str], body: Any
+    ) -> None:
+        if scripted is not None:
+            if scripted.hang_seconds and self.shared.stopping.wait(scripted.hang_seconds):
+                return
+            if scripted.status != 200 or scripted.body is not None:
+                self._send_json(scripted.status, scripted.body, scripted.headers)
+                return
+        if self.headers.get("xi-api-key") is None:
+            self._send_json(
+                401,
+                _detail(
+                    "needs_authorization",
+                    "Neither authorization header nor xi-api-key received, please provide one.",
+                ),
+            )
+            return
+        if self.headers.get("xi-api-key") != self.shared.api_key:
+            self._send_json(401, unauthorized().body)
+            return
+        errors = _validate(body)
+        if errors:
+            self._send_json(422, {"detail": errors})
+            return
+        output_format = query.get("output_format", "mp3_44100_128")
+        fmt = _OUTPUT_FORMAT.match(output_format)
+        if fmt is None:
+            self._send_json(
+                422,
+                {"detail": [_invalid(["query", "output_format"], output_format)]},
+            )
+            return
+        if voice_id not in self.shared.voices:
+            self._send_json(
+                404,
+                _detail("voice_not_found", f"A voice with the voice_id {voice_id} was not found."),
+            )
+            return
+        audio, content_type = _speak(body["text"], fmt["codec"], int(fmt["rate"]), fmt["kbps"])
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(audio)))
+        self.send_header("request-id", f"fake-{len(self.shared.requests)}")
+        self.end_headers()
+        self.wfile.write(audio)
+
+    def _send_json(self, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _detail(status: str, message: str) -> dict[str, Any]:
+    return {"detail": {"status": status, "message": message}}
+
+
+def _missing(name: str, given: Any) -> dict[str, Any]:
+    return {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": given}
+
+
+def _invalid(loc: list[str], given: Any) -> dict[str, Any]:
+    return {"type": "enum", "loc": loc, "msg": "Input should be a valid format", "input": given}
+
+
+def _validate(body: Any) -> list[dict[str, Any]]:
+    """FastAPI-style validation errors of a text-to-speech body (empty when it is fine)."""
+    if not isinstance(body, dict):
+        return [
+            {
+                "type": "model_attributes_type",
+                "loc": ["body"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+                "input": body,
+            }
+        ]
+    if "text" not in body:
+        return [_missing("text", body)]
+    if not isinstance(body["text"], str):
+        return [
+            {
+                "type": "string_type",
+                "loc": ["body", "text"],
+                "msg": "Input should be a valid string",
+                "input": body["text"],
+            }
+        ]
+    settings = body.get("voice_settings")
+    if settings is not None and not isinstance(settings, dict):
+        return [
+            {
+                "type": "model_attributes_type",
+                "loc": ["body", "voice_settings"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+                "input": settings,
+            }
+        ]
+    return []
+
+
+def _speak(text: str, codec: str, rate: int, kbps: str | None) -> tuple[bytes, str]:
+    """`text` spoken by espeak-ng (stdin, no SSML), encoded as the output format asks."""
+    with tempfile.TemporaryDirectory(prefix="fake-elevenlabs-") as folder:
+        wav = Path(folder) / "speech.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-b", "1", "--stdin", "-w", str(wav)],
+            input=text.encode("utf-8"),
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        out = Path(folder) / f"out.{'mp3' if codec == 'mp3' else 'wav'}"
+        encode = ["-c:a", "libmp3lame", "-b:a", f"{kbps or 128}k"] if codec == "mp3" else []
+        if codec == "pcm":
+            encode = ["-f", "s16le", "-c:a", "pcm_s16le"]
+        command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-ar", str(rate)]
+        subprocess.run(
+            [*command, *encode, str(out)],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        audio = out.read_bytes()
+    content_type = {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm"}[codec]
+    return audio, content_type
