@@ -11,16 +11,16 @@ RETRY_DELAYS_S = [2.0, 8.0, 30.0]
 
 
 def is_retryable(exc: BaseException | None) -> bool:
-    """Only what may succeed later: a JobError marked retryable, or a bare connection/timeout."""
-    if isinstance(exc, JobError):
-        return exc.retryable
-    return isinstance(exc, ConnectionError | TimeoutError)
+    """Only what may succeed later: a JobError marked retryable (429, 5xx, timeouts, outages).
+
+    The stages turn transient client errors into such JobErrors; anything else is a bug or the
+    user's input, and repeating it would only delay the job's failure.
+    """
+    return isinstance(exc, JobError) and exc.retryable
 
 
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect `retry_condition_fn`: retry the task only when its failure is transient."""
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - the state's exception is what we classify
-        return is_retryable(exc)
-    return False
+    # The engine hands over `Failed(data=<the exception>)` before anything is persisted.
+    exc = state.data if isinstance(state.data, BaseException) else None
+    return is_retryable(exc)

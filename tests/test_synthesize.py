@@ -28,6 +28,7 @@ from prefect.states import Failed
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.job import ErrorCode, JobError
+from flows.retry import is_retryable
 from flows.settings import Settings
 from flows.stages import synthesize as stage
 from flows.stages.synthesize import (
@@ -40,8 +41,7 @@ from flows.stages.synthesize import (
     elevenlabs_error,
     elevenlabs_transport_error,
     ensure_elevenlabs_limit,
-    greeting_text,
-    is_retryable,
+    plain_speech_text,
     speech_cache_key,
     speech_cache_storage,
     speech_extension,
@@ -49,6 +49,7 @@ from flows.stages.synthesize import (
     synthesize_greeting_task,
     synthesize_speech,
 )
+from flows.stages.validate import greeting_text
 from tests.fake_elevenlabs import (
     DEFAULT_VOICES,
     FakeElevenLabs,
@@ -150,39 +151,28 @@ def wav_seconds(audio: bytes) -> float:
 
 def test_greeting_text_substitutes_the_name() -> None:
     assert greeting_text("Hey {name},", "John") == "Hey John,"
+    assert greeting_text("{name}, {name}", "Bo") == "Bo, Bo"
 
 
 @pytest.mark.parametrize(
-    ("template", "name", "expected"),
+    "text",
     [
-        ("Hey {name},", "{0}{name.__class__}", "Hey {0}{name.__class__},"),
-        ("Hi {name}! {other} {0}", "Ann", "Hi Ann! {other} {0}"),
-        ("Hey {name},", "{name}", "Hey {name},"),  # substituted once, not recursively
-        ("{name}, {name}", "Bo", "Bo, Bo"),
+        'Hey <break time="5s"/>,',
+        'Hey <phoneme alphabet="ipa" ph="x">John</phoneme>,',
+        "Hey [whispers] John,",
+        "Hey <speak>John</speak>,",
     ],
 )
-def test_greeting_text_never_formats(template: str, name: str, expected: str) -> None:
-    assert greeting_text(template, name) == expected
+def test_markup_is_neutralised_before_any_provider_sees_it(text: str) -> None:
+    """Validation refuses such names; synthesis neutralises markup again, whoever built the text."""
+    plain = plain_speech_text(text)
+    assert not set("<>[]") & set(plain)
+    assert plain.startswith("Hey ")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        '<break time="5s"/>',
-        '<phoneme alphabet="ipa" ph="x">John</phoneme>',
-        "[whispers] John",
-        "<speak>John</speak>",
-    ],
-)
-def test_greeting_text_neutralises_markup(name: str) -> None:
-    text = greeting_text("Hey {name},", name)
-    assert not set("<>[]") & set(text)
-    assert text.startswith("Hey ")
-
-
-def test_greeting_text_keeps_the_words_of_markup_and_flattens_lines() -> None:
-    assert greeting_text("Hey {name},", '<break time="5s"/>') == 'Hey break time="5s"/ ,'
-    assert greeting_text("Hey\n{name},\t", "Jo\x00hn\r\nDoe") == "Hey Jo hn Doe,"
+def test_plain_speech_keeps_the_words_of_markup_and_flattens_lines() -> None:
+    assert plain_speech_text('Hey <break time="5s"/>,') == 'Hey break time="5s"/ ,'
+    assert plain_speech_text("Hey\nJo\x00hn\r\nDoe,\t") == "Hey Jo hn Doe,"
 
 
 # --- Pure parts of the task: cache key, retry condition, error mapping ----------------------------

@@ -47,11 +47,11 @@ from prefect.filesystems import RemoteFileSystem
 from prefect.tasks import exponential_backoff
 
 from flows.job import ErrorCode, JobError
+from flows.retry import retry_if_retryable
 from flows.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.objects import State, TaskRun
     from prefect.context import TaskRunContext
 
 logger = logging.getLogger(__name__)
@@ -85,15 +85,6 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 # --- Greeting text ------------------------------------------------------------------------------
-
-
-def greeting_text(template: str, name: str) -> str:
-    """The text to speak: the template with `{name}` replaced, and markup neutralised.
-
-    `str.replace`, never `str.format`: braces in a template or a name are text, not fields.
-    Neutralising happens on the final text because the template comes from the client too.
-    """
-    return plain_speech_text(template.replace("{name}", name))
 
 
 def plain_speech_text(text: str) -> str:
@@ -442,20 +433,9 @@ def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str) -> str:
     return f"speech-{identity.provider}-{hashlib.sha256(material.encode()).hexdigest()}"
 
 
-def is_retryable(exc: BaseException | None) -> bool:
-    """Whether a failed attempt is worth repeating: only JobErrors marked retryable."""
-    return isinstance(exc, JobError) and exc.retryable
-
-
 def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     voice: Voice = parameters["voice"]
     return speech_cache_key(voice.cache_identity, parameters["voice_id"], parameters["text"])
-
-
-def _retry_condition(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    # The engine hands over `Failed(data=<the exception>)` before anything is persisted.
-    exc = state.data if isinstance(state.data, BaseException) else None
-    return is_retryable(exc)
 
 
 @contextmanager
@@ -487,7 +467,7 @@ def _concurrency_slot(limit: str | None) -> Iterator[None]:
     retries=TTS_RETRIES,
     retry_delay_seconds=exponential_backoff(backoff_factor=TTS_RETRY_BACKOFF_SECONDS),
     retry_jitter_factor=TTS_RETRY_JITTER_FACTOR,
-    retry_condition_fn=_retry_condition,
+    retry_condition_fn=retry_if_retryable,
     cache_key_fn=_task_cache_key,
     persist_result=True,
     result_serializer="pickle",
