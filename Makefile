@@ -1,0 +1,48 @@
+# README's two commands: `make demo` and `make test`. Both install whatever is missing first.
+SHELL := /bin/bash
+UV ?= uv
+PYTHON ?= python3
+APT_PACKAGES := ffmpeg espeak-ng
+PYTEST_ARGS ?=
+
+.PHONY: install system-packages python-env node-env triggers-env demo test lint stack-up stack-down
+
+install: system-packages python-env node-env triggers-env
+
+# ffmpeg/ffprobe render and probe; espeak-ng is the offline voice.
+system-packages:
+	@missing=""; for cmd in ffmpeg ffprobe espeak-ng; do command -v $$cmd >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+python-env:
+	@command -v $(UV) >/dev/null || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --quiet
+
+node-env:
+	@[ -x node_modules/.bin/firebase ] || npm ci --no-audit --no-fund --loglevel=error
+
+# The Functions emulator runs triggers/ from triggers/venv on Python 3.11, like Cloud Functions.
+triggers-env:
+	@[ -x triggers/venv/bin/functions-framework ] || { \
+	  $(UV) venv --quiet --seed --python 3.11 triggers/venv && \
+	  $(UV) pip install --quiet --python triggers/venv/bin/python -r triggers/requirements.txt; }
+
+stack-up: install
+	$(UV) run greetings stack up
+
+stack-down:
+	$(UV) run greetings stack down
+
+demo: install
+	$(UV) run greetings demo $(if $(VIDEO),--video "$(VIDEO)") $(if $(NAMES),--names-csv "$(NAMES)")
+
+test: install
+	$(UV) run pytest $(PYTEST_ARGS)
+
+lint: python-env
+	$(UV) run ruff check flows triggers tests benchmarks
+	$(UV) run ruff format --check flows triggers tests benchmarks
+	$(UV) run mypy
