@@ -6,6 +6,8 @@ Requests carry the user's token, so firestore.rules decide exactly as they do fo
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,7 +101,7 @@ class FirestoreAsUser:
     def create(
         self, collection: str, doc_id: str, fields: dict[str, Any], server_time: tuple[str, ...]
     ) -> None:
-        """Creates a document (never overwrites), with `server_time` fields set to the request time."""
+        """Creates a document (never overwrites); `server_time` fields get the request time."""
         self.commit(
             [
                 {
@@ -189,3 +191,85 @@ class FirestoreAsUser:
 
     def request_retry(self, job_id: str) -> None:
         self.update(COLLECTION, job_id, {"status": JobStatus.RETRY_REQUESTED.value})
+
+
+# --- signing in (Identity Toolkit: the Auth emulator locally, Firebase Auth in production) -------
+
+GOOGLE_IDENTITY_TOOLKIT = "https://identitytoolkit.googleapis.com/v1"
+
+
+class SignInError(Exception):
+    """Firebase Auth refused the sign-in (wrong password, disabled user, ...)."""
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    uid: str
+    id_token: str
+    email: str | None = None
+
+
+def identity_toolkit_url(auth_emulator_host: str | None) -> str:
+    """The Auth emulator's Identity Toolkit endpoint, or Google's when no emulator is given."""
+    if auth_emulator_host:
+        return f"http://{auth_emulator_host}/identitytoolkit.googleapis.com/v1"
+    return GOOGLE_IDENTITY_TOOLKIT
+
+
+def _accounts(
+    base_url: str, action: str, api_key: str, body: dict[str, Any], timeout_s: float
+) -> dict[str, Any]:
+    response = requests.post(
+        f"{base_url}/accounts:{action}",
+        params={"key": api_key},
+        json={**body, "returnSecureToken": True},
+        timeout=timeout_s,
+    )
+    if response.status_code >= 400:
+        try:
+            message = str(response.json()["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        raise SignInError(message)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def sign_in_with_password(
+    base_url: str,
+    email: str,
+    password: str,
+    *,
+    api_key: str = "local",
+    create: bool = False,
+    timeout_s: float = 15.0,
+) -> SignedInUser:
+    """Signs in with email and password; with `create`, signs the user up on first use.
+
+    The Auth emulator takes any API key; production needs the Firebase project's web API key.
+    """
+    credentials = {"email": email, "password": password}
+    try:
+        body = _accounts(base_url, "signInWithPassword", api_key, credentials, timeout_s)
+    except SignInError as exc:
+        if not create or "EMAIL_NOT_FOUND" not in str(exc):
+            raise
+        body = _accounts(base_url, "signUp", api_key, credentials, timeout_s)
+    return SignedInUser(uid=body["localId"], id_token=body["idToken"], email=body.get("email"))
+
+
+def uid_from_id_token(id_token: str) -> str:
+    """The Firebase uid an ID token names, read without verifying the token.
+
+    Only for building the user's own paths and queries: Firestore and Storage verify the token
+    themselves and refuse anything it does not allow.
+    """
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        uid = claims.get("user_id") or claims.get("sub")
+    except (IndexError, ValueError, AttributeError) as exc:
+        raise SignInError("the ID token is not a JWT") from exc
+    if not isinstance(uid, str) or not uid:
+        raise SignInError("the ID token names no user (no user_id/sub claim)")
+    return uid

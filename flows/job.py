@@ -1,4 +1,4 @@
-"""The contract of a `greetingJobs/{jobId}` document: the one model the flows, the CLI and the tests use.
+"""The contract of a `greetingJobs/{jobId}` document, used by the flows, the CLI and the tests.
 
 Field names are camelCase in Firestore (as the client writes them) and snake_case in Python.
 The client writes only the fields of `JobRequest`; everything in `GreetingJob` beyond them is

@@ -7,6 +7,7 @@ idempotency key, so a run the trigger made is never made twice.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import StateType
@@ -40,10 +41,10 @@ def create_job_run(client: SyncPrefectClient, job_id: str, attempt: int) -> str:
 def run_is_live(client: SyncPrefectClient, flow_run_id: str | None) -> bool:
     if not flow_run_id:
         return False
-    run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+    run = client.read_flow_run(UUID(flow_run_id))
     return run.state is not None and run.state.type in LIVE_STATES
 
 
 def mark_crashed(client: SyncPrefectClient, flow_run_id: str, message: str) -> Any:
     """Keeps Prefect's view honest when the sweep reaps a run whose process is gone."""
-    return client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)  # type: ignore[arg-type]
+    return client.set_flow_run_state(UUID(flow_run_id), Crashed(message=message), force=True)

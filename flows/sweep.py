@@ -8,6 +8,7 @@ Deciding is a plain function (`plan_sweep`); acting on the decisions is the flow
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -82,10 +83,8 @@ def load_candidates(db: firestore.Client) -> dict[str, dict[str, Any]]:
 
 def start(db: firestore.Client, prefect: SyncPrefectClient, job_id: str, attempt: int) -> str:
     flow_run_id = orchestration.create_job_run(prefect, job_id, attempt)
-    try:
+    with contextlib.suppress(TransitionRefused):  # the run already moved the job on
         transition(db, job_id, Transition(JobStatus.QUEUED, attempt, flow_run_id))
-    except TransitionRefused:
-        pass  # the run already moved the job on
     return flow_run_id
 
 
@@ -124,7 +123,7 @@ def retry_failed_jobs() -> dict[str, int]:
                 outcome, detail = act(clients.db, prefect, action)
             except TransitionRefused as refused:
                 outcome, detail = "skipped", str(refused)
-            except Exception as exc:  # noqa: BLE001 - one job's trouble must not stop the sweep
+            except Exception as exc:
                 logger.exception("job %s: %s failed", action.job_id, action.kind)
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"
             counts[outcome] = counts.get(outcome, 0) + 1

@@ -147,7 +147,7 @@ class Heartbeat:
             try:
                 if not touch_heartbeat(self._db, self._job_id, self._attempt):
                     return
-            except Exception:  # noqa: BLE001 - a missed beat is harmless; the next one retries
+            except Exception:
                 continue
 
     def __enter__(self) -> Heartbeat:

@@ -63,8 +63,12 @@ def test_lost_pending_jobs_are_started_after_a_grace_period() -> None:
         "lost": {"status": "pending", "createdAt": ago(61)},
         "new": {"status": "pending", "createdAt": ago(5)},
         "has-run": {"status": "pending", "createdAt": ago(500), "flowRunId": "r"},
-        "prefect-was-down": {"status": "pending", "createdAt": ago(500), "updatedAt": ago(70),
-                             "retryCount": 1},
+        "prefect-was-down": {
+            "status": "pending",
+            "createdAt": ago(500),
+            "updatedAt": ago(70),
+            "retryCount": 1,
+        },
     }
     assert kinds(jobs) == [("start", "lost", 0), ("start", "prefect-was-down", 1)]
 
@@ -88,8 +92,14 @@ def test_trigger_and_flows_agree_on_statuses() -> None:
         import jobs as trigger_jobs
     finally:
         sys.path.pop(0)
-    names = [trigger_jobs.PENDING, trigger_jobs.QUEUED, trigger_jobs.FAILED, trigger_jobs.CANCELLED,
-             trigger_jobs.CANCEL_REQUESTED, trigger_jobs.RETRY_REQUESTED]
+    names = [
+        trigger_jobs.PENDING,
+        trigger_jobs.QUEUED,
+        trigger_jobs.FAILED,
+        trigger_jobs.CANCELLED,
+        trigger_jobs.CANCEL_REQUESTED,
+        trigger_jobs.RETRY_REQUESTED,
+    ]
     assert all(JobStatus(name) for name in names)
-    assert trigger_jobs.TERMINAL == {s.value for s in TERMINAL_STATUSES}
+    assert {s.value for s in TERMINAL_STATUSES} == trigger_jobs.TERMINAL
     assert trigger_jobs.COLLECTION == "greetingJobs"

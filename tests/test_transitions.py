@@ -18,7 +18,9 @@ def doc(status: str, attempt: int = 0, **extra: Any) -> dict[str, Any]:
 
 
 def test_forward_move_writes_status_progress_history_and_heartbeat() -> None:
-    update = plan_update("j", doc("queued"), Transition(JobStatus.VALIDATING_INPUT, 0, "run-1"), NOW)
+    update = plan_update(
+        "j", doc("queued"), Transition(JobStatus.VALIDATING_INPUT, 0, "run-1"), NOW
+    )
     assert update["status"] == "validating-input"
     assert update["progress"] == 10
     assert update["history"] == [
@@ -55,7 +57,9 @@ def test_terminal_jobs_never_move(terminal: str) -> None:
 
 def test_stale_attempt_is_refused() -> None:
     with pytest.raises(TransitionRefused, match="stale"):
-        plan_update("j", doc("generating-video", attempt=2), Transition(JobStatus.COMPLETED, 1), NOW)
+        plan_update(
+            "j", doc("generating-video", attempt=2), Transition(JobStatus.COMPLETED, 1), NOW
+        )
 
 
 def test_cancel_request_stops_the_run_at_its_next_stage() -> None:
@@ -66,8 +70,14 @@ def test_cancel_request_stops_the_run_at_its_next_stage() -> None:
 
 def test_failure_records_the_error_and_ends_the_job() -> None:
     error = ErrorInfo(code="input-not-video", message="not a video", retryable=False)
-    update = plan_update("j", doc("validating-input"), Transition(JobStatus.FAILED, 0, error=error), NOW)
-    assert update["error"] == {"code": "input-not-video", "message": "not a video", "retryable": False}
+    update = plan_update(
+        "j", doc("validating-input"), Transition(JobStatus.FAILED, 0, error=error), NOW
+    )
+    assert update["error"] == {
+        "code": "input-not-video",
+        "message": "not a video",
+        "retryable": False,
+    }
     assert update["completedAt"] == NOW
     assert update["history"][-1]["errorCode"] == "input-not-video"
 

@@ -84,7 +84,9 @@ def test_hostile_or_broken_names_fail_with_invalid_name(name: Any) -> None:
 def test_template_is_taken_literally() -> None:
     assert greeting_text("Hi {name}!", "Ann") == "Hi Ann!"
     assert greeting_text(None, "Ann") == "Hey Ann,"
-    assert code_of(greeting_text, "Hi {name} {0.__class__}", "Ann") == ErrorCode.INVALID_GREETING_TEXT
+    assert (
+        code_of(greeting_text, "Hi {name} {0.__class__}", "Ann") == ErrorCode.INVALID_GREETING_TEXT
+    )
     assert code_of(greeting_text, "", "Ann") == ErrorCode.INVALID_GREETING_TEXT
 
 

@@ -66,7 +66,30 @@ def start_attempt(
         )
     except unavailable as exc:
         log.warning("job %s: Prefect unavailable, left pending for the sweep: %s", job_id, exc)
-        db.collection(COLLECTION).document(job_id).update(
+        mark_unscheduled(db, job_id, attempt)
+        return None
+    mark_queued(db, job_id, attempt, flow_run_id)
+    return flow_run_id
+
+
+def mark_unscheduled(db: firestore.Client, job_id: str, attempt: int) -> bool:
+    """Records on a still-pending attempt that its run could not be created. True if written.
+
+    A duplicate or late delivery may meet an outage after another delivery already started the
+    attempt: a job that is queued, running or finished must not be told it was never scheduled.
+    """
+    ref = db.collection(COLLECTION).document(job_id)
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> bool:
+        snapshot = ref.get(transaction=transaction)
+        data = (snapshot.to_dict() or {}) if snapshot.exists else {}
+        if data.get("status") != PENDING or data.get("flowRunId"):
+            return False
+        if int(data.get("retryCount") or 0) != attempt:
+            return False
+        transaction.update(
+            ref,
             {
                 "error": {
                     "code": "orchestrator-unavailable",
@@ -74,11 +97,11 @@ def start_attempt(
                     "retryable": True,
                 },
                 "updatedAt": firestore.SERVER_TIMESTAMP,
-            }
+            },
         )
-        return None
-    mark_queued(db, job_id, attempt, flow_run_id)
-    return flow_run_id
+        return True
+
+    return bool(apply(db.transaction()))
 
 
 def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: str) -> bool:
@@ -192,6 +215,6 @@ def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> boo
     if cancelled and flow_run_id:
         try:
             orchestrator.cancel_flow_run_if_not_started(flow_run_id)
-        except Exception:  # noqa: BLE001 - the job is cancelled either way; the flow stops itself
+        except Exception:
             log.exception("job %s: could not cancel flow run %s in Prefect", job_id, flow_run_id)
     return bool(cancelled)

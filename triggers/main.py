@@ -10,12 +10,13 @@ from functools import cache
 from typing import Any
 
 import firebase_admin
+import jobs
 from firebase_admin import firestore as admin_firestore
 from firebase_functions import firestore_fn, params
+from firebase_functions.core import Change
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
-
-import jobs
+from google.cloud.firestore_v1 import DocumentSnapshot
 from prefect_api import PrefectApi, PrefectUnavailable
 
 PREFECT_API_URL = params.StringParam(
@@ -28,7 +29,7 @@ GREETING_DEPLOYMENT = params.StringParam(
 MAX_RETRIES = params.IntParam("GREETINGS_MAX_RETRIES", default=3)
 
 
-class _EmulatorCredential(firebase_admin.credentials.Base):
+class _EmulatorCredential(firebase_admin.credentials.Base):  # type: ignore[misc]
     """Inside the Functions emulator there are no Google default credentials to find."""
 
     def get_credential(self) -> AnonymousCredentials:
@@ -52,10 +53,8 @@ def _prefect() -> PrefectApi:
     return PrefectApi(PREFECT_API_URL.value, PREFECT_API_KEY.value or "")
 
 
-@firestore_fn.on_document_created(
-    document="greetingJobs/{jobId}", secrets=[PREFECT_API_KEY]
-)
-def on_job_created(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | None]) -> None:
+@firestore_fn.on_document_created(document="greetingJobs/{jobId}", secrets=[PREFECT_API_KEY])
+def on_job_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
     """A new job: create its flow run (once, however often the event is delivered)."""
     if event.data is None:
         return
@@ -74,10 +73,10 @@ def on_job_created(event: firestore_fn.Event[firestore_fn.DocumentSnapshot | Non
 
 @firestore_fn.on_document_updated(document="greetingJobs/{jobId}", secrets=[PREFECT_API_KEY])
 def on_job_updated(
-    event: firestore_fn.Event[firestore_fn.Change[firestore_fn.DocumentSnapshot] | None],
+    event: firestore_fn.Event[Change[DocumentSnapshot[Any] | None]],
 ) -> None:
     """A user's cancel or retry request (the only updates firestore.rules lets a user make)."""
-    if event.data is None:
+    if event.data.before is None or event.data.after is None:
         return
     before = event.data.before.to_dict() or {}
     after = event.data.after.to_dict() or {}

@@ -1,15 +1,18 @@
-"""The two Prefect REST calls the trigger needs, without importing prefect (cold starts stay fast)."""
+"""The Prefect REST calls the trigger needs, without importing prefect (fast cold starts)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+
 
 class PrefectUnavailable(Exception):
-    """Prefect could not be reached or answered with a server error: the job must be retried later."""
+    """Prefect was unreachable or answered with a server error: the job must start later."""
 
 
 @dataclass
@@ -17,6 +20,8 @@ class PrefectApi:
     api_url: str
     api_key: str = ""
     timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
         self._session = requests.Session()
@@ -26,10 +31,19 @@ class PrefectApi:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         url = f"{self.api_url.rstrip('/')}/{path.lstrip('/')}"
-        try:
-            response = self._session.request(method, url, json=body, timeout=self.timeout_s)
-        except requests.RequestException as exc:
-            raise PrefectUnavailable(f"Prefect API at {self.api_url} unreachable: {exc}") from exc
+        for retry in range(self.retries + 1):
+            try:
+                response = self._session.request(method, url, json=body, timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                raise PrefectUnavailable(
+                    f"Prefect API at {self.api_url} unreachable: {exc}"
+                ) from exc
+            # Prefect answers 503 to a request it wants retried (e.g. its database was busy),
+            # 429 when rate limited; its own client retries those, and so do we, briefly. Every
+            # call here is safe to repeat (flow runs are created with an idempotency key).
+            if response.status_code not in RETRY_STATUSES or retry == self.retries:
+                break
+            time.sleep(self.backoff_s * 2**retry)
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise PrefectUnavailable(
                 f"Prefect API answered {response.status_code} for {method} {path}: "
@@ -68,6 +82,12 @@ class PrefectApi:
         result = self._call(
             "POST",
             f"/flow_runs/{flow_run_id}/set_state",
-            {"state": {"type": "CANCELLED", "name": "Cancelled", "message": "Cancelled by the user"}},
+            {
+                "state": {
+                    "type": "CANCELLED",
+                    "name": "Cancelled",
+                    "message": "Cancelled by the user",
+                }
+            },
         )
         return bool(result and result.get("status") == "ACCEPT")

@@ -22,7 +22,8 @@ MAX_GREETING_END_S = 10.0
 MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
 # Punctuation that real names use. Everything else that is not a letter, mark, digit or space is
 # refused: quotes, brackets, `$`, backticks, `<`/`>` (markup to a TTS engine), emoji, controls.
-NAME_PUNCTUATION = frozenset(".,'’‘-‐–&()")
+# Apostrophes and hyphens as people and word processors type them (U+2019, U+2018, U+2010, U+2013).
+NAME_PUNCTUATION = frozenset(".,'-&()\u2019\u2018\u2010\u2013")
 NAME_PLACEHOLDER = "{name}"
 
 
