@@ -1,0 +1,70 @@
+"""Builds the clients that reach the outside world, once per process; everything else takes them.
+
+Against the local stack (FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST set) the clients use
+anonymous credentials: the emulators need none, and asking Google for default credentials fails.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import firebase_admin
+from firebase_admin import firestore as admin_firestore
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.cloud import (
+    firestore,
+    storage,  # type: ignore[attr-defined]
+)
+
+from flows.settings import Settings, get_settings
+
+APP_NAME = "greetings-worker"
+
+
+class _AnonymousCredential(firebase_admin.credentials.Base):  # type: ignore[misc]
+    def get_credential(self) -> Credentials:
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
+def emulated() -> bool:
+    return bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+
+def _app(settings: Settings) -> firebase_admin.App:
+    try:
+        return firebase_admin.get_app(APP_NAME)
+    except ValueError:
+        credential = _AnonymousCredential() if emulated() else None
+        return firebase_admin.initialize_app(
+            credential,
+            {"projectId": settings.project_id, "storageBucket": settings.default_bucket},
+            name=APP_NAME,
+        )
+
+
+@dataclass(frozen=True)
+class Clients:
+    settings: Settings
+    db: firestore.Client
+    bucket: storage.Bucket
+
+
+def build_clients(settings: Settings) -> Clients:
+    app = _app(settings)
+    db: firestore.Client = admin_firestore.client(app)
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        storage_client = storage.Client(
+            project=settings.project_id,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        )
+    else:
+        storage_client = storage.Client(project=settings.project_id)
+    return Clients(settings, db, storage_client.bucket(settings.default_bucket))
+
+
+@cache
+def default_clients() -> Clients:
+    """The process-wide clients of a worker: built on first use, reused by every run."""
+    return build_clients(get_settings())

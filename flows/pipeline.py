@@ -1,0 +1,186 @@
+"""The `greeting-pipeline` flow: one job document in, one personalized video out.
+
+validate input -> synthesize the greeting -> render the video -> upload the result, with every
+stage transition written to the job document (flows/transitions.py) so the user sees it live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from google.cloud import storage  # type: ignore[attr-defined]
+from prefect import State, flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Completed, Failed
+
+from flows.clients import Clients, default_clients
+from flows.job import ErrorCode, ErrorInfo, JobError, JobStatus, result_path
+from flows.media import MediaInfo, ProbeError, probe
+from flows.retry import RETRY_DELAYS_S, retry_if_retryable
+from flows.settings import Settings
+from flows.stages import storage as object_store
+from flows.stages.render import RenderReport, render_greeting
+from flows.stages.synthesize import Speech, Voice, build_voice, synthesize_greeting_task
+from flows.stages.validate import ValidRequest, check_media, validate_request
+from flows.transitions import Heartbeat, Transition, TransitionRefused, transition
+
+HEARTBEAT_INTERVAL_S = 15.0
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)
+def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -> Path:
+    """Downloads the user's upload; returns its local path."""
+    return object_store.download_input(bucket, path, dest, max_bytes)
+
+
+@task(cache_policy=NO_CACHE)
+def inspect_video(video: Path, greeting_end_s: float, max_seconds: float) -> MediaInfo:
+    """Probes the upload; returns what it holds, or fails the job with what is wrong."""
+    try:
+        info = probe(video)
+    except ProbeError as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            "The uploaded file is not a video we can read (empty, truncated or another format).",
+        ) from exc
+    check_media(info, greeting_end_s, max_seconds)
+    return info
+
+
+@task(cache_policy=NO_CACHE)
+def render_video(
+    video: Path, speech_file: Path, greeting_end_s: float, output: Path, settings: Settings
+) -> RenderReport:
+    """Replaces the greeting; returns the render's report."""
+    return render_greeting(
+        video,
+        speech_file,
+        greeting_end_s,
+        output,
+        max_tempo=settings.max_tempo,
+        crossfade_ms=settings.crossfade_ms,
+    )
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)
+def store_result(bucket: storage.Bucket, video: Path, path: str) -> str:
+    """Uploads the finished video; returns the owner's download URL."""
+    return object_store.download_url(object_store.upload_result(bucket, video, path))
+
+
+@cache
+def default_voice() -> Voice:
+    return build_voice(default_clients().settings)
+
+
+@cache
+def speech_task() -> Any:
+    """The synthesis task bound to the configured speech cache (built once per process)."""
+    return synthesize_greeting_task(default_clients().settings)
+
+
+@dataclass
+class JobRun:
+    """One attempt of one job, moving it through its stages."""
+
+    clients: Clients
+    job_id: str
+    attempt: int
+    flow_run_id: str | None
+
+    def move(self, to: JobStatus, **fields: Any) -> dict[str, Any]:
+        return transition(
+            self.clients.db,
+            self.job_id,
+            Transition(to, self.attempt, self.flow_run_id, fields=fields or None),
+        )
+
+    def fail(self, error: JobError) -> None:
+        info = ErrorInfo(code=error.code, message=error.message, retryable=error.retryable)
+        transition(
+            self.clients.db,
+            self.job_id,
+            Transition(JobStatus.FAILED, self.attempt, self.flow_run_id, error=info),
+        )
+
+    def run(self, voice: Voice, work_dir: Path) -> str:
+        """Runs every stage; returns the result's object path."""
+        settings, bucket = self.clients.settings, self.clients.bucket
+        job = self.move(JobStatus.VALIDATING_INPUT)
+        request: ValidRequest = validate_request(job)
+        video = fetch_input(
+            bucket, request.input_video, work_dir / "input", settings.max_input_bytes
+        )
+        inspect_video(video, request.greeting_end_s, settings.max_input_seconds)
+
+        self.move(JobStatus.PROCESSING_AUDIO)
+        speech: Speech = speech_task()(voice, request.greeting_text, request.voice_id)
+        speech_file = work_dir / f"greeting.{speech.extension}"
+        speech_file.write_bytes(speech.audio)
+
+        self.move(JobStatus.GENERATING_VIDEO)
+        output = work_dir / "output.mp4"
+        render_video(video, speech_file, request.greeting_end_s, output, settings)
+
+        self.move(JobStatus.UPLOADING_RESULT)
+        path = result_path(request.user_id, self.job_id)
+        url = store_result(bucket, output, path)
+        try:
+            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url)
+        except TransitionRefused:
+            # Cancelled (or superseded) while uploading: the result must not outlive the job.
+            object_store.delete_result(bucket, path)
+            raise
+        return path
+
+
+@flow(name="greeting-pipeline", log_prints=True, persist_result=False)
+def greeting_pipeline(job_id: str, attempt: int = 0) -> State[Any]:
+    """Renders one job's personalized video; the job document tells the user how it went."""
+    logger = get_run_logger()
+    run = JobRun(default_clients(), job_id, attempt, str(flow_run.id) if flow_run.id else None)
+    with (
+        tempfile.TemporaryDirectory(prefix=f"greetings-{job_id}-") as tmp,
+        Heartbeat(run.clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
+    ):
+        try:
+            path = run.run(default_voice(), Path(tmp))
+        except TransitionRefused as refused:
+            logger.info("stopping: %s", refused)
+            if refused.cancelled:
+                return Cancelled(message=str(refused))
+            return Completed(message=f"nothing to do: {refused}")
+        except JobError as error:
+            logger.warning("job %s failed: %s", job_id, error)
+            _record_failure(run, error)
+            return Failed(message=f"{error.code}: {error.message}")
+        except Exception as exc:
+            logger.exception("job %s: unexpected failure", job_id)
+            unexpected = JobError(ErrorCode.INTERNAL, f"Unexpected error: {type(exc).__name__}")
+            _record_failure(run, unexpected)
+            return Failed(message=str(exc))
+    return Completed(message=f"wrote {path}")
+
+
+def _record_failure(run: JobRun, error: JobError) -> None:
+    # Cancelled or superseded meanwhile: then there is nothing to record.
+    with contextlib.suppress(TransitionRefused):
+        run.fail(error)

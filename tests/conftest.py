@@ -1,0 +1,100 @@
+"""Fixtures: the real local stack, started once per session, and end users on the Auth emulator.
+
+If a stack is already running (a developer's `greetings stack up`), the tests use it and leave it
+running; otherwise they start one and stop it at the end. Each test uses its own user ids and
+job ids, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from flows.cli.stack import Stack
+from flows.settings import get_settings
+
+STACK_TESTS_LAST = ("test_stack_down_leaves_nothing_behind",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test that takes the stack down runs after everything that needs it."""
+    items.sort(key=lambda item: item.name.startswith(STACK_TESTS_LAST))
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    stack = Stack(get_settings())
+    started_here = not stack.status(echo=lambda _: None)
+    if started_here:
+        began = time.monotonic()
+        stack.up(echo=lambda line: print(line))
+        print(f"stack up took {time.monotonic() - began:.1f} s")
+    os.environ.update(stack.client_env())
+    yield stack
+    if started_here and any(stack.pid(svc.name) for svc in stack.services()):
+        stack.down(echo=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def clients(stack: Stack) -> Any:
+    from flows.clients import default_clients
+
+    return default_clients()
+
+
+@dataclass
+class User:
+    uid: str
+    id_token: str
+    email: str
+
+
+@pytest.fixture
+def make_user(stack: Stack) -> Callable[[], User]:
+    """Signs up a fresh end user on the Auth emulator and returns its uid and ID token."""
+    settings = stack.s
+
+    def make() -> User:
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        response = requests.post(
+            f"http://{settings.auth_emulator_host}/identitytoolkit.googleapis.com/v1/"
+            "accounts:signUp?key=local",
+            json={"email": email, "password": "secret-123", "returnSecureToken": True},
+            timeout=10,
+        )
+        response.raise_for_status()
+        body = response.json()
+        return User(uid=body["localId"], id_token=body["idToken"], email=email)
+
+    return make
+
+
+def wait_for(
+    read: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float, every_s: float = 0.2
+) -> Any:
+    """Polls `read` until `done(value)`; returns the value or fails with the last one seen."""
+    deadline = time.monotonic() + timeout_s
+    value = read()
+    while not done(value):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s; last value: {value!r}")
+        time.sleep(every_s)
+        value = read()
+    return value
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8 s 640x360 H.264/AAC clip whose narration opens with a greeting."""
+    from flows.samples import make_sample_video
+
+    path = tmp_path_factory.mktemp("media") / "sales.mp4"
+    return make_sample_video(path, seconds=8, width=640, height=360)
