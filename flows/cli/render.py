@@ -1,0 +1,62 @@
+"""`greetings render`: stages 1-3 on local files, without the stack (previews, benchmarks).
+
+It runs the same functions the flow's tasks wrap: validation, synthesis, rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from flows.job import JobError
+from flows.media import ProbeError, probe
+from flows.settings import get_settings
+from flows.stages.render import render_greeting
+from flows.stages.synthesize import build_voice, synthesize_speech
+from flows.stages.validate import check_media, check_size, clean_name, greeting_end, greeting_text
+
+
+def render_command(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    video, out = Path(args.video), Path(args.out)
+    try:
+        if not video.is_file():
+            print(f"error: no such file: {video}", file=sys.stderr)
+            return 2
+        name = clean_name(args.name)
+        end_s = greeting_end(args.greeting_end)
+        text = greeting_text(args.greeting_text, name)
+        check_size(video.stat().st_size, settings.max_input_bytes)
+        try:
+            info = probe(video)
+        except ProbeError:
+            print(f"error: {video} is not a video ffmpeg can read", file=sys.stderr)
+            return 1
+        check_media(info, end_s, settings.max_input_seconds)
+        began = time.monotonic()
+        voice = build_voice(settings)
+        speech = synthesize_speech(voice, text, args.voice)
+        synth_s = time.monotonic() - began
+        with tempfile.TemporaryDirectory(prefix="greetings-render-") as tmp:
+            speech_file = Path(tmp) / f"greeting.{speech.extension}"
+            speech_file.write_bytes(speech.audio)
+            report = render_greeting(
+                video,
+                speech_file,
+                end_s,
+                out,
+                max_tempo=settings.max_tempo,
+                crossfade_ms=settings.crossfade_ms,
+            )
+    except JobError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {report.path} ({report.duration_s:.2f} s): said {text!r} with {speech.provider}; "
+        f"synthesis {synth_s:.2f} s, render {report.seconds:.2f} s ({report.path_taken}, "
+        f"tempo {report.tempo:.2f}x, gain {report.gain_db:+.1f} dB)"
+    )
+    return 0
