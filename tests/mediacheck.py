@@ -1,0 +1,146 @@
+"""Measuring rendered media in tests: decoded samples, packet hashes, MP4 box order."""
+
+from __future__ import annotations
+
+import math
+import struct
+import subprocess
+import sys
+from array import array
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pcm:
+    samples: array[float]  # interleaved
+    channels: int
+    sample_rate: int
+
+    @property
+    def frames(self) -> int:
+        return len(self.samples) // self.channels
+
+    def window(self, start_s: float, end_s: float | None = None) -> array[float]:
+        first = round(start_s * self.sample_rate) * self.channels
+        last = (
+            len(self.samples) if end_s is None else round(end_s * self.sample_rate) * self.channels
+        )
+        return self.samples[first:last]
+
+
+def decode_pcm(path: Path, *, sample_rate: int | None = None, channels: int | None = None) -> Pcm:
+    """The first audio stream as float samples, as a player would present them (edit lists,
+    priming and padding applied by ffmpeg's decoder)."""
+    args = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0"]
+    if sample_rate:
+        args += ["-ar", str(sample_rate)]
+    if channels:
+        args += ["-ac", str(channels)]
+    args += ["-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
+    raw = subprocess.run(args, capture_output=True, check=True).stdout
+    samples = array("f")
+    samples.frombytes(raw)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    native_rate, native_channels = (int(x) for x in probe.split(","))
+    return Pcm(samples, channels or native_channels, sample_rate or native_rate)
+
+
+@dataclass(frozen=True)
+class Packet:
+    pts: Fraction  # seconds
+    size: int
+    md5: str
+
+
+def packets(path: Path, stream: str = "v:0") -> list[Packet]:
+    """Every packet of `stream`, stream-copied, with its presentation time and data hash."""
+    # -copyts: the file's own timestamps, not ffmpeg's shifted to start at 0.
+    args = ["ffmpeg", "-v", "error", "-nostdin", "-copyts", "-i", str(path), "-map", f"0:{stream}"]
+    out = subprocess.run(
+        [*args, "-c", "copy", "-f", "framemd5", "pipe:1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    time_base = Fraction(1)
+    found = []
+    for line in out.splitlines():
+        if line.startswith("#tb 0:"):
+            time_base = Fraction(line.split(":", 1)[1].strip())
+        elif line and not line.startswith("#"):
+            _, _, pts, _, size, md5 = (field.strip() for field in line.split(","))
+            found.append(Packet(int(pts) * time_base, int(size), md5))
+    return found
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The MP4's top-level box types in file order (to see whether moov precedes mdat)."""
+    boxes = []
+    with path.open("rb") as f:
+        while header := f.read(8):
+            if len(header) < 8:
+                break
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+                f.seek(size - 16, 1)
+            else:
+                f.seek(size - 8, 1)
+            boxes.append(kind.decode("latin-1"))
+            if size == 0:
+                break
+    return boxes
+
+
+def max_abs_diff(a: array[float], b: array[float]) -> float:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return 0.0
+    return max(abs(x - y) for x, y in zip(a[:n], b[:n], strict=True))
+
+
+def shifted(a: array[float], frames: int, channels: int) -> array[float]:
+    """`a` delayed by `frames` sample frames (silence in front), same length."""
+    pad = array("f", [0.0]) * (frames * channels)
+    return (pad + a)[: len(a)]
+
+
+def rms_db(a: array[float]) -> float:
+    power = sum(x * x for x in a) / len(a) if a else 0.0
+    return 10 * math.log10(power) if power > 0 else -math.inf
+
+
+def correlation(a: array[float], b: array[float]) -> float:
+    """Normalized correlation at zero lag (1.0: same shape whatever the gain)."""
+    n = min(len(a), len(b))
+    dot = sum(x * y for x, y in zip(a[:n], b[:n], strict=True))
+    norm = math.sqrt(sum(x * x for x in a[:n]) * sum(y * y for y in b[:n]))
+    return dot / norm if norm else 0.0
+
+
+def lagged(a: array[float], b: array[float], lag: int, channels: int) -> float:
+    """Correlation of `a` with `b` moved `lag` frames later (negative: earlier)."""
+    step = lag * channels
+    if step >= 0:
+        return correlation(a[step:], b)
+    return correlation(a, b[-step:])
