@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ class Service:
     health: Callable[[], bool]
     urls: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> bool:
@@ -202,8 +204,10 @@ class Stack:
                     str(s.storage_port),
                     "--default-bucket",
                     s.default_bucket,
-                    "--in-memory",
                 ],
+                # It keeps objects on disk under its working directory (in memory, every upload
+                # of a long test run would stay resident).
+                cwd=self.state / "storage",
                 ports={"storage": s.storage_port},
                 health=lambda: _http_ok(f"http://{host}:{s.storage_port}/storage/v1/b"),
                 urls={"Storage": f"http://{host}:{s.storage_port}"},
@@ -222,15 +226,15 @@ class Stack:
             Service(
                 name="prefect-worker",
                 command=[
-                    str(bin_dir / "prefect"),
-                    "worker",
-                    "start",
+                    sys.executable,
+                    "-m",
+                    "flows.worker",
                     "--pool",
                     s.work_pool,
-                    "--type",
-                    "process",
                     "--name",
                     WORKER_NAME,
+                    "--threads",
+                    str(s.worker_threads),
                 ],
                 ports={},
                 health=self._worker_ready,
@@ -296,7 +300,7 @@ class Stack:
         log = (self.logs / f"{service.name}.log").open("wb")
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=service.cwd,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -362,6 +366,7 @@ class Stack:
             to_start.append(svc)
 
         for svc in to_start:
+            svc.cwd.mkdir(parents=True, exist_ok=True)
             if svc.name == "firebase-emulators":
                 self._start_firebase(svc)
             elif svc.name != "prefect-worker":
@@ -369,11 +374,13 @@ class Stack:
         for name in ("prefect-server", "storage-emulator", "firebase-emulators"):
             self._wait_healthy(services[name])
 
-        self._prepare_prefect()
-        if services["prefect-worker"] in to_start:
-            worker = services["prefect-worker"]
+        worker = services["prefect-worker"]
+        if worker in to_start:
+            self._drop_pool_of_other_type()
             self._spawn(worker, worker.command, worker.env)
-        self._wait_healthy(services["prefect-worker"])
+        # The worker creates its work pool (of its own type) before it reports ONLINE.
+        self._wait_healthy(worker)
+        self._prepare_prefect()
         elapsed = time.monotonic() - started
         echo(f"stack up in {elapsed:.1f} s ({'started' if to_start else 'already running'})")
         self.status(echo)
@@ -437,11 +444,50 @@ class Stack:
                 f"`prefect {' '.join(args)}` failed: see {self.logs / 'prefect-setup.log'}"
             )
 
+    def _drop_pool_of_other_type(self) -> None:
+        """A pool left from an older stack (Prefect's process type) would not match our worker."""
+        from flows.worker import WORKER_TYPE  # imports prefect: only when starting the worker
+
+        url = f"{self.s.prefect_api}/work_pools/{self.s.work_pool}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                pool_type = json.load(response).get("type")
+        except (urllib.error.URLError, OSError, ValueError):
+            return
+        if pool_type != WORKER_TYPE:
+            request = urllib.request.Request(url, method="DELETE")
+            urllib.request.urlopen(request, timeout=5).close()
+
     def _prepare_prefect(self) -> None:
-        """The work pool, the ElevenLabs concurrency limit and the deployments of prefect.yaml."""
-        self._prefect("work-pool", "create", self.s.work_pool, "--type", "process", "--overwrite")
+        """The ElevenLabs concurrency limit and the deployments of prefect.yaml.
+
+        `prefect deploy` costs seconds (minutes under load), so an `up` of a running stack
+        re-deploys only when prefect.yaml or the flows' entrypoints changed since the last one.
+        """
         self._ensure_elevenlabs_limit()
+        fingerprint = self._deploy_fingerprint()
+        marker = self.state / "deployed.sha256"
+        if marker.is_file() and marker.read_text() == fingerprint and self._deployments_exist():
+            return
         self._prefect("deploy", "--all", "--prefect-file", str(REPO_ROOT / "prefect.yaml"))
+        marker.write_text(fingerprint)
+
+    def _deploy_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for path in (
+            REPO_ROOT / "prefect.yaml",
+            REPO_ROOT / "flows/pipeline.py",
+            REPO_ROOT / "flows/sweep.py",
+        ):
+            digest.update(path.read_bytes())
+        digest.update(f"{self.s.work_pool}|{self.s.prefect_api}".encode())
+        return digest.hexdigest()
+
+    def _deployments_exist(self) -> bool:
+        return all(
+            _http_ok(f"{self.s.prefect_api}/deployments/name/{name}/{name}")
+            for name in ("greeting-pipeline", "retry-failed-jobs")
+        )
 
     def _ensure_elevenlabs_limit(self) -> None:
         """The plan's concurrent-request allowance, as a Prefect global concurrency limit."""
