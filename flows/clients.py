@@ -13,10 +13,7 @@ from functools import cache
 import firebase_admin
 from firebase_admin import firestore as admin_firestore
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import (
-    firestore,
-    storage,  # type: ignore[attr-defined]
-)
+from google.cloud import firestore, storage
 
 from flows.settings import Settings, get_settings
 

@@ -7,13 +7,12 @@ stage transition written to the job document (flows/transitions.py) so the user 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud import storage
 from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -29,6 +28,7 @@ from flows.stages.render import RenderReport, render_greeting
 from flows.stages.synthesize import Speech, Voice, build_voice, synthesize_greeting_task
 from flows.stages.validate import ValidRequest, check_media, validate_request
 from flows.transitions import Heartbeat, Transition, TransitionRefused, transition
+from flows.workdir import run_dir, work_root
 
 HEARTBEAT_INTERVAL_S = 15.0
 
@@ -158,7 +158,7 @@ def greeting_pipeline(job_id: str, attempt: int = 0) -> State[Any]:
     logger = get_run_logger()
     run = JobRun(default_clients(), job_id, attempt, str(flow_run.id) if flow_run.id else None)
     with (
-        tempfile.TemporaryDirectory(prefix=f"greetings-{job_id}-") as tmp,
+        run_dir(work_root(run.clients.settings.state_dir), job_id) as tmp,
         Heartbeat(run.clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
     ):
         try:

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # Set in production (Prefect Cloud or a self-hosted server); empty means the local stack's.
     prefect_api_url: str = ""
     work_pool: str = "greetings-local"
+    # Flow runs the local (in-process) worker runs at once.
+    worker_threads: int = 8
 
     # --- Input limits (validating-input) ------------------------------------------------------
     max_input_bytes: int = 500 * 1024 * 1024

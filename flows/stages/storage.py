@@ -17,7 +17,7 @@ import google.auth
 import google.auth.transport.requests
 import requests
 from google.api_core import exceptions as gexc
-from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud import storage
 
 from flows.job import ErrorCode, JobError
 from flows.stages.validate import check_size

@@ -1,0 +1,133 @@
+"""A Prefect worker that runs greeting flow runs inside its own process, on a thread pool.
+
+Prefect's `process` worker starts a new Python process per flow run: `import prefect` alone costs
+about 2 s of CPU here, and the whole start-up took 6-20 s from a job's creation to its first stage
+(measured, see README). A greeting's real work is about a second (probe, speech, a head-only
+render, an upload) and mostly runs in ffmpeg and network waits, so one long-lived process that has
+imported everything once, built its clients once, and runs each flow run on a thread starts work
+within a poll interval and runs many jobs side by side.
+
+It is a real Prefect worker: it registers with its work pool, heartbeats, is shown in the UI, and
+takes flow runs through Prefect's own state machine (a run is claimed by one worker only). What it
+cannot do is kill a single run's thread; cancelling is cooperative instead (the flow stops at its
+next stage transition when the job is cancelled; see flows/transitions.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from functools import cache, partial
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from prefect import Flow
+from prefect.client.schemas.objects import FlowRun
+from prefect.flow_engine import run_flow
+from prefect.workers.base import BaseJobConfiguration, BaseWorker, BaseWorkerResult
+
+from flows.settings import get_settings
+from flows.workdir import remove_orphans, work_root
+
+WORKER_TYPE = "greetings-in-process"
+DEFAULT_THREADS = 8
+
+
+class InProcessJobConfiguration(BaseJobConfiguration):
+    """Nothing to configure per run: runs share the worker's process and environment."""
+
+
+class InProcessWorkerResult(BaseWorkerResult):
+    pass
+
+
+def module_entrypoint(entrypoint: str) -> tuple[str, str]:
+    """`flows/pipeline.py:greeting_pipeline` -> (`flows.pipeline`, `greeting_pipeline`).
+
+    Importing by module name (not by file path, as Prefect's loader does) means every run shares
+    one module, so clients and caches built at first use are reused by later runs.
+    """
+    path, _, name = entrypoint.partition(":")
+    if not name:
+        raise ValueError(f"entrypoint {entrypoint!r} names no flow")
+    module = path.removesuffix(".py").replace("/", ".").replace("\\", ".").strip(".")
+    return module, name
+
+
+@cache
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    module_name, attribute = module_entrypoint(entrypoint)
+    flow = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"{entrypoint} is not a Prefect flow")
+    return flow
+
+
+class InProcessWorker(BaseWorker[InProcessJobConfiguration, Any, InProcessWorkerResult]):
+    type = WORKER_TYPE
+    job_configuration = InProcessJobConfiguration
+    _description = (
+        "Runs flow runs on threads inside the worker process: no process start-up per run."
+    )
+    _display_name = "Greetings in-process"
+
+    def __init__(self, *args: Any, threads: int = DEFAULT_THREADS, **kwargs: Any) -> None:
+        kwargs.setdefault("limit", threads)
+        super().__init__(*args, **kwargs)
+        self._threads = anyio.CapacityLimiter(threads)
+        self._entrypoints: dict[str, str] = {}
+
+    async def _entrypoint(self, flow_run: FlowRun) -> str:
+        if flow_run.deployment_id is None:
+            raise RuntimeError(f"flow run {flow_run.id} has no deployment")
+        key = str(flow_run.deployment_id)
+        if key not in self._entrypoints:
+            deployment = await self.client.read_deployment(flow_run.deployment_id)
+            if not deployment.entrypoint:
+                raise RuntimeError(f"deployment {deployment.name} has no entrypoint")
+            self._entrypoints[key] = deployment.entrypoint
+        return self._entrypoints[key]
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: InProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> InProcessWorkerResult:
+        flow = load_flow(await self._entrypoint(flow_run))
+        if task_status is not None:
+            task_status.started(os.getpid())
+        # The engine proposes Running and the final state itself, as in a flow-run process.
+        await anyio.to_thread.run_sync(
+            partial(run_flow, flow, flow_run=flow_run, return_type="state"),
+            limiter=self._threads,
+        )
+        return InProcessWorkerResult(identifier=f"{os.getpid()}:{flow_run.id}", status_code=0)
+
+
+def serve(pool: str, name: str, threads: int = DEFAULT_THREADS) -> None:
+    """Runs the worker until interrupted (what `greetings worker` calls)."""
+
+    removed = remove_orphans(work_root(get_settings().state_dir))
+    if removed:
+        print(f"removed {len(removed)} scratch folder(s) left by a killed worker")
+
+    async def main() -> None:
+        async with InProcessWorker(work_pool_name=pool, name=name, threads=threads) as worker:
+            await worker.start(printer=print)
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the in-process greetings worker.")
+    parser.add_argument("--pool", required=True, help="work pool to poll")
+    parser.add_argument("--name", default="greetings-worker", help="worker name")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="runs at once")
+    args = parser.parse_args()
+    serve(args.pool, args.name, args.threads)

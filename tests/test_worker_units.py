@@ -1,0 +1,43 @@
+"""The in-process worker's plain parts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from flows.pipeline import greeting_pipeline
+from flows.sweep import retry_failed_jobs
+from flows.workdir import remove_orphans, run_dir
+from flows.worker import load_flow, module_entrypoint
+
+
+def test_entrypoints_map_to_modules() -> None:
+    assert module_entrypoint("flows/pipeline.py:greeting_pipeline") == (
+        "flows.pipeline",
+        "greeting_pipeline",
+    )
+    with pytest.raises(ValueError):
+        module_entrypoint("flows/pipeline.py")
+
+
+def test_prefect_yaml_entrypoints_load_the_shared_flow_objects() -> None:
+    # The same objects the rest of the process imports: clients and caches are shared.
+    assert load_flow("flows/pipeline.py:greeting_pipeline") is greeting_pipeline
+    assert load_flow("flows/sweep.py:retry_failed_jobs") is retry_failed_jobs
+    with pytest.raises(TypeError):
+        load_flow("flows/settings.py:get_settings")
+
+
+def test_orphaned_scratch_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"{dead.pid}-job1-abc"
+    orphan.mkdir()
+    (orphan / "input").write_bytes(b"x" * 10)
+    with run_dir(tmp_path, "job2") as mine:
+        removed = remove_orphans(tmp_path)
+        assert removed == [orphan]
+        assert Path(mine).is_dir()  # a live process's folder stays
+    assert list(tmp_path.iterdir()) == []  # and goes when its run ends
