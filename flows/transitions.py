@@ -89,6 +89,9 @@ def plan_update(
     if change.error is not None:
         update["error"] = change.error.to_firestore()
         entry["errorCode"] = change.error.code
+    elif status == JobStatus.PENDING and "error" in current:
+        # The note that the run could not be created yet (Prefect was down): it has been now.
+        update["error"] = firestore.DELETE_FIELD
     if change.to in TERMINAL_STATUSES:
         update["completedAt"] = now
     update.update(change.fields or {})
@@ -105,7 +108,8 @@ def transition(db: firestore.Client, job_id: str, change: Transition) -> dict[st
         current = snapshot.to_dict() if snapshot.exists else None
         update = plan_update(job_id, current, change, datetime.now(UTC))
         transaction.update(ref, update)
-        return {**(current or {}), **update}
+        after = {**(current or {}), **update}
+        return {k: v for k, v in after.items() if v is not firestore.DELETE_FIELD}
 
     result: dict[str, Any] = apply(db.transaction())
     return result

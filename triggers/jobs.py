@@ -179,6 +179,7 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
                 "retryCount": attempt,
                 "error": firestore.DELETE_FIELD,
                 "flowRunId": firestore.DELETE_FIELD,
+                "completedAt": firestore.DELETE_FIELD,
                 "history": [*data.get("history", []), _entry(PENDING, attempt)],
                 "updatedAt": firestore.SERVER_TIMESTAMP,
             },
