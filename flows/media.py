@@ -147,7 +147,34 @@ def probe(path: Path) -> MediaInfo:
     if not path.is_file():
         raise ProbeError(f"{path} is not a file")
     data = run_ffprobe(["-show_format", "-show_streams", str(path)])
-    return media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
+    info = media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
+    if "mov" in info.format_name.split(",") and isobmff_truncated(path):
+        raise ProbeError(f"{path.name} is truncated: it ends inside its last MP4 box")
+    return info
+
+
+def isobmff_truncated(path: Path) -> bool:
+    """Whether an MP4/MOV file ends inside one of its top-level boxes (a cut-off file).
+
+    With its index (`moov`) first, ffprobe reads such a file as whole and ffmpeg copies what
+    media there is without an error, so half a video would render as a shorter, broken one.
+    """
+    size = path.stat().st_size
+    at = 0
+    with path.open("rb") as file:
+        while at + 8 <= size:
+            file.seek(at)
+            header = file.read(16)
+            box_size = int.from_bytes(header[:4], "big")
+            if box_size == 1 and len(header) == 16:  # a 64-bit size follows the type
+                box_size = int.from_bytes(header[8:16], "big")
+            if box_size < 8:
+                return False  # 0: the box runs to the end of the file; else not ours to judge
+            if at + box_size > size:
+                # A real box type (`mdat`, `moov`...) cut short, not trailing bytes of padding.
+                return header[4:8].isascii() and header[4:8].decode().isprintable()
+            at += box_size
+    return False
 
 
 def probe_with_first_packets(

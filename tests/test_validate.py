@@ -12,6 +12,7 @@ from flows.job import ErrorCode, JobError
 from flows.media import AudioStream, MediaInfo, VideoStream
 from flows.stages.validate import (
     check_media,
+    check_output_duration,
     check_size,
     clean_name,
     greeting_end,
@@ -151,3 +152,8 @@ def test_media_checks() -> None:
     assert code_of(check_media, media(audio=False), 1.5, 600) == ErrorCode.INPUT_NO_AUDIO_STREAM
     assert code_of(check_media, media(duration=2.0), 1.5, 600) == ErrorCode.INPUT_TOO_SHORT
     assert code_of(check_media, media(duration=601), 1.5, 600) == ErrorCode.INPUT_TOO_LONG
+
+
+def test_a_render_shorter_than_its_input_means_a_truncated_upload() -> None:
+    check_output_duration(20.02, 20.0)
+    assert code_of(check_output_duration, 4.0, 8.0) == ErrorCode.INPUT_NOT_VIDEO

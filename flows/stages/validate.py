@@ -177,9 +177,30 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
             ErrorCode.INPUT_TOO_LONG,
             f"The video lasts {info.duration_s:.0f} s; the limit is {max_seconds:.0f} s.",
         )
+    if greeting_end_s >= info.duration_s:
+        # The field is wrong, not the video (render.py classifies it the same way).
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            f"greetingEndSecond ({greeting_end_s:g} s) is past the end of the video "
+            f"({info.duration_s:.1f} s): set it to the second where the spoken greeting ends.",
+        )
     if info.duration_s <= greeting_end_s + MIN_TAIL_S:
         raise JobError(
             ErrorCode.INPUT_TOO_SHORT,
             f"The video lasts {info.duration_s:.1f} s; it must run at least {MIN_TAIL_S:g} s "
             f"past the greeting (greetingEndSecond {greeting_end_s:g} s).",
+        )
+
+
+# More than a few audio frames off: the input's header promised media the file does not hold.
+OUTPUT_DURATION_TOLERANCE_S = 0.25
+
+
+def check_output_duration(output_s: float, input_s: float) -> None:
+    """A render as long as its input; a shorter one means the upload was cut off."""
+    if abs(output_s - input_s) > OUTPUT_DURATION_TOLERANCE_S:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The video says it lasts {input_s:.1f} s but holds only {output_s:.1f} s of media: "
+            "it looks truncated. Upload the complete file again.",
         )
