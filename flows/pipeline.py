@@ -25,8 +25,20 @@ from flows.retry import RETRY_DELAYS_S, retry_if_retryable
 from flows.settings import Settings
 from flows.stages import storage as object_store
 from flows.stages.render import RenderReport, render_greeting
-from flows.stages.synthesize import Speech, Voice, build_voice, synthesize_greeting_task
-from flows.stages.validate import ValidRequest, check_media, validate_request
+from flows.stages.synthesize import (
+    EspeakVoice,
+    Speech,
+    Voice,
+    build_voice,
+    synthesize_greeting_task,
+    voice_for,
+)
+from flows.stages.validate import (
+    ValidRequest,
+    check_media,
+    check_output_duration,
+    validate_request,
+)
 from flows.transitions import Heartbeat, Transition, TransitionRefused, transition
 from flows.workdir import run_dir, work_root
 
@@ -61,17 +73,25 @@ def inspect_video(video: Path, greeting_end_s: float, max_seconds: float) -> Med
 
 @task(cache_policy=NO_CACHE)
 def render_video(
-    video: Path, speech_file: Path, greeting_end_s: float, output: Path, settings: Settings
+    video: Path,
+    speech_file: Path,
+    greeting_end_s: float,
+    output: Path,
+    settings: Settings,
+    expected_s: float,
 ) -> RenderReport:
     """Replaces the greeting; returns the render's report."""
-    return render_greeting(
+    report = render_greeting(
         video,
         speech_file,
         greeting_end_s,
         output,
         max_tempo=settings.max_tempo,
         crossfade_ms=settings.crossfade_ms,
+        work_dir=output.parent,  # the run's scratch folder: gone with the run, whatever happens
     )
+    check_output_duration(probe(output).duration_s, expected_s)
+    return report
 
 
 @task(
@@ -89,6 +109,11 @@ def store_result(bucket: storage.Bucket, video: Path, path: str) -> str:
 @cache
 def default_voice() -> Voice:
     return build_voice(default_clients().settings)
+
+
+@cache
+def local_voice() -> Voice:
+    return EspeakVoice(default_clients().settings.espeak_voice)
 
 
 @cache
@@ -129,16 +154,17 @@ class JobRun:
         video = fetch_input(
             bucket, request.input_video, work_dir / "input", settings.max_input_bytes
         )
-        inspect_video(video, request.greeting_end_s, settings.max_input_seconds)
+        info = inspect_video(video, request.greeting_end_s, settings.max_input_seconds)
 
         self.move(JobStatus.PROCESSING_AUDIO)
+        voice = voice_for(request.voice_id, voice, local_voice())
         speech: Speech = speech_task()(voice, request.greeting_text, request.voice_id)
         speech_file = work_dir / f"greeting.{speech.extension}"
         speech_file.write_bytes(speech.audio)
 
         self.move(JobStatus.GENERATING_VIDEO)
         output = work_dir / "output.mp4"
-        render_video(video, speech_file, request.greeting_end_s, output, settings)
+        render_video(video, speech_file, request.greeting_end_s, output, settings, info.duration_s)
 
         self.move(JobStatus.UPLOADING_RESULT)
         path = result_path(request.user_id, self.job_id)

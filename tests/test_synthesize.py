@@ -41,6 +41,7 @@ from flows.stages.synthesize import (
     elevenlabs_error,
     elevenlabs_transport_error,
     ensure_elevenlabs_limit,
+    parse_espeak_voices,
     plain_speech_text,
     speech_cache_key,
     speech_cache_storage,
@@ -48,6 +49,7 @@ from flows.stages.synthesize import (
     synthesize_greeting,
     synthesize_greeting_task,
     synthesize_speech,
+    voice_for,
 )
 from flows.stages.validate import greeting_text
 from tests.fake_elevenlabs import (
@@ -690,3 +692,30 @@ def test_bucket_cache_is_shared_through_a_saved_block(
     saved = RemoteFileSystem.load(stage.SPEECH_CACHE_BLOCK, _sync=True)  # type: ignore[call-arg]
     assert isinstance(saved, RemoteFileSystem)
     assert saved.basepath == "memory://greetings-test/speech-cache"
+
+
+def test_espeak_voice_ids_always_get_the_local_voice() -> None:
+    configured = ElevenLabsVoice(
+        ElevenLabs(api_key="k", base_url="http://127.0.0.1:9"),
+        model_id="eleven_multilingual_v2",
+        output_format="mp3_44100_128",
+    )
+    local = EspeakVoice("en-us")
+    assert voice_for("espeak:en-gb", configured, local) is local
+    assert voice_for("21m00Tcm4TlvDq8ikWAM", configured, local) is configured
+
+
+def test_espeak_voice_list_is_parsed_from_its_listing() -> None:
+    listing = (
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+        " 5  en-us           --/M      English_(America)  gmw/en-US            (en 3)\n"
+        " 5  no              --/M      Norwegian_Bokmål   gmw/nb               (nb 5)\n"
+    )
+    assert parse_espeak_voices(listing) == {"en-us", "english_(america)", "no", "norwegian_bokmål"}
+
+
+def test_espeak_rejects_a_voice_it_would_misread_as_a_language() -> None:
+    with pytest.raises(JobError) as error:
+        EspeakVoice("en-us").espeak_voice("espeak:no-such-voice")
+    assert error.value.code == ErrorCode.INVALID_VOICE
+    assert EspeakVoice("en-us").espeak_voice("espeak:en-gb") == "en-gb"

@@ -15,7 +15,7 @@ from flows.job import JobError
 from flows.media import ProbeError, probe
 from flows.settings import get_settings
 from flows.stages.render import render_greeting
-from flows.stages.synthesize import build_voice, synthesize_speech
+from flows.stages.synthesize import EspeakVoice, build_voice, synthesize_speech, voice_for
 from flows.stages.validate import check_media, check_size, clean_name, greeting_end, greeting_text
 
 
@@ -37,7 +37,7 @@ def render_command(args: argparse.Namespace) -> int:
             return 1
         check_media(info, end_s, settings.max_input_seconds)
         began = time.monotonic()
-        voice = build_voice(settings)
+        voice = voice_for(args.voice, build_voice(settings), EspeakVoice(settings.espeak_voice))
         speech = synthesize_speech(voice, text, args.voice)
         synth_s = time.monotonic() - began
         with tempfile.TemporaryDirectory(prefix="greetings-render-") as tmp:

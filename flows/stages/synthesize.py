@@ -34,6 +34,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -194,6 +195,28 @@ class ElevenLabsVoice:
         return Speech(audio, self.extension, self.provider, voice_id, self.model_id)
 
 
+def parse_espeak_voices(listing: str) -> frozenset[str]:
+    """Language codes and voice names in `espeak-ng --voices` output, lower-cased."""
+    names: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 4:
+            names.update({fields[1].lower(), fields[3].lower()})
+    return frozenset(names)
+
+
+@cache
+def espeak_voices(executable: str) -> frozenset[str]:
+    """The voices this machine's espeak-ng has (empty if it cannot be asked)."""
+    try:
+        listing = subprocess.run(
+            [executable, "--voices"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return parse_espeak_voices(listing)
+
+
 class EspeakVoice:
     """The local espeak-ng voice: no key, no network, WAV output.
 
@@ -231,6 +254,10 @@ class EspeakVoice:
             return self.default_voice
         name = voice_id.removeprefix(ESPEAK_VOICE_PREFIX)
         if not _ESPEAK_VOICE_NAME.fullmatch(name):
+            raise JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
+        # espeak-ng itself would read `no-such-voice` as Norwegian (`no`): check the real list.
+        known = espeak_voices(self.executable)
+        if known and name.split("+", 1)[0].lower() not in known:
             raise JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
         return name
 
@@ -279,6 +306,14 @@ class EspeakVoice:
             f"the local voice {name!r} (GREETINGS_ESPEAK_VOICE) does not exist in espeak-ng",
             retryable=False,
         )
+
+
+def voice_for(voice_id: str, configured: Voice, local: Voice) -> Voice:
+    """The voice that speaks for `voice_id`: `espeak:<voice>` ids always get the local voice.
+
+    So a deployment with an ElevenLabs key can still render offline previews and test jobs.
+    """
+    return local if voice_id.startswith(ESPEAK_VOICE_PREFIX) else configured
 
 
 def build_voice(settings: Settings, client: ElevenLabs | None = None) -> Voice:
