@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,9 @@ class PrefectApi:
     api_url: str
     api_key: str = ""
     timeout_s: float = 10.0
-    retries: int = 3
+    # 0.5 + 1 + 2 + 4 + 8 s at most (with jitter): a busy server gets time to recover before the
+    # job is left to the sweep, well within the function's 60 s timeout.
+    retries: int = 5
     backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
@@ -43,7 +46,8 @@ class PrefectApi:
             # call here is safe to repeat (flow runs are created with an idempotency key).
             if response.status_code not in RETRY_STATUSES or retry == self.retries:
                 break
-            time.sleep(self.backoff_s * 2**retry)
+            # Jitter, so a burst of jobs does not come back at the same instant.
+            time.sleep(self.backoff_s * 2**retry * random.uniform(0.5, 1.5))
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise PrefectUnavailable(
                 f"Prefect API answered {response.status_code} for {method} {path}: "

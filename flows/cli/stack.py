@@ -375,9 +375,18 @@ class Stack:
             self._wait_healthy(services[name])
 
         worker = services["prefect-worker"]
+        code = self._code_fingerprint()
+        code_marker = self.pids / "prefect-worker.code"
+        stale = code_marker.is_file() and code_marker.read_text() != code
+        if worker not in to_start and stale:
+            # The worker imports the flows once; new code needs a new worker process.
+            echo("flows/ changed since the worker started: restarting the worker")
+            self._stop(worker)
+            to_start.append(worker)
         if worker in to_start:
             self._drop_pool_of_other_type()
             self._spawn(worker, worker.command, worker.env)
+            code_marker.write_text(code)
         # The worker creates its work pool (of its own type) before it reports ONLINE.
         self._wait_healthy(worker)
         self._prepare_prefect()
@@ -483,6 +492,14 @@ class Stack:
         digest.update(f"{self.s.work_pool}|{self.s.prefect_api}".encode())
         return digest.hexdigest()
 
+    def _code_fingerprint(self) -> str:
+        """What the worker process has imported: every module under flows/."""
+        digest = hashlib.sha256()
+        for path in sorted((REPO_ROOT / "flows").rglob("*.py")):
+            digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
     def _deployments_exist(self) -> bool:
         return all(
             _http_ok(f"{self.s.prefect_api}/deployments/name/{name}/{name}")
@@ -505,15 +522,18 @@ class Stack:
             if exc.code != 409:  # 409: it exists already
                 raise StackError(f"cannot create the elevenlabs concurrency limit: {exc}") from exc
 
+    def _stop(self, svc: Service) -> bool:
+        """Stops a service's whole process group; True if it was running."""
+        pid = self.pid(svc.name)
+        if pid is not None:
+            _stop_group(pid)
+        self._pid_file(svc.name).unlink(missing_ok=True)
+        return pid is not None
+
     def down(self, echo: Callable[[str], None] = print) -> None:
         for svc in reversed(self.services()):
-            pid = self.pid(svc.name)
-            if pid is None:
-                self._pid_file(svc.name).unlink(missing_ok=True)
-                continue
-            _stop_group(pid)
-            self._pid_file(svc.name).unlink(missing_ok=True)
-            echo(f"stopped {svc.name}")
+            if self._stop(svc):
+                echo(f"stopped {svc.name}")
         busy = [
             f"{what} {port}"
             for svc in self.services()
