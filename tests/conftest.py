@@ -98,3 +98,20 @@ def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("media") / "sales.mp4"
     return make_sample_video(path, seconds=8, width=640, height=360)
+
+
+@pytest.fixture(scope="session")
+def prefect_client(stack: Any) -> Iterator[Any]:
+    """A real Prefect client on the stack's server (the sweep's side of orchestration).
+
+    Prefect fixes its settings when first imported, before the stack fixture exports
+    PREFECT_API_URL, so the URL is set here explicitly.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: stack.s.prefect_api}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client

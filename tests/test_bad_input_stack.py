@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,17 @@ from typing import Any
 import pytest
 from google.cloud.firestore import SERVER_TIMESTAMP
 
-from flows.enduser import Denied, FirestoreAsUser
+from flows.enduser import Denied
 from flows.job import COLLECTION, result_path
 from flows.media import probe, run_ffmpeg
 from flows.samples import make_sample_video
 from flows.settings import REPO_ROOT
 from tests.conftest import User, wait_for
-from tests.test_pipeline_stack import upload
+from tests.stackkit import (
+    as_user,
+    new_job_id,
+    upload,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -75,12 +79,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # --- jobs ----------------------------------------------------------------------------------------
 
 
-def as_user(stack: Any, user: User) -> FirestoreAsUser:
-    return FirestoreAsUser(
-        f"http://{stack.s.firestore_emulator_host}/v1", stack.s.project_id, user.id_token
-    )
-
-
 def job_fields(user: User, input_video: str, **overrides: Any) -> dict[str, Any]:
     """A valid job document's client fields (camelCase), with `overrides` on top."""
     return {
@@ -104,26 +102,9 @@ def create_as_admin(clients: Any, job_id: str, fields: dict[str, Any]) -> None:
     )
 
 
-def new_job_id() -> str:
-    return f"bi-{uuid.uuid4().hex[:16]}"
-
-
 def read_jobs(clients: Any, job_ids: list[str]) -> dict[str, dict[str, Any]]:
     refs = [clients.db.collection(COLLECTION).document(job_id) for job_id in job_ids]
     return {snap.id: snap.to_dict() or {} for snap in clients.db.get_all(refs)}
-
-
-@pytest.fixture(scope="module")
-def prefect_client(stack: Any) -> Iterator[Any]:
-    """The sweep's side of orchestration (Prefect fixes its API URL when first imported)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with (
-        temporary_settings(updates={PREFECT_API_URL: stack.s.prefect_api}),
-        get_client(sync_client=True) as client,
-    ):
-        yield client
 
 
 def wait_all_finished(

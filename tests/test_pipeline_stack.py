@@ -6,9 +6,7 @@ and a process worker: nothing is faked.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,15 @@ from typing import Any
 import pytest
 import requests
 
-from flows.enduser import FirestoreAsUser
-from flows.job import COLLECTION, JobRequest, result_path
+from flows.job import result_path
 from flows.media import probe
 from tests.conftest import User, wait_for
+from tests.stackkit import (
+    finished,
+    read_job,
+    submit,
+    upload,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -31,37 +34,6 @@ STAGES = [
     "uploading-result",
     "completed",
 ]
-
-
-def upload(clients: Any, user: User, source: Path) -> str:
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:32]
-    path = f"user-uploads/{user.uid}/{digest}{source.suffix}"
-    clients.bucket.blob(path).upload_from_filename(str(source), content_type="video/mp4")
-    return path
-
-
-def submit(stack: Any, user: User, input_video: str, **overrides: Any) -> str:
-    job_id = f"it-{uuid.uuid4().hex[:16]}"
-    fields: dict[str, Any] = {
-        "user_id": user.uid,
-        "input_video": input_video,
-        "prospect_name": "Jane",
-        "voice_id": "espeak:en-us",
-        "greeting_end_second": 1.5,
-    }
-    fields.update(overrides)
-    FirestoreAsUser(
-        f"http://{stack.s.firestore_emulator_host}/v1", stack.s.project_id, user.id_token
-    ).create_job(job_id, JobRequest(**fields))
-    return job_id
-
-
-def read_job(clients: Any, job_id: str) -> dict[str, Any]:
-    return clients.db.collection(COLLECTION).document(job_id).get().to_dict() or {}
-
-
-def finished(job: dict[str, Any]) -> bool:
-    return job.get("status") in ("completed", "failed", "cancelled")
 
 
 def test_trigger_reacts_to_a_new_job(

@@ -18,13 +18,12 @@ import requests
 
 from flows.job import result_path
 from tests.conftest import User, wait_for
-from tests.test_trigger_stack import (
+from tests.stackkit import (
     RUN_STAGES,
     finished,
     flow_run,
     flow_runs,
     outputs,
-    prefect_client,  # noqa: F401 - a fixture
     read_job,
     seed,
     seed_pending_without_trigger,
@@ -85,7 +84,7 @@ def test_a_retryable_failure_is_retried_as_a_new_attempt_and_completes(
     clients: Any,
     make_user: Callable[[], User],
     sample_video: Path,
-    prefect_client: Any,  # noqa: F811
+    prefect_client: Any,
 ) -> None:
     user = make_user()
     job_id = seed(clients, user, upload(clients, user, sample_video), **failed_retryable(ago(1)))
@@ -108,7 +107,7 @@ def test_a_stuck_job_is_reaped_its_run_marked_crashed_then_retried(
     clients: Any,
     make_user: Callable[[], User],
     sample_video: Path,
-    prefect_client: Any,  # noqa: F811
+    prefect_client: Any,
 ) -> None:
     """A worker died mid-render: heartbeat stale, its Prefect run still says Running."""
     user = make_user()
@@ -168,7 +167,7 @@ def test_a_pending_job_whose_trigger_was_lost_is_started(
     clients: Any,
     make_user: Callable[[], User],
     sample_video: Path,
-    prefect_client: Any,  # noqa: F811
+    prefect_client: Any,
 ) -> None:
     user = make_user()
     # Past this test's grace (0 s), not yet past the scheduled sweep's (60 s), which would
@@ -189,7 +188,7 @@ def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     clients: Any,
     make_user: Callable[[], User],
     sample_video: Path,
-    prefect_client: Any,  # noqa: F811 - also points in-process flows at the stack's Prefect
+    prefect_client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The flow as deployed, with the production thresholds, run in process.
