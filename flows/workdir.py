@@ -24,14 +24,13 @@ def run_dir(root: Path, job_id: str) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-{job_id}-", dir=root)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Running, and not a zombie (where nobody reaps orphans, a dead worker lingers as one)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state != "Z"
 
 
 def remove_orphans(root: Path) -> list[Path]:
@@ -44,7 +43,7 @@ def remove_orphans(root: Path) -> list[Path]:
         if not folder.is_dir() or not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

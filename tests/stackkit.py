@@ -159,13 +159,15 @@ def start_attempt(clients: Any, orchestrator: Any, job_id: str, attempt: int) ->
     return result
 
 
-def sweep_once(clients: Any, prefect_client: Any, mine: set[str]) -> list[tuple[str, str, str]]:
+def sweep_once(
+    clients: Any, prefect_client: Any, mine: set[str], settings: Settings = EAGER
+) -> list[tuple[str, str, str]]:
     """One pass of the sweep over this test's own jobs: (job, action, outcome) per action."""
     from flows.sweep import act, load_candidates, plan_sweep
 
     candidates = {k: v for k, v in load_candidates(clients.db).items() if k in mine}
     done: list[tuple[str, str, str]] = []
-    for action in plan_sweep(candidates, datetime.now(UTC), EAGER):
+    for action in plan_sweep(candidates, datetime.now(UTC), settings):
         outcome, _ = act(clients.db, prefect_client, action)
         done.append((action.job_id, action.kind, outcome))
     return done

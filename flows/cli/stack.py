@@ -23,9 +23,11 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.settings import FIREBASE_JSON, REPO_ROOT, Settings
+from flows.workdir import process_alive
 
 FIRESTORE_JAR = "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -274,7 +276,19 @@ class Stack:
                 workers = json.load(response)
         except (urllib.error.URLError, OSError, ValueError):
             return False
-        return any(w.get("name") == WORKER_NAME and w.get("status") == "ONLINE" for w in workers)
+        # Only a heartbeat sent after our process started counts: a killed worker's record
+        # stays ONLINE for a while after its death.
+        try:
+            started = datetime.fromtimestamp(self._pid_file("prefect-worker").stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return False
+        return any(
+            w.get("name") == WORKER_NAME
+            and w.get("status") == "ONLINE"
+            and datetime.fromisoformat(w["last_heartbeat_time"]) >= started
+            for w in workers
+            if w.get("last_heartbeat_time")
+        )
 
     # --- process bookkeeping --------------------------------------------------------------------
 
@@ -286,13 +300,7 @@ class Stack:
             pid = int(self._pid_file(name).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid
+        return pid if process_alive(pid) else None
 
     def _spawn(self, service: Service, command: list[str], env: dict[str, str]) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
