@@ -62,7 +62,8 @@ SPEECH_CACHE_BLOCK = "greetings-speech-cache"
 ESPEAK_VOICE_PREFIX = "espeak:"
 # Bump when the bytes a provider returns for the same inputs change meaning (e.g. a new
 # container format), so old cache entries are never served for new code.
-SPEECH_CACHE_VERSION = 1
+# 2: espeak voice ids are checked against espeak-ng's list (1 cached Norwegian for `no-such-...`).
+SPEECH_CACHE_VERSION = 2
 # Task-level retries of transient TTS failures. GREETINGS_MAX_RETRIES is about re-running whole
 # jobs, so it is not reused here. Delays: 2, 4, 8, 16 s, each +-50% jitter so that workers that
 # hit the same 429 do not come back in lockstep.
