@@ -69,6 +69,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_command(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from flows.bench import bench_command
+
+    return bench_command(args)
+
+
 def _add_user(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--user",
@@ -203,6 +209,34 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(handler=_render)
 
     _add_end_user_commands(commands)
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure render speed, job latency and throughput on this machine (takes minutes)",
+        description="Prints figures beside their goals; nothing is asserted. The job sections "
+        "need the local stack (`greetings stack up`). See docs/benchmarks.md.",
+    )
+    bench.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    bench.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        default=None,
+        help="comma-separated: render, latency, throughput (default all)",
+    )
+    bench.add_argument(
+        "--jobs", type=int, default=100, metavar="N", help="throughput batch size (default 100)"
+    )
+    bench.add_argument(
+        "--latency-jobs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="jobs run one at a time for latency (default 20)",
+    )
+    bench.add_argument(
+        "--runs", type=int, default=5, metavar="N", help="runs per render figure (default 5)"
+    )
+    bench.set_defaults(handler=_bench)
     return parser
 
 
