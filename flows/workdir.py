@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from flows.procs import process_alive
+
 
 def work_root(state_dir: Path) -> Path:
     root = state_dir / "work"
@@ -22,15 +24,6 @@ def work_root(state_dir: Path) -> Path:
 def run_dir(root: Path, job_id: str) -> tempfile.TemporaryDirectory[str]:
     """A scratch folder for one run of one job, removed when the context exits."""
     return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-{job_id}-", dir=root)
-
-
-def process_alive(pid: int) -> bool:
-    """Running, and not a zombie (where nobody reaps orphans, a dead worker lingers as one)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def remove_orphans(root: Path) -> list[Path]:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from flows.cli.stack import group_members
 from flows.job import result_path
 from flows.media import run_ffmpeg
+from flows.procs import group_members
 from flows.samples import make_sample_video
 from flows.settings import Settings
 from tests.conftest import User, wait_for

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from flows.cli.stack import group_members, port_in_use
+from flows.cli.stack import port_in_use
+from flows.procs import group_members, process_alive
 
 pytestmark = pytest.mark.stack
 
@@ -76,6 +77,7 @@ def test_a_missing_prerequisite_gets_one_clear_line(stack: Any, tmp_path: Path) 
 def test_stack_down_leaves_nothing_behind(stack: Any) -> None:
     """Runs last (see conftest): every process of every service is gone, every port free."""
     groups = stack.process_groups()
+    trees = stack.process_trees()
     assert set(groups) == {
         "prefect-server",
         "storage-emulator",
@@ -89,5 +91,8 @@ def test_stack_down_leaves_nothing_behind(stack: Any) -> None:
     assert "no service running, no port bound" in result.stdout
     for name, pgid in groups.items():
         assert group_members(pgid) == [], f"{name} left processes behind"
+    # And every descendant, wherever it lives (the Firestore JVM has a session of its own).
+    for name, pids in trees.items():
+        assert not [p for p in pids if process_alive(p)], f"{name} left descendants behind"
     ports = [port for svc in stack.services() for port in svc.ports.values()]
     assert ports and not [port for port in ports if port_in_use("127.0.0.1", port)]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.cli.stack import Stack, group_rss_mb
+from flows.cli.stack import Stack
+from flows.procs import Proc, proc_table, rss_mb, tree
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_SERVICE = "prefect-worker"
@@ -63,69 +64,6 @@ def machine_info() -> dict[str, Any]:
 
 
 # --- processes ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    pgid: int
-    own_ticks: int  # utime + stime
-    reaped_ticks: int  # cutime + cstime: children it waited for (ffmpeg under the worker)
-
-
-def proc_table() -> dict[int, Proc]:
-    """Every live (not defunct) process, from /proc/<pid>/stat."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
-        table[int(entry.name)] = Proc(int(entry.name), int(fields[1]), int(fields[2]), own, reaped)
-    return table
-
-
-def tree(root: int, table: Mapping[int, Proc]) -> set[int]:
-    """`root`, its process group, and every descendant of either.
-
-    Descendants count too because not every child stays in its parent's group: firebase-tools
-    starts the Firestore emulator's JVM in a session of its own.
-    """
-    if root not in table:
-        return set()
-    pgid = table[root].pgid
-    found = {pid for pid, proc in table.items() if proc.pgid == pgid} | {root}
-    children: dict[int, list[int]] = {}
-    for proc in table.values():
-        children.setdefault(proc.ppid, []).append(proc.pid)
-    todo = list(found)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def rss_mb(pids: Iterable[int]) -> float:
-    total_kb = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
-                break
-    return total_kb / 1024
 
 
 def service_roots(stack: Stack) -> dict[str, int]:
@@ -244,7 +182,7 @@ class MemorySampler:
 
     def sample(self) -> None:
         worker = self.roots.get(WORKER_SERVICE)
-        worker_mb = group_rss_mb(os.getpgid(worker)) if worker else 0.0
+        worker_mb = rss_mb(tree(worker, proc_table())) if worker else 0.0
         if worker:
             self.worker_process_peak_mb = max(self.worker_process_peak_mb, rss_mb([worker]))
         table = proc_table()

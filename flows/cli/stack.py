@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flows.procs import proc_table, process_alive, rss_mb, tree
 from flows.settings import FIREBASE_JSON, REPO_ROOT, Settings
-from flows.workdir import process_alive
 
 FIRESTORE_JAR = "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -561,12 +562,21 @@ class Stack:
             healthy = pid is not None and svc.health()
             all_ok &= healthy
             state = "healthy" if healthy else ("starting/unhealthy" if pid else "stopped")
-            memory_mb = group_rss_mb(os.getpgid(pid)) if pid else 0.0
+            memory_mb = rss_mb(tree(pid, proc_table())) if pid else 0.0
             total_mb += memory_mb
             urls = "  ".join(f"{k}: {v}" for k, v in svc.urls.items())
             echo(f"  {svc.name:<20} {state:<10} {memory_mb:>6.0f} MB  {urls}")
         echo(f"  {'total':<20} {'':<10} {total_mb:>6.0f} MB  logs: {self.logs}")
         return all_ok
+
+    def process_trees(self) -> dict[str, set[int]]:
+        """Every process of every running service (its group and all descendants), by name."""
+        table = proc_table()
+        return {
+            svc.name: tree(pid, table)
+            for svc in self.services()
+            if (pid := self.pid(svc.name)) is not None
+        }
 
     def process_groups(self) -> dict[str, int]:
         """The process group of every running service, by name."""
@@ -579,57 +589,19 @@ class Stack:
 
 
 def _stop_group(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left of it."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.1)
+    """SIGTERM the service's process group, then SIGKILL whatever is left of its whole tree.
 
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not defunct) processes of a process group, from /proc."""
-    members = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(proc.name))
-    return members
-
-
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of a whole process group (a service and all its children)."""
-    total_kb = 0
-    for pid in group_members(pgid):
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
-    return total_kb / 1024
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Zombies of the group still answer; count only processes that are not defunct.
-    return bool(group_members(pgid))
+    The tree, not just the group: the Firestore emulator's JVM runs in a session of its own.
+    """
+    members = tree(pid, proc_table())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(pid), signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(process_alive(p) for p in members):
+        time.sleep(0.1)
+    for leftover in [p for p in members if process_alive(p)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(leftover, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(process_alive(p) for p in members):
+        time.sleep(0.1)
