@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     # Flow runs the local (in-process) worker runs at once.
     worker_threads: int = 8
 
+    # --- The end user's client in production (flows/cli/session.py) ---------------------------
+    # The user's Firebase ID token (what a web app's getIdToken() returns); unset: local stack.
+    id_token: SecretStr | None = None
+    firestore_url: str = "https://firestore.googleapis.com/v1"
+    firebase_storage_url: str = "https://firebasestorage.googleapis.com/v0"
+
     # --- Input limits (validating-input) ------------------------------------------------------
     max_input_bytes: int = 500 * 1024 * 1024
     max_input_seconds: float = 600.0

@@ -21,7 +21,7 @@ from typing import Any
 from google.cloud import firestore
 
 from flows.cli.errors import UsageError
-from flows.cli.session import ClientSettings, Session, connect
+from flows.cli.session import Session, connect
 from flows.job import COLLECTION, TERMINAL_STATUSES, JobStatus
 from flows.settings import Settings
 
@@ -45,7 +45,7 @@ SYLLABLES = ("ba", "ko", "mi", "ren", "sa", "lu", "te", "vo", "na", "di", "ro", 
 
 def fresh_session(settings: Settings, label: str) -> Session:
     """A new Auth-emulator user of its own, so its jobs never mix with anyone else's."""
-    if ClientSettings().id_token is not None:
+    if settings.id_token is not None:
         raise UsageError(
             "greetings bench measures the local stack: unset GREETINGS_ID_TOKEN to run it"
         )

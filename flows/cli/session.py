@@ -20,8 +20,6 @@ from functools import cached_property
 
 from google.auth.credentials import Credentials
 from google.cloud.firestore import Client as FirestoreClient
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.cli.errors import CliError, UsageError
 from flows.cli.transfer import EmulatorUploads, FirebaseStorageUploads, UploadStore
@@ -39,18 +37,6 @@ LOCAL_USER = "local-user@greetings.test"
 # The Auth emulator's users only: never a real account's password.
 LOCAL_PASSWORD = "greetings-local-password"
 STACK_HINT = "run `uv run greetings stack up` (or `make demo`)"
-
-
-class ClientSettings(BaseSettings):
-    """How the CLI reaches production as the user (`GREETINGS_<FIELD>` variables)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="GREETINGS_", env_file=".env", extra="ignore", frozen=True
-    )
-
-    id_token: SecretStr | None = None
-    firestore_url: str = "https://firestore.googleapis.com/v1"
-    firebase_storage_url: str = "https://firebasestorage.googleapis.com/v0"
 
 
 class StackNotRunning(CliError):
@@ -112,7 +98,7 @@ def _answers(address: str) -> bool:
 
 def connect(settings: Settings, user_email: str | None) -> Session:
     """Signs in and builds the user's clients, locally or in production (see the module doc)."""
-    token = ClientSettings().id_token
+    token = settings.id_token
     if token is not None:
         return _connect_production(settings, token.get_secret_value(), user_email)
     return _connect_local(settings, user_email or LOCAL_USER)
@@ -164,13 +150,12 @@ def _connect_production(settings: Settings, id_token: str, user_email: str | Non
         uid = uid_from_id_token(id_token)
     except SignInError as exc:
         raise UsageError(f"GREETINGS_ID_TOKEN: {exc}") from exc
-    client = ClientSettings()
     return Session(
         settings=settings,
         user=SignedInUser(uid=uid, id_token=id_token),
-        firestore=FirestoreAsUser(client.firestore_url, settings.project_id, id_token),
+        firestore=FirestoreAsUser(settings.firestore_url, settings.project_id, id_token),
         uploads=FirebaseStorageUploads(
-            client.firebase_storage_url, settings.default_bucket, id_token
+            settings.firebase_storage_url, settings.default_bucket, id_token
         ),
         local=False,
         # Firestore accepts a Firebase ID token as the bearer token and applies the rules to it.
