@@ -14,7 +14,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
 GREETING_DEPLOYMENT = "greeting-pipeline/greeting-pipeline"
-LIVE_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING})
+WAITING_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING})
+LIVE_STATES = WAITING_STATES | {StateType.RUNNING}
 
 
 def idempotency_key(job_id: str, attempt: int) -> str:
@@ -43,6 +44,14 @@ def run_is_live(client: SyncPrefectClient, flow_run_id: str | None) -> bool:
         return False
     run = client.read_flow_run(UUID(flow_run_id))
     return run.state is not None and run.state.type in LIVE_STATES
+
+
+def run_is_waiting(client: SyncPrefectClient, flow_run_id: str | None) -> bool:
+    """Scheduled or pending: no worker has started it yet (it may be queued behind others)."""
+    if not flow_run_id:
+        return False
+    run = client.read_flow_run(UUID(flow_run_id))
+    return run.state is not None and run.state.type in WAITING_STATES
 
 
 def mark_crashed(client: SyncPrefectClient, flow_run_id: str, message: str) -> Any:

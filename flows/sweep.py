@@ -34,6 +34,8 @@ class Action:
     attempt: int
     detail: str
     flow_run_id: str | None = None
+    # A queued job has no worker yet: its stale heartbeat may only mean a long queue.
+    queued: bool = False
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -63,7 +65,14 @@ def plan_sweep(jobs: dict[str, dict[str, Any]], now: datetime, settings: Setting
             beat = job.get("heartbeatAt") or job.get("updatedAt")
             if _older_than(beat, now, settings.heartbeat_stale_seconds):
                 actions.append(
-                    Action("reap", job_id, attempt, f"stuck in {status}", job.get("flowRunId"))
+                    Action(
+                        "reap",
+                        job_id,
+                        attempt,
+                        f"stuck in {status}",
+                        job.get("flowRunId"),
+                        queued=status == JobStatus.QUEUED,
+                    )
                 )
         elif status == JobStatus.PENDING and not job.get("flowRunId"):
             since = job.get("updatedAt") or job.get("createdAt")
@@ -91,6 +100,9 @@ def start(db: firestore.Client, prefect: SyncPrefectClient, job_id: str, attempt
 def act(db: firestore.Client, prefect: SyncPrefectClient, action: Action) -> tuple[str, str]:
     """Carries out one action; returns (outcome, detail) for the summary."""
     if action.kind == "reap":
+        if action.queued and orchestration.run_is_waiting(prefect, action.flow_run_id):
+            # Still in Prefect's queue, waiting for a free worker: alive, just late.
+            return "skipped", "still waiting for a worker"
         error = ErrorInfo(
             code=ErrorCode.WORKER_LOST,
             message="The worker processing this job stopped responding; it will be retried.",

@@ -56,6 +56,9 @@ def test_stuck_jobs_are_reaped_by_heartbeat() -> None:
     assert kinds(jobs) == [("reap", "queued-stale", 1), ("reap", "stale", 0)]
     reap = plan_sweep({"stale": jobs["stale"]}, NOW, SETTINGS)[0]
     assert reap.flow_run_id == "r"
+    assert not reap.queued
+    # A queued job has no worker yet: the sweep asks Prefect before reaping it.
+    assert plan_sweep({"q": jobs["queued-stale"]}, NOW, SETTINGS)[0].queued
 
 
 def test_lost_pending_jobs_are_started_after_a_grace_period() -> None:

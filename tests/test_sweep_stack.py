@@ -239,3 +239,56 @@ def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     assert sweep_run["state_type"] == "COMPLETED"
 
     assert_completed_on_attempt(stack, clients, user, job_id, 1)
+
+
+def test_a_queued_job_waiting_for_a_worker_is_not_reaped(
+    stack: Any,
+    clients: Any,
+    make_user: Callable[[], User],
+    sample_video: Path,
+    prefect_client: Any,
+) -> None:
+    """A long queue is not a dead worker: while its run waits in Prefect, the job is left alone."""
+    user = make_user()
+    flow = requests.get(f"{stack.s.prefect_api}/flows/name/greeting-pipeline", timeout=10).json()
+    job_id = seed(clients, user, upload(clients, user, sample_video), status="seeding")
+    # Scheduled an hour from now and in no work pool: it waits, as behind a long queue.
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = requests.post(
+        f"{stack.s.prefect_api}/flow_runs/",
+        json={
+            "flow_id": flow["id"],
+            "name": f"job-{job_id}-attempt-0",
+            "parameters": {"job_id": job_id, "attempt": 0},
+            "state": {
+                "type": "SCHEDULED",
+                "name": "Scheduled",
+                "state_details": {"scheduled_time": later},
+            },
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    waiting_run = response.json()["id"]
+    beat = ago(90)
+    clients.db.collection("greetingJobs").document(job_id).update(
+        {
+            "status": "queued",
+            "retryCount": 0,
+            "flowRunId": waiting_run,
+            "createdAt": beat,
+            "updatedAt": beat,
+            "heartbeatAt": beat,
+        }
+    )
+    assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "reap", "skipped")]
+    assert read_job(clients, job_id)["status"] == "queued"
+    assert flow_run(stack, waiting_run)["state_type"] == "SCHEDULED"
+    # Once its run is gone (crashed, say), the same job is reaped.
+    requests.post(
+        f"{stack.s.prefect_api}/flow_runs/{waiting_run}/set_state",
+        json={"state": {"type": "CRASHED", "name": "Crashed"}, "force": True},
+        timeout=10,
+    ).raise_for_status()
+    assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "reap", "reaped")]
+    assert read_job(clients, job_id)["error"]["code"] == "worker-lost"
