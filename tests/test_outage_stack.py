@@ -27,13 +27,13 @@ from tests.conftest import User, wait_for
 from tests.stackkit import (
     TERMINAL_RUN_STATES,
     finished,
-    flow_run,
     flow_runs,
     outputs,
     read_job,
     submit,
     sweep_once,
     upload,
+    wait_run_finished,
 )
 
 pytestmark = pytest.mark.stack
@@ -203,7 +203,8 @@ def test_firestore_paused_30s_mid_job_completes_once(
     assert timeline(job, paused_at)[-1][2] >= OUTAGE_S - 1
     assert completions(job) == 1
     assert outputs(clients, user) == [result_path(user.uid, job_id)]
-    run = flow_run(stack, job["flowRunId"])
+    # The job's `completed` is written inside the flow; Prefect's own final state follows it.
+    run = wait_run_finished(stack, job["flowRunId"])
     assert run["state_type"] == "COMPLETED", run["state"]
     assert sweep_once(clients, prefect_client, {job_id}, REAP_FAST) == []
 
@@ -308,6 +309,13 @@ def test_burst_of_jobs_from_four_users_all_complete_once(
         assert_history_sane(job)
 
     run_ids = [j["flowRunId"] for j in jobs.values()]
+    # The last jobs' runs reach their final Prefect state a moment after the job's `completed`.
+    wait_for(
+        lambda: prefect_runs_by_id(stack, run_ids),
+        lambda runs: all(r["state_type"] in TERMINAL_RUN_STATES for r in runs.values()),
+        60,
+        every_s=1,
+    )
     runs = prefect_runs_by_id(stack, run_ids)
     assert sorted(runs) == sorted(run_ids)
     bad_runs = {r["id"]: r["state_type"] for r in runs.values() if r["state_type"] != "COMPLETED"}
