@@ -21,9 +21,9 @@ class PrefectApi:
     api_url: str
     api_key: str = ""
     timeout_s: float = 10.0
-    # 0.5 + 1 + 2 + 4 + 8 s at most (with jitter): a busy server gets time to recover before the
-    # job is left to the sweep, well within the function's 60 s timeout.
-    retries: int = 5
+    # 0.5 + 1 + 2 + 4 + 8 + 16 s (with jitter, at most ~47 s): a busy server gets time to recover
+    # before the job is left to the sweep, within the function's 60 s timeout.
+    retries: int = 6
     backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
