@@ -62,6 +62,25 @@ def failed_retryable(since: datetime) -> dict[str, Any]:
     }
 
 
+def unpooled_run(stack: Any, job_id: str, state: dict[str, Any]) -> str:
+    """A greeting-pipeline run of attempt 0 in `state`, in no work pool: no worker ever takes it."""
+    flow = requests.get(f"{stack.s.prefect_api}/flows/name/greeting-pipeline", timeout=10).json()
+    response = requests.post(
+        f"{stack.s.prefect_api}/flow_runs/",
+        json={
+            "flow_id": flow["id"],
+            "name": f"job-{job_id}-attempt-0",
+            "parameters": {"job_id": job_id, "attempt": 0},
+            "idempotency_key": f"{job_id}:0",
+            "state": state,
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    run_id: str = response.json()["id"]
+    return run_id
+
+
 def assert_completed_on_attempt(
     stack: Any, clients: Any, user: User, job_id: str, attempt: int
 ) -> dict[str, Any]:
@@ -111,23 +130,10 @@ def test_a_stuck_job_is_reaped_its_run_marked_crashed_then_retried(
 ) -> None:
     """A worker died mid-render: heartbeat stale, its Prefect run still says Running."""
     user = make_user()
-    flow = requests.get(f"{stack.s.prefect_api}/flows/name/greeting-pipeline", timeout=10).json()
     input_video = upload(clients, user, sample_video)
     # The dead worker's run: Running, in no work pool, so no worker will ever pick it up.
     job_id = seed(clients, user, input_video, status="seeding")
-    response = requests.post(
-        f"{stack.s.prefect_api}/flow_runs/",
-        json={
-            "flow_id": flow["id"],
-            "name": f"job-{job_id}-attempt-0",
-            "parameters": {"job_id": job_id, "attempt": 0},
-            "idempotency_key": f"{job_id}:0",
-            "state": {"type": "RUNNING", "name": "Running"},
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    dead_run = response.json()["id"]
+    dead_run = unpooled_run(stack, job_id, {"type": "RUNNING", "name": "Running"})
     beat = ago(90)  # stale for the 60 s used here, not yet for the scheduled sweep's 120 s
     clients.db.collection("greetingJobs").document(job_id).update(
         {
@@ -250,26 +256,14 @@ def test_a_queued_job_waiting_for_a_worker_is_not_reaped(
 ) -> None:
     """A long queue is not a dead worker: while its run waits in Prefect, the job is left alone."""
     user = make_user()
-    flow = requests.get(f"{stack.s.prefect_api}/flows/name/greeting-pipeline", timeout=10).json()
     job_id = seed(clients, user, upload(clients, user, sample_video), status="seeding")
     # Scheduled an hour from now and in no work pool: it waits, as behind a long queue.
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    response = requests.post(
-        f"{stack.s.prefect_api}/flow_runs/",
-        json={
-            "flow_id": flow["id"],
-            "name": f"job-{job_id}-attempt-0",
-            "parameters": {"job_id": job_id, "attempt": 0},
-            "state": {
-                "type": "SCHEDULED",
-                "name": "Scheduled",
-                "state_details": {"scheduled_time": later},
-            },
-        },
-        timeout=10,
+    waiting_run = unpooled_run(
+        stack,
+        job_id,
+        {"type": "SCHEDULED", "name": "Scheduled", "state_details": {"scheduled_time": later}},
     )
-    response.raise_for_status()
-    waiting_run = response.json()["id"]
     beat = ago(90)
     clients.db.collection("greetingJobs").document(job_id).update(
         {
