@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import requests
 
-from flows.job import COLLECTION, JobRequest, JobStatus
+from flows.job import COLLECTION, REQUESTS, JobRequest, RequestAction
 
 
 def to_value(value: Any) -> dict[str, Any]:
@@ -186,11 +187,16 @@ class FirestoreAsUser:
         fields = request.model_dump(by_alias=True, exclude_none=True)
         self.create(COLLECTION, job_id, {**fields, "status": "pending"}, ("createdAt",))
 
-    def request_cancel(self, job_id: str) -> None:
-        self.update(COLLECTION, job_id, {"status": JobStatus.CANCEL_REQUESTED.value})
-
-    def request_retry(self, job_id: str) -> None:
-        self.update(COLLECTION, job_id, {"status": JobStatus.RETRY_REQUESTED.value})
+    def request(self, job_id: str, user_id: str, action: RequestAction) -> str:
+        """Asks the trigger to cancel or retry a job; the new request's id."""
+        request_id = uuid.uuid4().hex
+        self.create(
+            f"{COLLECTION}/{job_id}/{REQUESTS}",
+            request_id,
+            {"action": action.value, "userId": user_id},
+            ("createdAt",),
+        )
+        return request_id
 
 
 # --- signing in (Identity Toolkit: the Auth emulator locally, Firebase Auth in production) -------

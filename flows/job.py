@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 COLLECTION = "greetingJobs"
+# greetingJobs/{jobId}/requests/{requestId}: what a user asks of a job (see firestore.rules).
+REQUESTS = "requests"
 DEFAULT_GREETING_TEXT = "Hey {name},"
 
 
@@ -28,9 +30,6 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    # Requests a signed-in user may write (see firestore.rules); the trigger acts on them.
-    CANCEL_REQUESTED = "cancel-requested"
-    RETRY_REQUESTED = "retry-requested"
 
     @property
     def is_terminal(self) -> bool:
@@ -51,20 +50,17 @@ RUNNING_STAGES = (
 # Where each status sits on the way to `completed`; a transition may only move forward.
 STAGE_ORDER: dict[JobStatus, int] = {
     JobStatus.PENDING: 0,
-    JobStatus.RETRY_REQUESTED: 0,
     JobStatus.QUEUED: 1,
     JobStatus.VALIDATING_INPUT: 2,
     JobStatus.PROCESSING_AUDIO: 3,
     JobStatus.GENERATING_VIDEO: 4,
     JobStatus.UPLOADING_RESULT: 5,
-    JobStatus.CANCEL_REQUESTED: 6,
     JobStatus.COMPLETED: 7,
     JobStatus.FAILED: 7,
     JobStatus.CANCELLED: 7,
 }
 PROGRESS: dict[JobStatus, int] = {
     JobStatus.PENDING: 0,
-    JobStatus.RETRY_REQUESTED: 0,
     JobStatus.QUEUED: 5,
     JobStatus.VALIDATING_INPUT: 10,
     JobStatus.PROCESSING_AUDIO: 30,
@@ -186,6 +182,11 @@ class GreetingJob(JobRequest):
     @property
     def greeting_template(self) -> str:
         return self.greeting_text or DEFAULT_GREETING_TEXT
+
+
+class RequestAction(StrEnum):
+    CANCEL = "cancel"  # allowed while the job is unfinished
+    RETRY = "retry"  # allowed once it failed
 
 
 def upload_prefix(user_id: str) -> str:

@@ -36,7 +36,7 @@ class TransitionRefused(Exception):
 
     @property
     def cancelled(self) -> bool:
-        return self.current in (JobStatus.CANCELLED, JobStatus.CANCEL_REQUESTED)
+        return self.current == JobStatus.CANCELLED
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,6 @@ def plan_update(
         )
     if status in TERMINAL_STATUSES:
         raise TransitionRefused(job_id, f"the job is already {status}", status)
-    if status == JobStatus.CANCEL_REQUESTED and change.to not in (
-        JobStatus.CANCELLED,
-        JobStatus.FAILED,
-    ):
-        raise TransitionRefused(job_id, "the user asked to cancel the job", status)
     if change.to != JobStatus.FAILED and STAGE_ORDER[change.to] <= STAGE_ORDER[status]:
         raise TransitionRefused(job_id, f"{status} -> {change.to} would move backwards", status)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flows.enduser import Denied, FirestoreAsUser
-from flows.job import COLLECTION
+from flows.job import COLLECTION, REQUESTS, RequestAction
 from tests.conftest import User
 
 pytestmark = pytest.mark.stack
@@ -169,7 +169,7 @@ def test_list_someone_elses_jobs_refused(stack: Any, clients: Any, alice: User, 
         as_user(stack, alice).list_mine(COLLECTION, bob.uid)
 
 
-# --- update: only cancel and retry requests --------------------------------------------------
+# --- requests: cancel while unfinished, retry once failed; no update of the job itself ---------
 
 
 @pytest.mark.parametrize("status", ["queued", "validating-input", "generating-video"])
@@ -177,7 +177,7 @@ def test_cancel_request_allowed_while_running(
     stack: Any, clients: Any, alice: User, status: str
 ) -> None:
     job_id = seed(clients, alice, status)
-    as_user(stack, alice).request_cancel(job_id)
+    as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
@@ -186,24 +186,64 @@ def test_cancel_request_refused_when_finished(
 ) -> None:
     job_id = seed(clients, alice, status)
     with pytest.raises(Denied):
-        as_user(stack, alice).request_cancel(job_id)
+        as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
 
 
 def test_retry_request_allowed_after_failure(stack: Any, clients: Any, alice: User) -> None:
     job_id = seed(clients, alice, "failed")
-    as_user(stack, alice).request_retry(job_id)
+    as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
 
 
 def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: User) -> None:
     job_id = seed(clients, alice, "completed")
     with pytest.raises(Denied):
-        as_user(stack, alice).request_retry(job_id)
+        as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
 
 
 def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: User) -> None:
     job_id = seed(clients, alice, "queued")
     with pytest.raises(Denied):
-        as_user(stack, bob).request_cancel(job_id)
+        as_user(stack, bob).request(job_id, bob.uid, RequestAction.CANCEL)
+
+
+def test_request_for_someone_else_refused(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):  # bob names himself, but the job is alice's
+        as_user(stack, bob).request(job_id, bob.uid, RequestAction.CANCEL)
+    with pytest.raises(Denied):  # bob claims to be alice
+        as_user(stack, bob).request(job_id, alice.uid, RequestAction.CANCEL)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"action": "delete"},
+        {"action": "cancel", "outcome": "cancelled"},
+        {"action": "retry", "retryCount": 0},
+    ],
+)
+def test_request_with_other_fields_refused(
+    stack: Any, clients: Any, alice: User, fields: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "failed")
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(
+            f"{COLLECTION}/{job_id}/{REQUESTS}",
+            uuid.uuid4().hex,
+            {**fields, "userId": alice.uid},
+            ("createdAt",),
+        )
+
+
+def test_requests_readable_only_by_their_owner(
+    stack: Any, clients: Any, alice: User, bob: User
+) -> None:
+    job_id = seed(clients, alice, "queued")
+    request_id = as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
+    path = f"{COLLECTION}/{job_id}/{REQUESTS}"
+    assert as_user(stack, alice).get(path, request_id)["action"] == "cancel"
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(path, request_id)
 
 
 @pytest.mark.parametrize(
@@ -211,7 +251,8 @@ def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: Us
     [
         {"status": "completed"},
         {"downloadUrl": "https://evil.example/x.mp4"},
-        {"status": "cancel-requested", "prospectName": "Someone Else"},
+        {"status": "cancelled"},
+        {"status": "pending", "retryCount": 0},
         {"prospectName": "Renamed"},
         {"userId": "someone-else"},
     ],

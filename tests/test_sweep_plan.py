@@ -100,8 +100,6 @@ def test_trigger_and_flows_agree_on_statuses() -> None:
         trigger_jobs.QUEUED,
         trigger_jobs.FAILED,
         trigger_jobs.CANCELLED,
-        trigger_jobs.CANCEL_REQUESTED,
-        trigger_jobs.RETRY_REQUESTED,
     ]
     assert all(JobStatus(name) for name in names)
     assert {s.value for s in TERMINAL_STATUSES} == trigger_jobs.TERMINAL

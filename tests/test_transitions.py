@@ -62,9 +62,9 @@ def test_stale_attempt_is_refused() -> None:
         )
 
 
-def test_cancel_request_stops_the_run_at_its_next_stage() -> None:
+def test_cancelled_job_stops_the_run_at_its_next_stage() -> None:
     with pytest.raises(TransitionRefused) as refused:
-        plan_update("j", doc("cancel-requested"), Transition(JobStatus.UPLOADING_RESULT, 0), NOW)
+        plan_update("j", doc("cancelled"), Transition(JobStatus.UPLOADING_RESULT, 0), NOW)
     assert refused.value.cancelled
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flows.job import result_path
+from flows.job import COLLECTION, REQUESTS, RequestAction, result_path
 from tests.conftest import User, wait_for
 from tests.stackkit import (
     DEAD_PREFECT,
@@ -101,7 +101,8 @@ def test_cancel_right_after_creation_cancels_the_job_and_its_run(
 ) -> None:
     user = make_user()
     job_id = submit(stack, user, upload(clients, user, sample_video))
-    as_user(stack, user).request_cancel(job_id)  # still pending (or queued): allowed
+    # Still pending (or queued): allowed.
+    as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
 
     job = wait_for(
         lambda: read_job(clients, job_id),
@@ -149,7 +150,7 @@ def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
         history=[{"status": s, "at": now, "attempt": 0} for s in ["queued", *RUN_STAGES[:3]]],
     )
     assert touch_heartbeat(clients.db, job_id, 0)
-    as_user(stack, user).request_cancel(job_id)
+    as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
     job = wait_for(lambda: read_job(clients, job_id), finished, 30)
     assert job["status"] == "cancelled"
 
@@ -176,7 +177,7 @@ def test_user_retry_after_fixing_the_upload_runs_attempt_1_to_completion(
     first_run = failed["flowRunId"]
 
     upload(clients, user, sample_video, name="uploaded-late.mp4")
-    as_user(stack, user).request_retry(job_id)
+    as_user(stack, user).request(job_id, user.uid, RequestAction.RETRY)
 
     # The first look at attempt 1: it starts clean, nothing of the failed attempt left on it.
     retrying = wait_for(lambda: read_job(clients, job_id), lambda j: j.get("retryCount") == 1, 30)
@@ -218,13 +219,17 @@ def test_user_retry_over_the_limit_fails_again_without_a_run(
         updatedAt=now,
         history=[{"status": "failed", "at": now, "attempt": 3}],
     )
-    as_user(stack, user).request_retry(job_id)
+    request_id = as_user(stack, user).request(job_id, user.uid, RequestAction.RETRY)
 
-    job = wait_for(
-        lambda: read_job(clients, job_id),
-        lambda j: j.get("status") == "failed" and len(j.get("history", [])) == 2,
-        30,
+    request = clients.db.collection(COLLECTION).document(job_id).collection(REQUESTS)
+    handled = wait_for(
+        lambda: request.document(request_id).get().to_dict() or {}, lambda r: "outcome" in r, 30
     )
+    assert handled["outcome"] == "refused"
+    job = read_job(clients, job_id)
+    assert job["status"] == "failed"
+    assert len(job["history"]) == 1
+    assert "already retried 3 times" in job["error"]["message"]
     assert job["retryCount"] == 3
     assert job["error"]["retryable"] is False
     assert job["error"]["code"] == "tts-unavailable"

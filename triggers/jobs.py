@@ -15,9 +15,10 @@ from typing import Any, Protocol
 from google.cloud import firestore
 
 COLLECTION = "greetingJobs"
+REQUESTS = "requests"  # greetingJobs/{jobId}/requests/{requestId}: a user's cancel or retry
 PENDING, QUEUED, FAILED, CANCELLED = "pending", "queued", "failed", "cancelled"
-CANCEL_REQUESTED, RETRY_REQUESTED = "cancel-requested", "retry-requested"
 TERMINAL = frozenset({"completed", FAILED, CANCELLED})
+CANCEL, RETRY = "cancel", "retry"
 QUEUED_PROGRESS = 5
 
 log = logging.getLogger("greetings.trigger")
@@ -140,9 +141,9 @@ def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: st
 
 
 def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | None:
-    """retry-requested -> pending with retryCount + 1; the new attempt number, or None.
+    """failed -> pending with retryCount + 1; the new attempt number, or None.
 
-    Over the limit the job goes back to `failed` with a message saying so.
+    Over the limit the job stays `failed`, its message saying so.
     """
     ref = db.collection(COLLECTION).document(job_id)
 
@@ -150,7 +151,7 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
     def apply(transaction: firestore.Transaction) -> int | None:
         snapshot = ref.get(transaction=transaction)
         data = (snapshot.to_dict() or {}) if snapshot.exists else {}
-        if data.get("status") != RETRY_REQUESTED:
+        if data.get("status") != FAILED:
             return None
         retries = int(data.get("retryCount") or 0)
         if retries >= max_retries:
@@ -160,15 +161,7 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
                 message=f"This job was already retried {retries} times, the limit. "
                 "Create a new job to try again.",
             )
-            transaction.update(
-                ref,
-                {
-                    "status": FAILED,
-                    "error": error,
-                    "history": [*data.get("history", []), _entry(FAILED, retries)],
-                    "updatedAt": firestore.SERVER_TIMESTAMP,
-                },
-            )
+            transaction.update(ref, {"error": error, "updatedAt": firestore.SERVER_TIMESTAMP})
             return None
         attempt = retries + 1
         transaction.update(
@@ -191,14 +184,18 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
 
 
 def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> bool:
-    """cancel-requested -> cancelled. A run not yet started is cancelled in Prefect too."""
+    """Any unfinished status -> cancelled; True if it moved.
+
+    A run not yet started is cancelled in Prefect too; a running one sees `cancelled` at its
+    next transition and stops there (flows/transitions.py).
+    """
     ref = db.collection(COLLECTION).document(job_id)
 
     @firestore.transactional
     def apply(transaction: firestore.Transaction) -> tuple[bool, str | None]:
         snapshot = ref.get(transaction=transaction)
         data = (snapshot.to_dict() or {}) if snapshot.exists else {}
-        if data.get("status") != CANCEL_REQUESTED:
+        if not data or data.get("status") in TERMINAL:
             return False, None
         attempt = int(data.get("retryCount") or 0)
         transaction.update(
@@ -219,3 +216,12 @@ def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> boo
         except Exception:
             log.exception("job %s: could not cancel flow run %s in Prefect", job_id, flow_run_id)
     return bool(cancelled)
+
+
+def mark_request_handled(
+    db: firestore.Client, job_id: str, request_id: str, outcome: str, message: str
+) -> None:
+    """Tells the user what became of a request (the rules let nobody else write it)."""
+    db.collection(COLLECTION).document(job_id).collection(REQUESTS).document(request_id).update(
+        {"outcome": outcome, "message": message, "handledAt": firestore.SERVER_TIMESTAMP}
+    )

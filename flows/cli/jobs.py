@@ -13,7 +13,7 @@ from flows.cli.errors import CliError
 from flows.cli.session import Session, connect
 from flows.cli.table import JobView, json_line, newest_first, render_job_list
 from flows.enduser import Denied
-from flows.job import COLLECTION, RUNNING_STAGES, JobStatus
+from flows.job import COLLECTION, RUNNING_STAGES, JobStatus, RequestAction
 from flows.settings import get_settings
 
 CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, *RUNNING_STAGES})
@@ -56,10 +56,7 @@ def _request(args: argparse.Namespace, action: str) -> int:
     status = str(job.get("status", "?"))
     name = job.get("prospectName", "?")
     try:
-        if action == "cancel":
-            session.firestore.request_cancel(args.job_id)
-        else:
-            session.firestore.request_retry(args.job_id)
+        session.firestore.request(args.job_id, session.user.uid, RequestAction(action))
     except Denied as exc:
         if exc.status in (403, 404):  # PERMISSION_DENIED: the rules said no
             raise CliError(refusal(action, args.job_id, status)) from exc
