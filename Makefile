@@ -2,16 +2,17 @@
 SHELL := /bin/bash
 UV ?= uv
 PYTHON ?= python3
-APT_PACKAGES := ffmpeg espeak-ng
+APT_PACKAGES := ffmpeg espeak-ng chromium
 PYTEST_ARGS ?=
 
 .PHONY: install system-packages python-env node-env triggers-env demo test lint stack-up stack-down
 
 install: system-packages python-env node-env triggers-env
 
-# ffmpeg/ffprobe render and probe; espeak-ng is the offline voice.
+# ffmpeg/ffprobe render and probe; espeak-ng is the offline voice; chromium runs the web page's
+# browser tests (Playwright drives Debian's build: its own download does not work offline).
 system-packages:
-	@missing=""; for cmd in ffmpeg ffprobe espeak-ng; do command -v $$cmd >/dev/null || missing=1; done; \
+	@missing=""; for cmd in ffmpeg ffprobe espeak-ng chromium; do command -v $$cmd >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
@@ -22,7 +23,8 @@ python-env:
 	$(UV) sync --frozen --quiet
 
 node-env:
-	@[ -x node_modules/.bin/firebase ] || npm ci --no-audit --no-fund --loglevel=error
+	@[ -x node_modules/.bin/firebase ] && [ -x node_modules/.bin/esbuild ] && [ -d node_modules/playwright-core ] && [ -d node_modules/firebase ] \
+	  || npm ci --no-audit --no-fund --loglevel=error
 
 # The Functions emulator runs triggers/ from triggers/venv on Python 3.11, like Cloud Functions.
 triggers-env:

@@ -103,7 +103,8 @@ def render_video(
 )
 def store_result(bucket: storage.Bucket, video: Path, path: str) -> str:
     """Uploads the finished video; returns the owner's download URL."""
-    return object_store.download_url(object_store.upload_result(bucket, video, path))
+    public_url = default_clients().settings.storage_public_url
+    return object_store.download_url(object_store.upload_result(bucket, video, path), public_url)
 
 
 @cache

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     storage_port: int = Field(default_factory=lambda: _port("storage"))
     hub_port: int = Field(default_factory=lambda: _port("hub"))
     logging_port: int = Field(default_factory=lambda: _port("logging"))
+    hosting_port: int = Field(default_factory=lambda: _port("hosting"))  # the web page
+    # The stack's stand-in for Storage in browsers (signed PUT, CORS): flows/cli/storage_proxy.py
+    storage_proxy_port: int = 9198
     prefect_port: int = 4200
     # Set in production (Prefect Cloud or a self-hosted server); empty means the local stack's.
     prefect_api_url: str = ""
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     id_token: SecretStr | None = None
     firestore_url: str = "https://firestore.googleapis.com/v1"
     firebase_storage_url: str = "https://firebasestorage.googleapis.com/v0"
+
+    # Where browsers fetch results when Storage itself is not reachable from them: locally the
+    # stack's Storage proxy (the emulator answers no CORS). Empty: signed URLs (production) or
+    # the emulator's own address.
+    storage_public_url: str = ""
 
     # --- Input limits (validating-input) ------------------------------------------------------
     max_input_bytes: int = 500 * 1024 * 1024
@@ -120,6 +128,14 @@ class Settings(BaseSettings):
     @property
     def storage_emulator_host(self) -> str:
         return f"http://{self.host}:{self.storage_port}"
+
+    @property
+    def storage_proxy_url(self) -> str:
+        return f"http://{self.host}:{self.storage_proxy_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.host}:{self.hosting_port}"
 
     @property
     def use_elevenlabs(self) -> bool:

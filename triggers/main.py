@@ -10,13 +10,16 @@ from functools import cache
 from typing import Any
 
 import firebase_admin
+import google.auth
+import google.auth.transport.requests
 import jobs
+import uploads
 from firebase_admin import firestore as admin_firestore
-from firebase_functions import firestore_fn, params
-from firebase_functions.core import Change
+from firebase_functions import firestore_fn, https_fn, params
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import firestore
+from google.cloud import firestore, storage
 from google.cloud.firestore_v1 import DocumentSnapshot
+from google.oauth2 import service_account
 from prefect_api import PrefectApi, PrefectUnavailable
 
 PREFECT_API_URL = params.StringParam(
@@ -27,6 +30,13 @@ GREETING_DEPLOYMENT = params.StringParam(
     "GREETING_DEPLOYMENT", default="greeting-pipeline/greeting-pipeline"
 )
 MAX_RETRIES = params.IntParam("GREETINGS_MAX_RETRIES", default=3)
+STORAGE_BUCKET = params.StringParam(
+    "STORAGE_BUCKET", default="", description="empty: <project id>.appspot.com"
+)
+# Production signs upload URLs through IAM as the function's service account; the local stack
+# gives a key file of its own instead, and the address of its Storage proxy.
+UPLOAD_SIGNER_KEY_FILE = params.StringParam("UPLOAD_SIGNER_KEY_FILE", default="")
+UPLOAD_URL_BASE = params.StringParam("UPLOAD_URL_BASE", default="https://storage.googleapis.com")
 
 
 class _EmulatorCredential(firebase_admin.credentials.Base):  # type: ignore[misc]
@@ -37,15 +47,47 @@ class _EmulatorCredential(firebase_admin.credentials.Base):  # type: ignore[misc
 
 
 @cache
-def _db() -> firestore.Client:
-    # An app of our own: firestore_fn initialises the default app with default credentials,
-    # which the emulator cannot provide.
+def _app() -> firebase_admin.App:
+    """The default app, made before the SDK would make it with Google default credentials.
+
+    firestore_fn and on_call's token check both use the default app; inside the Functions
+    emulator there are no default credentials to find (and the emulator's tokens need none).
+    """
     emulated = os.environ.get("FUNCTIONS_EMULATOR") == "true"
-    app = firebase_admin.initialize_app(
-        _EmulatorCredential() if emulated else None, name="greetings-trigger"
-    )
-    client: firestore.Client = admin_firestore.client(app)
+    return firebase_admin.initialize_app(_EmulatorCredential() if emulated else None)
+
+
+@cache
+def _db() -> firestore.Client:
+    client: firestore.Client = admin_firestore.client(_app())
     return client
+
+
+@cache
+def _bucket() -> storage.Bucket:
+    project = os.environ.get("GCLOUD_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
+    if os.environ.get("FUNCTIONS_EMULATOR") == "true":
+        client = storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    else:
+        client = storage.Client(project=project)
+    return client.bucket(STORAGE_BUCKET.value or f"{project}.appspot.com")
+
+
+def _signing() -> dict[str, Any]:
+    """generate_signed_url's credential arguments: a local key file, or IAM signBlob."""
+    endpoint = {"api_access_endpoint": UPLOAD_URL_BASE.value}
+    if UPLOAD_SIGNER_KEY_FILE.value:
+        key = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            UPLOAD_SIGNER_KEY_FILE.value
+        )
+        return {**endpoint, "credentials": key}
+    credentials, _ = google.auth.default()
+    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+    return {
+        **endpoint,
+        "service_account_email": getattr(credentials, "service_account_email", None),
+        "access_token": credentials.token,
+    }
 
 
 @cache
@@ -71,24 +113,50 @@ def on_job_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> N
     )
 
 
-@firestore_fn.on_document_updated(document="greetingJobs/{jobId}", secrets=[PREFECT_API_KEY])
-def on_job_updated(
-    event: firestore_fn.Event[Change[DocumentSnapshot[Any] | None]],
-) -> None:
-    """A user's cancel or retry request (the only updates firestore.rules lets a user make)."""
-    if event.data.before is None or event.data.after is None:
+@firestore_fn.on_document_created(
+    document="greetingJobs/{jobId}/requests/{requestId}", secrets=[PREFECT_API_KEY]
+)
+def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
+    """A user's cancel or retry request (firestore.rules checked who and when)."""
+    if event.data is None:
         return
-    before = event.data.before.to_dict() or {}
-    after = event.data.after.to_dict() or {}
-    status = after.get("status")
-    if status == before.get("status"):
+    data: dict[str, Any] = event.data.to_dict() or {}
+    if "outcome" in data:  # a duplicate delivery of a request already handled
         return
-    job_id = event.params["jobId"]
-    if status == jobs.CANCEL_REQUESTED:
-        jobs.cancel(_db(), _prefect(), job_id)
-    elif status == jobs.RETRY_REQUESTED:
+    job_id, request_id = event.params["jobId"], event.params["requestId"]
+    if data.get("action") == jobs.CANCEL:
+        done = jobs.cancel(_db(), _prefect(), job_id)
+        outcome, message = (
+            ("cancelled", "The job was cancelled.")
+            if done
+            else ("refused", "The job had already finished.")
+        )
+    elif data.get("action") == jobs.RETRY:
         attempt = jobs.begin_retry(_db(), job_id, MAX_RETRIES.value)
-        if attempt is not None:
+        if attempt is None:
+            outcome, message = "refused", "The job is not failed, or its retries are used up."
+        else:
             jobs.start_attempt(
                 _db(), _prefect(), PrefectUnavailable, GREETING_DEPLOYMENT.value, job_id, attempt
             )
+            outcome, message = "retrying", f"Attempt {attempt} started."
+    else:
+        outcome, message = "refused", "Unknown action."
+    jobs.mark_request_handled(_db(), job_id, request_id, outcome, message)
+
+
+_app()  # at import: before on_call's token check or firestore_fn reach for the default app
+
+
+@https_fn.on_call()
+def create_upload_url(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    """A signed PUT URL for the signed-in user's video (the web page's one upload path)."""
+    if req.auth is None:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.UNAUTHENTICATED, "sign in first")
+    try:
+        request = uploads.parse_request(req.data)
+    except uploads.UploadRefused as exc:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+    blob = _bucket().blob(uploads.object_path(req.auth.uid, request))
+    answer: dict[str, Any] = uploads.upload_answer(blob, request, _signing())
+    return answer

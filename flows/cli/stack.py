@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flows.cli.storage_proxy import generate_signer_key
 from flows.procs import proc_table, process_alive, rss_mb, tree
 from flows.settings import FIREBASE_JSON, REPO_ROOT, Settings
 
@@ -71,6 +72,8 @@ class Stack:
         self.state = settings.state_dir
         self.logs = self.state / "logs"
         self.pids = self.state / "pids"
+        # The key the local trigger signs upload URLs with and the Storage proxy checks them by.
+        self.signer_key = self.state / "upload-signer.json"
 
     # --- environment shared by every process that talks to the stack -------------------------
 
@@ -146,6 +149,7 @@ class Stack:
             "storage": self.s.storage_port,
             "hub": self.s.hub_port,
             "logging": self.s.logging_port,
+            "hosting": self.s.hosting_port,
         }
         emulators = config["emulators"]
         if all(emulators[name]["port"] == port for name, port in wanted.items()) and (
@@ -166,6 +170,9 @@ class Stack:
             f"PREFECT_API_URL={self.s.prefect_api}\n"
             "GREETING_DEPLOYMENT=greeting-pipeline/greeting-pipeline\n"
             f"GREETINGS_MAX_RETRIES={self.s.max_retries}\n"
+            f"STORAGE_BUCKET={self.s.default_bucket}\n"
+            f"UPLOAD_SIGNER_KEY_FILE={self.signer_key}\n"
+            f"UPLOAD_URL_BASE={self.s.storage_proxy_url}\n"
         )
         # The local Prefect server has no auth; the secret param still needs a value.
         (triggers / ".secret.local").write_text("PREFECT_API_KEY=local-server-needs-no-key\n")
@@ -183,6 +190,7 @@ class Stack:
             "functions": s.functions_port,
             "hub": s.hub_port,
             "logging": s.logging_port,
+            "hosting": s.hosting_port,
         }
         return [
             Service(
@@ -216,6 +224,29 @@ class Stack:
                 urls={"Storage": f"http://{host}:{s.storage_port}"},
             ),
             Service(
+                name="storage-proxy",
+                command=[
+                    sys.executable,
+                    "-m",
+                    "flows.cli.storage_proxy",
+                    "--host",
+                    host,
+                    "--port",
+                    str(s.storage_proxy_port),
+                    "--upstream",
+                    f"http://{host}:{s.storage_port}",
+                    "--key",
+                    str(self.signer_key),
+                    "--allow-origin",
+                    s.web_url,
+                    "--allow-origin",
+                    f"http://localhost:{s.hosting_port}",
+                ],
+                ports={"storage-proxy": s.storage_proxy_port},
+                health=lambda: _http_ok(f"{s.storage_proxy_url}/storage/v1/b"),
+                urls={"Storage proxy": s.storage_proxy_url},
+            ),
+            Service(
                 name="firebase-emulators",
                 command=[],  # built in _start_firebase: it needs Java and the config first
                 ports=firebase_ports,
@@ -224,6 +255,7 @@ class Stack:
                     "Firestore": f"http://{host}:{s.firestore_port}",
                     "Auth": f"http://{host}:{s.auth_port}",
                     "Functions": f"http://{host}:{s.functions_port}",
+                    "Web page": s.web_url,
                 },
             ),
             Service(
@@ -247,6 +279,8 @@ class Stack:
                     **self.prefect_env(),
                     **self.client_env(),
                     "GREETINGS_CODE_DIR": str(REPO_ROOT),
+                    # Results' download URLs go through the proxy, which browsers can read.
+                    "GREETINGS_STORAGE_PUBLIC_URL": s.storage_proxy_url,
                 },
             ),
         ]
@@ -260,7 +294,7 @@ class Stack:
                 running = set(json.load(response))
         except (urllib.error.URLError, OSError, ValueError):
             return False
-        if not {"firestore", "auth", "functions"} <= running:
+        if not {"firestore", "auth", "functions", "hosting"} <= running:
             return False
         log = self.logs / "firebase-emulators.log"
         return log.is_file() and "All emulators ready" in log.read_text(errors="replace")
@@ -374,13 +408,15 @@ class Stack:
                 self._check_ports_free(svc)
             to_start.append(svc)
 
+        if not self.signer_key.is_file():
+            generate_signer_key(self.signer_key, self.s.project_id)
         for svc in to_start:
             svc.cwd.mkdir(parents=True, exist_ok=True)
             if svc.name == "firebase-emulators":
                 self._start_firebase(svc)
             elif svc.name != "prefect-worker":
                 self._spawn(svc, svc.command, svc.env)
-        for name in ("prefect-server", "storage-emulator", "firebase-emulators"):
+        for name in ("prefect-server", "storage-emulator", "storage-proxy", "firebase-emulators"):
             self._wait_healthy(services[name])
 
         worker = services["prefect-worker"]
@@ -411,19 +447,59 @@ class Stack:
         # The Functions emulator hands these to the trigger's process.
         env.update({"STORAGE_EMULATOR_HOST": self.s.storage_emulator_host})
         self._write_function_env()
+        self._prepare_web()
         log = self.logs / "firebase-emulators.log"
         log.unlink(missing_ok=True)
         command = [
             str(REPO_ROOT / "node_modules/.bin/firebase"),
             "emulators:start",
             "--only",
-            "firestore,auth,functions",
+            "firestore,auth,functions,hosting",
             "--project",
             self.s.project_id,
             "--config",
             str(self._firebase_config()),
         ]
         self._spawn(svc, command, env)
+
+    def _prepare_web(self) -> None:
+        """The page's bundle (rebuilt when its sources changed) and its emulator addresses.
+
+        /emulators.json tells the page it runs against the local stack; firebase.json's hosting
+        `ignore` keeps it out of a real deploy, where its 404 means production.
+        """
+        web = REPO_ROOT / "web"
+        bundle = web / "public" / "app.js"
+        entry = web / "src" / "main.js"
+        sources = list(entry.parent.rglob("*.js")) if entry.is_file() else []
+        if sources and (
+            not bundle.is_file() or max(p.stat().st_mtime for p in sources) > bundle.stat().st_mtime
+        ):
+            if not (REPO_ROOT / "node_modules/.bin/esbuild").exists():
+                raise StackError("esbuild (node_modules) is missing: run `make install`")
+            result = subprocess.run(
+                ["npm", "run", "--silent", "build:web"],
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                output = (result.stdout + result.stderr).strip()[-500:]
+                raise StackError(f"`npm run build:web` failed: {output}")
+        public = web / "public"
+        public.mkdir(parents=True, exist_ok=True)
+        host = self.s.host
+        (public / "emulators.json").write_text(
+            json.dumps(
+                {
+                    "auth": f"http://{host}:{self.s.auth_port}",
+                    "firestore": {"host": host, "port": self.s.firestore_port},
+                    "functions": {"host": host, "port": self.s.functions_port},
+                },
+                indent=2,
+            )
+        )
 
     def _wait_healthy(self, svc: Service) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -502,11 +578,28 @@ class Stack:
         return digest.hexdigest()
 
     def _code_fingerprint(self) -> str:
-        """What the worker process has imported: every module under flows/."""
+        """What the worker process has imported and read once: every module under flows/, and
+        the speech settings its voice is built from (the ElevenLabs key only as a hash).
+
+        The settings are read as a worker spawned now would read them, from this process's
+        environment (`_spawn` passes it on) and the repository's .env, not from `self.s`: a
+        process may hold settings of its own that its environment does not (the tests do).
+        """
         digest = hashlib.sha256()
         for path in sorted((REPO_ROOT / "flows").rglob("*.py")):
             digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
             digest.update(path.read_bytes())
+        worker = Settings(_env_file=REPO_ROOT / ".env")  # type: ignore[call-arg]
+        speech = {
+            name: value
+            for name, value in worker.model_dump(mode="json").items()
+            if name == "tts_provider" or name.startswith("elevenlabs_")
+        }
+        key = worker.elevenlabs_api_key
+        speech["elevenlabs_api_key"] = (
+            hashlib.sha256(key.get_secret_value().encode()).hexdigest() if key else None
+        )
+        digest.update(json.dumps(speech, sort_keys=True).encode())
         return digest.hexdigest()
 
     def _deployments_exist(self) -> bool:

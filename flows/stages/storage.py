@@ -73,18 +73,19 @@ def delete_result(bucket: storage.Bucket, path: str) -> None:
         bucket.blob(path).delete(timeout=TIMEOUT_S)
 
 
-def download_url(blob: storage.Blob) -> str:
+def download_url(blob: storage.Blob, public_url: str = "") -> str:
     """A URL the owner can fetch the result from.
 
-    Against the Storage emulator that is its plain media URL. In production a V4 signed URL;
-    on Cloud Run or GKE the worker has no private key, so the URL is signed through IAM with the
-    service account's access token.
+    Against the Storage emulator that is its plain media URL, at `public_url` when given (the
+    stack's proxy, which answers browsers' CORS). In production a V4 signed URL; on Cloud Run or
+    GKE the worker has no private key, so the URL is signed through IAM with the service
+    account's access token.
     """
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
     if emulator:
+        base = (public_url or emulator).rstrip("/")
         object_path = quote(blob.name, safe="")
-        bucket = blob.bucket.name
-        return f"{emulator.rstrip('/')}/download/storage/v1/b/{bucket}/o/{object_path}?alt=media"
+        return f"{base}/download/storage/v1/b/{blob.bucket.name}/o/{object_path}?alt=media"
     credentials, _ = google.auth.default()
     credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
     url: str = blob.generate_signed_url(
