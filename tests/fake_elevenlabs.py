@@ -13,7 +13,9 @@ and, when told to, misbehaves: each scripted response is used by one request, in
         assert fake.calls == 3
 
 Calls are counted when a request arrives, whatever its answer, since that is what ElevenLabs
-bills and rate-limits.
+rate-limits; `billed` counts the requests it answered with audio, which are what ElevenLabs
+charges characters for. A fixed `port` lets another process (the stack's worker) be pointed at it
+before it starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -91,6 +94,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any
+    at: float  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -100,6 +104,7 @@ class _State:
     scripted: deque[Scripted] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
     texts: Counter[str] = field(default_factory=Counter)
+    billed: Counter[str] = field(default_factory=Counter)  # texts answered with audio
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -107,10 +112,16 @@ class _State:
 
 
 class FakeElevenLabs:
-    """The fake server, on 127.0.0.1 and a free port, served from a daemon thread."""
+    """The fake server, on 127.0.0.1 and a free port (or `port`), served from a daemon thread.
+
+    Binding happens here, so a `port` another process holds raises OSError at construction.
+    """
 
     def __init__(
-        self, api_key: str = DEFAULT_API_KEY, voices: Iterable[str] = DEFAULT_VOICES
+        self,
+        api_key: str = DEFAULT_API_KEY,
+        voices: Iterable[str] = DEFAULT_VOICES,
+        port: int = 0,
     ) -> None:
         self._state = _State(api_key=api_key, voices=set(voices))
         state = self._state
@@ -118,7 +129,7 @@ class FakeElevenLabs:
         class Handler(_Handler):
             shared = state
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="fake-elevenlabs", daemon=True
@@ -173,6 +184,7 @@ class FakeElevenLabs:
             self._state.scripted.clear()
             self._state.requests.clear()
             self._state.texts.clear()
+            self._state.billed.clear()
             self._state.max_in_flight = 0
 
     @property
@@ -183,6 +195,24 @@ class FakeElevenLabs:
     def calls_for(self, text: str) -> int:
         with self._state.lock:
             return self._state.texts[text]
+
+    @property
+    def billed(self) -> int:
+        """Requests answered with audio: what ElevenLabs charges characters for."""
+        with self._state.lock:
+            return sum(self._state.billed.values())
+
+    def billed_for(self, text: str) -> int:
+        with self._state.lock:
+            return self._state.billed[text]
+
+    def requests_for(self, text: str) -> list[RecordedRequest]:
+        with self._state.lock:
+            return [
+                r
+                for r in self._state.requests
+                if isinstance(r.body, dict) and r.body.get("text") == text
+            ]
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -229,6 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
                     query=query,
                     headers={key.lower(): value for key, value in self.headers.items()},
                     body=body,
+                    at=time.monotonic(),
                 )
             )
             if isinstance(body, dict) and isinstance(body.get("text"), str):
@@ -290,6 +321,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("request-id", f"fake-{len(self.shared.requests)}")
         self.end_headers()
         self.wfile.write(audio)
+        self.wfile.flush()
+        with self.shared.lock:
+            self.shared.billed[body["text"]] += 1
 
     def _send_json(self, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         payload = json.dumps(body).encode()
