@@ -3,6 +3,12 @@
 If a stack is already running (a developer's `greetings stack up`), the tests use it and leave it
 running; otherwise they start one and stop it at the end. Each test uses its own user ids and
 job ids, so tests never see each other's data.
+
+The stack's worker talks to ElevenLabs, played by a fake server (tests/fake_elevenlabs.py) this
+session runs on a fixed port before the stack starts: voice ids `espeak:<voice>` keep the local
+voice, the fake's voice ids go through the real SDK to the fake. The ElevenLabs variables are
+exported for the worker (and any `greetings` subprocess) after this process has read its own
+settings, so the in-process CLI behaves as on a machine without a key.
 """
 
 from __future__ import annotations
@@ -20,8 +26,17 @@ import requests
 
 from flows.cli.stack import Stack
 from flows.settings import get_settings
+from tests.fake_elevenlabs import DEFAULT_API_KEY, FakeElevenLabs
 
 STACK_TESTS_LAST = ("test_stack_down_leaves_nothing_behind",)
+FAKE_ELEVENLABS_PORT = 4510
+# Short (the default is 30 s), so a hung answer costs a test seconds; the fake answers far sooner.
+FAKE_ELEVENLABS_TIMEOUT_S = 10
+WORKER_ELEVENLABS_ENV = {
+    "GREETINGS_ELEVENLABS_API_KEY": DEFAULT_API_KEY,
+    "GREETINGS_ELEVENLABS_BASE_URL": f"http://127.0.0.1:{FAKE_ELEVENLABS_PORT}",
+    "GREETINGS_ELEVENLABS_TIMEOUT_SECONDS": str(FAKE_ELEVENLABS_TIMEOUT_S),
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,10 +45,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    stack = Stack(get_settings())
+def fake_elevenlabs() -> Iterator[FakeElevenLabs | None]:
+    """The ElevenLabs the stack's worker calls; None if another test session serves the port."""
+    try:
+        fake = FakeElevenLabs(port=FAKE_ELEVENLABS_PORT)
+    except OSError:
+        yield None
+        return
+    with fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def stack(fake_elevenlabs: FakeElevenLabs | None) -> Iterator[Stack]:
+    stack = Stack(get_settings())  # read (and cached) before the ElevenLabs variables exist
+    os.environ.update(WORKER_ELEVENLABS_ENV)
     started_here = not stack.status(echo=lambda _: None)
-    if started_here:
+    marker = stack.pids / "prefect-worker.code"
+    # A running worker started with other code or ElevenLabs settings: up() restarts it.
+    stale = marker.is_file() and marker.read_text() != stack._code_fingerprint()
+    if started_here or stale:
         began = time.monotonic()
         stack.up(echo=lambda line: print(line))
         print(f"stack up took {time.monotonic() - began:.1f} s")
