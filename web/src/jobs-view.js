@@ -1,0 +1,214 @@
+// The live list of the user's jobs. Rows are keyed by job id and updated in place, so focus,
+// a playing video and a half-read error survive every update the listener brings.
+
+import { h, setText, show } from './dom.js';
+import { outputFilename } from './names.js';
+import { CANCELLABLE, TERMINAL, formatDuration, statusWords } from './status.js';
+
+const millis = (value) => (value && typeof value.toMillis === 'function' ? value.toMillis() : null);
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+export class JobList {
+  /**
+   * @param {HTMLOListElement} list  the <ol> the rows live in
+   * @param {{onAction: (jobId: string, action: 'cancel'|'retry') => Promise<void>,
+   *          onStatus: (name: string, words: string) => void,
+   *          download: (url: string, filename: string) => Promise<void>}} hooks
+   */
+  constructor(list, hooks) {
+    this.list = list;
+    this.hooks = hooks;
+    this.rows = new Map();
+    this.timer = setInterval(() => this.tick(), 1000);
+  }
+
+  /** Applies a query snapshot's changes, in order (their indexes assume exactly that). */
+  apply(snapshot) {
+    for (const change of snapshot.docChanges()) {
+      const id = change.doc.id;
+      if (change.type === 'removed') {
+        this.rows.get(id)?.el.remove();
+        this.rows.delete(id);
+        continue;
+      }
+      const data = change.doc.data({ serverTimestamps: 'estimate' });
+      let row = this.rows.get(id);
+      const fresh = !row;
+      if (fresh) {
+        row = this.createRow(id);
+        this.rows.set(id, row);
+      }
+      if (fresh || change.oldIndex !== change.newIndex) this.place(row.el, change.newIndex);
+      this.update(row, data);
+    }
+  }
+
+  place(el, index) {
+    const others = [...this.list.children].filter((child) => child !== el);
+    const before = others[index] ?? null;
+    if (el.nextElementSibling === before && el.parentNode === this.list) return;
+    this.list.insertBefore(el, before);
+  }
+
+  get size() {
+    return this.rows.size;
+  }
+
+  createRow(id) {
+    const row = { id, data: null, status: null };
+    row.name = h('h3', { class: 'job-name' });
+    row.status_ = h('span', { class: 'job-status' });
+    row.progress = h('progress', { class: 'job-progress', max: 100, value: 0 });
+    row.stages = h('ol', { class: 'job-stages', 'aria-label': 'Stages' });
+    row.time = h('p', { class: 'job-time' });
+    row.error = h('p', { class: 'job-error', hidden: true });
+    row.video = h('video', { class: 'job-video', controls: true, preload: 'metadata', playsInline: true });
+    row.link = h('a', { class: 'job-download button-link' }, 'Download');
+    row.link.addEventListener('click', (event) => this.download(event, row));
+    row.result = h('div', { class: 'job-result', hidden: true }, row.video, row.link);
+    row.cancel = h('button', { type: 'button', class: 'secondary job-cancel', hidden: true }, 'Cancel');
+    row.retry = h('button', { type: 'button', class: 'secondary job-retry', hidden: true }, 'Retry');
+    row.cancel.addEventListener('click', () => this.act(row, 'cancel'));
+    row.retry.addEventListener('click', () => this.act(row, 'retry'));
+    row.note = h('p', { class: 'job-note', hidden: true });
+    row.el = h(
+      'li',
+      { class: 'job', dataset: { jobId: id } },
+      h('div', { class: 'job-head' }, row.name, row.status_),
+      row.progress,
+      row.stages,
+      row.time,
+      row.error,
+      row.result,
+      h('div', { class: 'job-actions' }, row.cancel, row.retry),
+      row.note,
+    );
+    return row;
+  }
+
+  update(row, data) {
+    const previous = row.status;
+    row.data = data;
+    row.status = data.status;
+    const name = data.prospectName ?? '';
+    const words = statusWords(data.status);
+    setText(row.name, name);
+    setText(row.status_, words);
+    row.el.dataset.status = data.status ?? '';
+    row.status_.dataset.status = data.status ?? '';
+
+    const progress = Math.max(0, Math.min(100, Number(data.progress) || 0));
+    if (row.progress.value !== progress) row.progress.value = progress;
+    row.progress.setAttribute('aria-label', `${name}: ${progress}% done`);
+
+    this.renderStages(row, data);
+    this.renderTime(row);
+
+    const error = data.status === 'failed' || data.status === 'pending' ? data.error : null;
+    show(row.error, Boolean(error?.message));
+    if (error?.message) setText(row.error, `${error.message} (${error.code}${error.retryable ? ', will be retried' : ''})`);
+    row.error.classList.toggle('job-note-only', data.status !== 'failed');
+
+    const url = data.status === 'completed' ? data.downloadUrl : null;
+    show(row.result, Boolean(url));
+    if (url) {
+      if (row.video.getAttribute('src') !== url) row.video.src = url;
+      if (row.link.getAttribute('href') !== url) row.link.href = url;
+      row.link.download = outputFilename(name, row.id);
+      row.link.setAttribute('aria-label', `Download ${name}'s video`);
+    }
+
+    show(row.cancel, CANCELLABLE.has(data.status));
+    show(row.retry, data.status === 'failed');
+    row.cancel.setAttribute('aria-label', `Cancel ${name}`);
+    row.retry.setAttribute('aria-label', `Retry ${name}`);
+    if (previous && previous !== data.status) {
+      row.cancel.disabled = false;
+      row.retry.disabled = false;
+      show(row.note, false);
+    }
+    // A row that just appeared is not news; a status it moves to is.
+    if (previous !== null && previous !== data.status) this.hooks.onStatus(name, words);
+  }
+
+  renderStages(row, data) {
+    const history = Array.isArray(data.history) ? data.history : [];
+    if (row.stages.childElementCount === history.length) return;
+    const start = millis(data.createdAt);
+    const items = history.map((entry) => {
+      const at = millis(entry.at);
+      const offset = at != null && start != null ? `+${formatDuration(Math.max(0, at - start))}` : '';
+      const attempt = entry.attempt ? ` (attempt ${entry.attempt + 1})` : '';
+      return h(
+        'li',
+        { dataset: { status: entry.status ?? '' }, title: at != null ? clock(at) : null },
+        h('span', { class: 'stage-name' }, `${statusWords(entry.status)}${attempt}`),
+        offset ? h('span', { class: 'stage-time' }, ` ${offset}`) : null,
+        entry.errorCode ? h('span', { class: 'stage-error' }, ` ${entry.errorCode}`) : null,
+      );
+    });
+    row.stages.replaceChildren(...items);
+  }
+
+  renderTime(row) {
+    const data = row.data;
+    const start = millis(data.createdAt);
+    const end = millis(data.completedAt);
+    let text = '';
+    if (start != null && TERMINAL.has(data.status) && end != null) {
+      text = `Took ${formatDuration(end - start)}`;
+    } else if (start != null && !TERMINAL.has(data.status)) {
+      text = `Running for ${formatDuration(Math.max(0, Date.now() - start))}`;
+    }
+    setText(row.time, text);
+  }
+
+  tick() {
+    for (const row of this.rows.values()) {
+      if (row.data && !TERMINAL.has(row.data.status)) this.renderTime(row);
+    }
+  }
+
+  async act(row, action) {
+    const button = action === 'cancel' ? row.cancel : row.retry;
+    button.disabled = true;
+    show(row.note, true);
+    setText(row.note, action === 'cancel' ? 'Asking to cancel…' : 'Asking to retry…');
+    try {
+      await this.hooks.onAction(row.id, action);
+      setText(row.note, action === 'cancel' ? 'Cancel requested.' : 'Retry requested.');
+    } catch (error) {
+      button.disabled = false;
+      setText(row.note, `Could not ${action}: ${error.message}`);
+    }
+  }
+
+  async download(event, row) {
+    // The link works on its own (same origin); the fetch keeps the file name across origins.
+    event.preventDefault();
+    const { href, download } = row.link;
+    setText(row.note, 'Downloading…');
+    show(row.note, true);
+    try {
+      await this.hooks.download(href, download);
+      show(row.note, false);
+    } catch {
+      // The storage server may not allow reading from this page (CORS): open it instead.
+      show(row.note, false);
+      window.open(href, '_blank', 'noopener');
+    }
+  }
+
+  clear() {
+    this.list.replaceChildren();
+    this.rows.clear();
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.clear();
+  }
+}

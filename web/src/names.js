@@ -1,0 +1,160 @@
+// Prospect names from what a user types, pastes or drops: plain functions, no DOM.
+// They clean names the way the pipeline does (flows/stages/validate.py `clean_name`), so a name
+// the pipeline would refuse is reported here, before any job is created.
+
+export const MAX_NAME_CHARS = 100;
+const NAME_COLUMNS = ['name', 'prospectname', 'prospect_name', 'prospect name'];
+// Letters, marks, digits, spaces and the punctuation real names use (as validate.py allows).
+const REFUSED = /[^\p{L}\p{M}\p{N} .,'\-&()\u2019\u2018\u2010\u2013]/gu;
+const CONTROLS = /[\p{Cc}\p{Cf}]/u;
+
+/** A name trimmed, its inner whitespace collapsed; or throws an Error saying what is wrong. */
+export function cleanName(raw) {
+  const name = raw.normalize('NFC').split(/\s+/u).filter(Boolean).join(' ');
+  if (!name) throw new Error('blank name');
+  const length = [...name].length;
+  if (length > MAX_NAME_CHARS) {
+    throw new Error(`${length} characters; at most ${MAX_NAME_CHARS} are allowed`);
+  }
+  // Controls (tabs, newlines) are refused, not folded: they are a sign of a broken import.
+  if (CONTROLS.test(raw)) throw new Error('contains a control character (a tab or line break?)');
+  const refused = [...new Set(name.match(REFUSED) ?? [])];
+  if (refused.length) {
+    const shown = refused.slice(0, 5).map((c) => `"${c}"`).join(', ');
+    throw new Error(`contains characters that cannot be spoken (${shown})`);
+  }
+  return name;
+}
+
+/**
+ * The usable names of `[where, raw]` entries, in order: blanks, repeats (case-insensitive) and
+ * names the pipeline would refuse are skipped with the reason.
+ * @returns {{names: string[], skipped: {where: string, reason: string}[]}}
+ */
+export function pickNames(entries) {
+  const names = [];
+  const skipped = [];
+  const firstSeen = new Map();
+  for (const [where, raw] of entries) {
+    if (raw == null || !raw.trim()) {
+      skipped.push({ where, reason: 'blank name' });
+      continue;
+    }
+    let name;
+    try {
+      name = cleanName(raw);
+    } catch (error) {
+      skipped.push({ where, reason: `"${raw.trim()}": ${error.message}` });
+      continue;
+    }
+    const key = name.toLocaleLowerCase();
+    const first = firstSeen.get(key);
+    if (first) {
+      skipped.push({ where, reason: `duplicate of "${first.name}" (first at ${first.where})` });
+      continue;
+    }
+    firstSeen.set(key, { name, where });
+    names.push(name);
+  }
+  return { names, skipped };
+}
+
+/**
+ * Names typed or pasted: one per line, or separated by commas. Lines that are entirely empty
+ * (e.g. the last newline) are not reported; an empty item between two commas is.
+ */
+export function namesFromText(text) {
+  const entries = [];
+  text.split(/\r\n|\r|\n/).forEach((line, i) => {
+    if (!line.trim()) return;
+    const parts = line.split(',');
+    parts.forEach((part, j) => {
+      const where = parts.length > 1 ? `line ${i + 1}, item ${j + 1}` : `line ${i + 1}`;
+      entries.push([where, part]);
+    });
+  });
+  return pickNames(entries);
+}
+
+/** RFC 4180 rows: quoted fields may hold commas, doubled quotes and newlines. */
+export function parseCsv(text) {
+  const rows = [];
+  let row = [];
+  let field = '';
+  let quoted = false;
+  let line = 1;
+  let rowLine = 1;
+  const src = text.replace(/^\uFEFF/, '');
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (quoted) {
+      if (c === '"' && src[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') {
+        quoted = false;
+      } else {
+        if (c === '\n') line++;
+        field += c;
+      }
+    } else if (c === '"' && field === '') {
+      quoted = true;
+    } else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && src[i + 1] === '\n') i++;
+      row.push(field);
+      rows.push({ line: rowLine, cells: row });
+      row = [];
+      field = '';
+      line++;
+      rowLine = line;
+    } else {
+      field += c;
+    }
+  }
+  if (field !== '' || row.length) {
+    row.push(field);
+    rows.push({ line: rowLine, cells: row });
+  }
+  return rows;
+}
+
+/** Names from a CSV whose header has a `name` (or `prospectName`) column. */
+export function namesFromCsv(text, source = 'the CSV') {
+  const rows = parseCsv(text).filter((r) => r.cells.some((c) => c.trim()) || r.line > 1);
+  if (!rows.length) throw new Error(`${source} is empty: it needs a header row with a "name" column`);
+  const header = rows[0].cells.map((c) => c.trim().toLowerCase());
+  const column = header.findIndex((c) => NAME_COLUMNS.includes(c));
+  if (column < 0) {
+    const shown = rows[0].cells.slice(0, 6).map((c) => `"${c}"`).join(', ');
+    throw new Error(`${source} has no "name" (or "prospectName") column; its header is ${shown}`);
+  }
+  const data = rows.slice(1);
+  // A trailing empty line is no row.
+  while (data.length && data.at(-1).cells.every((c) => !c.trim())) data.pop();
+  return pickNames(data.map((r) => [`${source} line ${r.line}`, r.cells[column] ?? '']));
+}
+
+/** `name` as ascii lowercase letters, digits and dashes (never empty), like prospects.py. */
+export function slugify(name) {
+  const folded = name
+    .replace(/[ßæÆøØđĐłŁþÞœŒı]/g, (c) => FOLD[c])
+    .normalize('NFKD')
+    .replace(/[^\x00-\x7F]/g, '')
+    .toLowerCase();
+  const slug = folded.replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+  return slug.slice(0, 60).replace(/-+$/, '') || 'prospect';
+}
+
+const FOLD = {
+  ß: 'ss', æ: 'ae', Æ: 'AE', ø: 'o', Ø: 'O', đ: 'd', Đ: 'D', ł: 'l', Ł: 'L',
+  þ: 'th', Þ: 'Th', œ: 'oe', Œ: 'OE', ı: 'i',
+};
+
+/** `<name-slug>-<jobId>.mp4`, the name the CLI gives a downloaded result too. */
+export function outputFilename(prospectName, jobId) {
+  const safeId = jobId.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'job';
+  return `${slugify(prospectName)}-${safeId}.mp4`;
+}

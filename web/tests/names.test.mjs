@@ -1,0 +1,50 @@
+// The page's name handling, without a browser: what a rep types, pastes or drops.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { cleanName, namesFromCsv, namesFromText, outputFilename, slugify } from '../src/names.js';
+import { formatDuration, statusWords } from '../src/status.js';
+
+test('typed names: one per line or comma separated, trimmed, blanks and repeats skipped', () => {
+  const { names, skipped } = namesFromText('  Anna Smith \nBen Jones, , anna smith\n\n\r\nCarla   Díaz\n');
+  assert.deepEqual(names, ['Anna Smith', 'Ben Jones', 'Carla Díaz']);
+  assert.deepEqual(skipped.map((s) => s.where), ['line 2, item 2', 'line 2, item 3']);
+  assert.match(skipped[0].reason, /blank/);
+  assert.match(skipped[1].reason, /duplicate of "Anna Smith"/);
+});
+
+test('names the pipeline would refuse are reported, not sent', () => {
+  assert.throws(() => cleanName('x'.repeat(101)), /101 characters/);
+  assert.equal(cleanName('x'.repeat(100)).length, 100);
+  assert.throws(() => cleanName('Bobby $(rm -rf)'), /cannot be spoken/);
+  assert.throws(() => cleanName('Anna\u202Eevil'), /control character/);
+  assert.equal(cleanName("O'Brien-Smith & Co. (Jr.)"), "O'Brien-Smith & Co. (Jr.)");
+  assert.equal(cleanName('Zoë'), 'Zoë');
+  const { names, skipped } = namesFromText('Ok Name\n<b>Bold</b>');
+  assert.deepEqual(names, ['Ok Name']);
+  assert.match(skipped[0].reason, /"<", ">", "\/"/);
+});
+
+test('CSV: a name or prospectName column, quoted fields, BOM, CRLF, reported lines', () => {
+  const csv = '\uFEFFcompany,prospectName\r\nAcme,"Smith, John"\r\nInitech,\r\n"Multi\nline",Ann\r\nX,"Smith, John"\r\n';
+  const { names, skipped } = namesFromCsv(csv, 'p.csv');
+  assert.deepEqual(names, ['Smith, John', 'Ann']);
+  assert.deepEqual(skipped.map((s) => s.where), ['p.csv line 3', 'p.csv line 6']);
+  assert.deepEqual(namesFromCsv('Name\nBo\n', 'x.csv').names, ['Bo']);
+  assert.throws(() => namesFromCsv('email\na@b.c\n', 'bad.csv'), /no "name" \(or "prospectName"\) column/);
+  assert.throws(() => namesFromCsv('', 'empty.csv'), /empty/);
+});
+
+test('download names match the CLI: <name-slug>-<jobId>.mp4', () => {
+  assert.equal(slugify('Zoë Ærøskøbing-Łódź'), 'zoe-aeroskobing-lodz');
+  assert.equal(slugify('!!!'), 'prospect');
+  assert.equal(outputFilename('Anna Smith', 'abc/123'), 'anna-smith-abc-123.mp4');
+});
+
+test('statuses and durations in words', () => {
+  assert.equal(statusWords('generating-video'), 'Rendering the video');
+  assert.equal(statusWords('cancel-requested'), 'Cancelling…');
+  assert.equal(formatDuration(4200), '4.2 s');
+  assert.equal(formatDuration(42_000), '42 s');
+  assert.equal(formatDuration(185_000), '3 min 05 s');
+});
