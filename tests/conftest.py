@@ -60,11 +60,14 @@ def fake_elevenlabs() -> Iterator[FakeElevenLabs | None]:
 def stack(fake_elevenlabs: FakeElevenLabs | None) -> Iterator[Stack]:
     stack = Stack(get_settings())  # read (and cached) before the ElevenLabs variables exist
     os.environ.update(WORKER_ELEVENLABS_ENV)
-    started_here = not stack.status(echo=lambda _: None)
+    # Started here only if nothing of it ran: a stack that is up but briefly unhealthy (a worker
+    # restarting for another session) belongs to someone else and must outlive this session.
+    started_here = not any(stack.pid(svc.name) for svc in stack.services())
+    healthy = not started_here and stack.status(echo=lambda _: None)
     marker = stack.pids / "prefect-worker.code"
     # A running worker started with other code or ElevenLabs settings: up() restarts it.
     stale = marker.is_file() and marker.read_text() != stack._code_fingerprint()
-    if started_here or stale:
+    if not healthy or stale:
         began = time.monotonic()
         stack.up(echo=lambda line: print(line))
         print(f"stack up took {time.monotonic() - began:.1f} s")
