@@ -16,7 +16,15 @@ from typing import Any
 
 import requests
 
-from flows.job import COLLECTION, REQUESTS, JobRequest, RequestAction
+from flows.job import (
+    BATCHES,
+    COLLECTION,
+    MAX_BATCH_JOBS,
+    REQUESTS,
+    BatchRequest,
+    JobRequest,
+    RequestAction,
+)
 
 
 def to_value(value: Any) -> dict[str, Any]:
@@ -103,20 +111,22 @@ class FirestoreAsUser:
         self, collection: str, doc_id: str, fields: dict[str, Any], server_time: tuple[str, ...]
     ) -> None:
         """Creates a document (never overwrites); `server_time` fields get the request time."""
-        self.commit(
-            [
-                {
-                    "update": {
-                        "name": f"{self._root}/{collection}/{doc_id}",
-                        "fields": {k: to_value(v) for k, v in fields.items()},
-                    },
-                    "currentDocument": {"exists": False},
-                    "updateTransforms": [
-                        {"fieldPath": f, "setToServerValue": "REQUEST_TIME"} for f in server_time
-                    ],
-                }
-            ]
-        )
+        self.commit([self.create_write(collection, doc_id, fields, server_time)])
+
+    def create_write(
+        self, collection: str, doc_id: str, fields: dict[str, Any], server_time: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """One write of a commit that creates a document (see `create`)."""
+        return {
+            "update": {
+                "name": f"{self._root}/{collection}/{doc_id}",
+                "fields": {k: to_value(v) for k, v in fields.items()},
+            },
+            "currentDocument": {"exists": False},
+            "updateTransforms": [
+                {"fieldPath": f, "setToServerValue": "REQUEST_TIME"} for f in server_time
+            ],
+        }
 
     def update(self, collection: str, doc_id: str, fields: dict[str, Any]) -> None:
         self.commit(
@@ -184,8 +194,24 @@ class FirestoreAsUser:
     # --- the job operations a client performs ---------------------------------------------------
 
     def create_job(self, job_id: str, request: JobRequest) -> None:
-        fields = request.model_dump(by_alias=True, exclude_none=True)
-        self.create(COLLECTION, job_id, {**fields, "status": "pending"}, ("createdAt",))
+        self.commit([self._job_write(job_id, request)])
+
+    def _job_write(self, job_id: str, request: JobRequest) -> dict[str, Any]:
+        fields = {**request.model_dump(by_alias=True, exclude_none=True), "status": "pending"}
+        return self.create_write(COLLECTION, job_id, fields, ("createdAt",))
+
+    def create_batch(self, batch_id: str, jobs: dict[str, JobRequest]) -> None:
+        """Creates a batch's jobs (each naming `batch_id`), then the batch document that starts
+        them as one flow run. The jobs go in commits of up to MAX_BATCH_JOBS writes."""
+        items = list(jobs.items())
+        if not items or len(items) > MAX_BATCH_JOBS:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH_JOBS} jobs, not {len(items)}")
+        user_id = items[0][1].user_id
+        if any(r.batch_id != batch_id or r.user_id != user_id for _, r in items):
+            raise ValueError("every job of a batch names the batch and the same user")
+        self.commit([self._job_write(job_id, request) for job_id, request in items])
+        batch = BatchRequest(user_id=user_id, job_ids=[job_id for job_id, _ in items])
+        self.create(BATCHES, batch_id, batch.to_firestore(), ("createdAt",))
 
     def request(self, job_id: str, user_id: str, action: RequestAction) -> str:
         """Asks the trigger to cancel or retry a job; the new request's id."""

@@ -17,6 +17,9 @@ from pydantic.alias_generators import to_camel
 COLLECTION = "greetingJobs"
 # greetingJobs/{jobId}/requests/{requestId}: what a user asks of a job (see firestore.rules).
 REQUESTS = "requests"
+# greetingBatches/{batchId}: written once after a batch's jobs, it starts them as one flow run.
+BATCHES = "greetingBatches"
+MAX_BATCH_JOBS = 500  # one Firestore commit; firestore.rules agree
 DEFAULT_GREETING_TEXT = "Hey {name},"
 
 
@@ -187,6 +190,15 @@ class GreetingJob(JobRequest):
 class RequestAction(StrEnum):
     CANCEL = "cancel"  # allowed while the job is unfinished
     RETRY = "retry"  # allowed once it failed
+
+
+class BatchRequest(_Camel):
+    """A `greetingBatches/{batchId}` document: the jobs (already created, each with this batchId)
+    that run as one flow run. Jobs that carry a batchId wait for their batch document; without
+    one, the sweep starts them one by one after `pending_grace_seconds`."""
+
+    user_id: str
+    job_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
 
 
 def upload_prefix(user_id: str) -> str:

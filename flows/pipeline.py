@@ -182,16 +182,25 @@ class JobRun:
 @flow(name="greeting-pipeline", log_prints=True, persist_result=False)
 def greeting_pipeline(job_id: str, attempt: int = 0) -> State[Any]:
     """Renders one job's personalized video; the job document tells the user how it went."""
+    return run_job(default_clients(), job_id, attempt, str(flow_run.id) if flow_run.id else None)
+
+
+def run_job(clients: Clients, job_id: str, attempt: int, flow_run_id: str | None) -> State[Any]:
+    """One attempt of one job, inside a flow run (its own, or its batch's); its final state.
+
+    Never raises for the job's own trouble: a bad input, a provider's refusal or a bug in one
+    job ends that job `failed` and leaves the worker (and the rest of a batch) running.
+    """
     logger = get_run_logger()
-    run = JobRun(default_clients(), job_id, attempt, str(flow_run.id) if flow_run.id else None)
+    run = JobRun(clients, job_id, attempt, flow_run_id)
     with (
-        run_dir(work_root(run.clients.settings.state_dir), job_id) as tmp,
-        Heartbeat(run.clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
+        run_dir(work_root(clients.settings.state_dir), job_id) as tmp,
+        Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
     ):
         try:
             path = run.run(default_voice(), Path(tmp))
         except TransitionRefused as refused:
-            logger.info("stopping: %s", refused)
+            logger.info("job %s: stopping: %s", job_id, refused)
             if refused.cancelled:
                 return Cancelled(message=str(refused))
             return Completed(message=f"nothing to do: {refused}")

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     work_pool: str = "greetings-local"
     # Flow runs the local (in-process) worker runs at once.
     worker_threads: int = 8
+    # Jobs of one batch (flows/batch.py) a flow run works on at once.
+    batch_concurrency: int = 4
 
     # --- The end user's client in production (flows/cli/session.py) ---------------------------
     # The user's Firebase ID token (what a web app's getIdToken() returns); unset: local stack.

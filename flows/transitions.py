@@ -9,6 +9,7 @@ flow run can never regress a job, and a user's cancel request stops the run at i
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -128,23 +129,55 @@ def touch_heartbeat(db: firestore.Client, job_id: str, attempt: int) -> bool:
     return bool(apply(db.transaction()))
 
 
+def touch_waiting_heartbeats(db: firestore.Client, job_ids: Collection[str], attempt: int) -> int:
+    """Refreshes `heartbeatAt` of a batch's jobs still waiting for their turn, in one commit.
+
+    Only jobs still pending or queued on `attempt` are touched: a job that started beats for
+    itself, and one that ended, was cancelled or moved to another attempt must go quiet.
+    Returns how many were touched.
+    """
+    refs = [db.collection(COLLECTION).document(job_id) for job_id in job_ids]
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> int:
+        waiting = [
+            snapshot.reference
+            for snapshot in transaction.get_all(refs)
+            if snapshot.exists
+            and int((snapshot.to_dict() or {}).get("retryCount") or 0) == attempt
+            and (snapshot.to_dict() or {}).get("status") in (JobStatus.PENDING, JobStatus.QUEUED)
+        ]
+        now = datetime.now(UTC)
+        for ref in waiting:
+            transaction.update(ref, {"heartbeatAt": now})
+        return len(waiting)
+
+    return int(apply(db.transaction())) if refs else 0
+
+
 class Heartbeat:
-    """Refreshes the job's heartbeat every `interval_s` from a thread, for the length of a run.
+    """Calls `beat` every `interval_s` from a thread, for the length of a run, until it says stop.
 
     The sweep reaps jobs whose heartbeat goes stale, so a long download or render must keep it
     fresh; a killed worker stops beating, which is exactly what the sweep looks for.
     """
 
-    def __init__(self, db: firestore.Client, job_id: str, attempt: int, interval_s: float) -> None:
-        self._db, self._job_id, self._attempt = db, job_id, attempt
+    def __init__(self, beat: Callable[[], bool], interval_s: float, name: str) -> None:
+        self._beat = beat
         self._interval = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @classmethod
+    def for_job(
+        cls, db: firestore.Client, job_id: str, attempt: int, interval_s: float
+    ) -> Heartbeat:
+        return cls(lambda: touch_heartbeat(db, job_id, attempt), interval_s, f"heartbeat-{job_id}")
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                if not touch_heartbeat(self._db, self._job_id, self._attempt):
+                if not self._beat():
                     return
             except Exception:
                 continue

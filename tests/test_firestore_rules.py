@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flows.enduser import Denied, FirestoreAsUser
-from flows.job import COLLECTION, REQUESTS, RequestAction
+from flows.job import BATCHES, COLLECTION, REQUESTS, RequestAction
 from tests.conftest import User
 
 pytestmark = pytest.mark.stack
@@ -283,3 +283,45 @@ def test_running_job_cannot_be_deleted(stack: Any, clients: Any, alice: User) ->
 def test_other_collections_denied(stack: Any, alice: User) -> None:
     with pytest.raises(Denied):
         as_user(stack, alice).create("users", alice.uid, {"name": "x"}, ())
+
+
+# --- greetingBatches: a user lists their own batch's jobs, once ----------------------------------
+
+
+def batch_fields(user: User, **overrides: Any) -> dict[str, Any]:
+    return {"userId": user.uid, "jobIds": ["job-a", "job-b"], **overrides}
+
+
+def test_owner_creates_and_reads_a_batch(stack: Any, alice: User) -> None:
+    batch_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, alice).create(BATCHES, batch_id, batch_fields(alice), ("createdAt",))
+    assert as_user(stack, alice).get(BATCHES, batch_id)["jobIds"] == ["job-a", "job-b"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"userId": "someone-else"},
+        {"jobIds": []},
+        {"jobIds": "job-a"},
+        {"jobIds": [f"job-{i}" for i in range(501)]},
+        {"flowRunId": "forged"},
+    ],
+)
+def test_bad_batches_refused(stack: Any, alice: User, overrides: dict[str, Any]) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(
+            BATCHES,
+            f"rules-{uuid.uuid4().hex[:16]}",
+            batch_fields(alice, **overrides),
+            ("createdAt",),
+        )
+
+
+def test_batch_not_readable_or_rewritable_by_others(stack: Any, alice: User, bob: User) -> None:
+    batch_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, alice).create(BATCHES, batch_id, batch_fields(alice), ("createdAt",))
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(BATCHES, batch_id)
+    with pytest.raises(Denied):
+        as_user(stack, alice).update(BATCHES, batch_id, {"jobIds": ["job-c"]})

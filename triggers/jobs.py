@@ -105,6 +105,27 @@ def mark_unscheduled(db: firestore.Client, job_id: str, attempt: int) -> bool:
     return bool(apply(db.transaction()))
 
 
+def _queued_fields(data: dict[str, Any], attempt: int, flow_run_id: str) -> dict[str, Any] | None:
+    """The write that makes a pending attempt queued on `flow_run_id`; None if nothing to write.
+
+    A later status may have been written first (the worker is fast): then only the run id is
+    recorded, if missing. Never over a later status, never on another attempt.
+    """
+    if int(data.get("retryCount") or 0) != attempt:
+        return None
+    if data.get("status") != PENDING:
+        return None if data.get("flowRunId") else {"flowRunId": flow_run_id}
+    return {
+        "status": QUEUED,
+        "progress": QUEUED_PROGRESS,
+        "flowRunId": flow_run_id,
+        "history": [*data.get("history", []), _entry(QUEUED, attempt, flowRunId=flow_run_id)],
+        "error": firestore.DELETE_FIELD,
+        "updatedAt": firestore.SERVER_TIMESTAMP,
+        "heartbeatAt": firestore.SERVER_TIMESTAMP,
+    }
+
+
 def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: str) -> bool:
     """pending -> queued for this attempt; never over a later status. True if it moved."""
     ref = db.collection(COLLECTION).document(job_id)
@@ -114,30 +135,92 @@ def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: st
         snapshot = ref.get(transaction=transaction)
         if not snapshot.exists:
             return False
-        data = snapshot.to_dict() or {}
-        if int(data.get("retryCount") or 0) != attempt:
-            return False
-        if data.get("status") != PENDING:
-            # A later status was written first (the worker is fast); still record the run id.
-            if not data.get("flowRunId"):
-                transaction.update(ref, {"flowRunId": flow_run_id})
-            return False
-        history = [*data.get("history", []), _entry(QUEUED, attempt, flowRunId=flow_run_id)]
-        transaction.update(
-            ref,
-            {
-                "status": QUEUED,
-                "progress": QUEUED_PROGRESS,
-                "flowRunId": flow_run_id,
-                "history": history,
-                "error": firestore.DELETE_FIELD,
-                "updatedAt": firestore.SERVER_TIMESTAMP,
-                "heartbeatAt": firestore.SERVER_TIMESTAMP,
-            },
-        )
-        return True
+        fields = _queued_fields(snapshot.to_dict() or {}, attempt, flow_run_id)
+        if fields:
+            transaction.update(ref, fields)
+        return bool(fields and fields.get("status") == QUEUED)
 
     return bool(apply(db.transaction()))
+
+
+# --- batches: greetingBatches/{batchId}, one flow run for many jobs ------------------------------
+
+MAX_BATCH_JOBS = 500
+
+
+def batch_job_ids(batch: dict[str, Any]) -> list[str]:
+    """The batch's listed job ids that can be job ids at all, once each, in order."""
+    ids = [j for j in batch.get("jobIds") or [] if isinstance(j, str) and 0 < len(j) <= 200]
+    return list(dict.fromkeys(ids))[:MAX_BATCH_JOBS]
+
+
+def belongs(data: dict[str, Any] | None, batch_id: str, user_id: str) -> bool:
+    """A job the batch may take: the batch owner's, naming this batch, on its first attempt."""
+    return bool(
+        data
+        and data.get("userId") == user_id
+        and data.get("batchId") == batch_id
+        and int(data.get("retryCount") or 0) == 0
+    )
+
+
+def start_batch(
+    db: firestore.Client,
+    orchestrator: Orchestrator,
+    unavailable: type[Exception],
+    deployment: str,
+    batch_id: str,
+    batch: dict[str, Any],
+) -> str | None:
+    """Creates the batch's one flow run and marks its jobs queued; None if Prefect is down
+    or no listed job is the owner's and waiting.
+
+    The idempotency key is the batch id, so a duplicate delivery reuses the run. When Prefect
+    cannot be reached the jobs stay pending with a retryable note, and the sweep starts them
+    one by one.
+    """
+    user_id = str(batch.get("userId") or "")
+    refs = [
+        snapshot.reference
+        for snapshot in db.get_all(
+            [db.collection(COLLECTION).document(j) for j in batch_job_ids(batch)]
+        )
+        if snapshot.exists
+        and belongs(snapshot.to_dict(), batch_id, user_id)
+        and (snapshot.to_dict() or {}).get("status") == PENDING
+    ]
+    if not refs:
+        log.info("batch %s: none of its listed jobs is the owner's and waiting", batch_id)
+        return None
+    try:
+        flow_run_id = orchestrator.create_flow_run(
+            deployment, {"batch_id": batch_id}, f"batch:{batch_id}", f"batch-{batch_id}"
+        )
+    except unavailable as exc:
+        log.warning("batch %s: Prefect unavailable, left pending for the sweep: %s", batch_id, exc)
+        for ref in refs:
+            mark_unscheduled(db, ref.id, 0)
+        return None
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> int:
+        # One transaction (one commit) for the whole batch: up to 500 writes.
+        queued = 0
+        for snapshot in transaction.get_all(refs):
+            data = snapshot.to_dict() if snapshot.exists else None
+            if not belongs(data, batch_id, user_id):
+                continue
+            fields = _queued_fields(data or {}, 0, flow_run_id)
+            if fields:
+                transaction.update(snapshot.reference, fields)
+                queued += fields.get("status") == QUEUED
+        return queued
+
+    queued = apply(db.transaction())
+    log.info(
+        "batch %s: flow run %s, %s of %d jobs queued", batch_id, flow_run_id, queued, len(refs)
+    )
+    return flow_run_id
 
 
 def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | None:
@@ -186,8 +269,8 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
 def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> bool:
     """Any unfinished status -> cancelled; True if it moved.
 
-    A run not yet started is cancelled in Prefect too; a running one sees `cancelled` at its
-    next transition and stops there (flows/transitions.py).
+    A run of its own not yet started is cancelled in Prefect too; a running one (or its batch's
+    run) sees `cancelled` at the job's next transition and stops it there (flows/transitions.py).
     """
     ref = db.collection(COLLECTION).document(job_id)
 
@@ -207,6 +290,8 @@ def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> boo
                 "completedAt": firestore.SERVER_TIMESTAMP,
             },
         )
+        if data.get("batchId") and attempt == 0:
+            return True, None  # its batch's run: shared with the batch's other jobs
         return True, data.get("flowRunId")
 
     cancelled, flow_run_id = apply(db.transaction())

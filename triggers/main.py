@@ -29,6 +29,7 @@ PREFECT_API_KEY = params.SecretParam("PREFECT_API_KEY")
 GREETING_DEPLOYMENT = params.StringParam(
     "GREETING_DEPLOYMENT", default="greeting-pipeline/greeting-pipeline"
 )
+BATCH_DEPLOYMENT = params.StringParam("BATCH_DEPLOYMENT", default="greeting-batch/greeting-batch")
 MAX_RETRIES = params.IntParam("GREETINGS_MAX_RETRIES", default=3)
 STORAGE_BUCKET = params.StringParam(
     "STORAGE_BUCKET", default="", description="empty: <project id>.appspot.com"
@@ -103,6 +104,8 @@ def on_job_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> N
     data: dict[str, Any] = event.data.to_dict() or {}
     if data.get("status") != jobs.PENDING:
         return
+    if data.get("batchId"):
+        return  # its greetingBatches document starts it (or, without one, the sweep)
     jobs.start_attempt(
         _db(),
         _prefect(),
@@ -110,6 +113,21 @@ def on_job_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> N
         GREETING_DEPLOYMENT.value,
         event.params["jobId"],
         int(data.get("retryCount") or 0),
+    )
+
+
+@firestore_fn.on_document_created(document="greetingBatches/{batchId}", secrets=[PREFECT_API_KEY])
+def on_batch_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
+    """A batch of jobs on one video: one flow run for all of them (once per batch)."""
+    if event.data is None:
+        return
+    jobs.start_batch(
+        _db(),
+        _prefect(),
+        PrefectUnavailable,
+        BATCH_DEPLOYMENT.value,
+        event.params["batchId"],
+        event.data.to_dict() or {},
     )
 
 

@@ -10,6 +10,7 @@ otherwise.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +170,7 @@ class Stack:
         (triggers / ".env.local").write_text(
             f"PREFECT_API_URL={self.s.prefect_api}\n"
             "GREETING_DEPLOYMENT=greeting-pipeline/greeting-pipeline\n"
+            "BATCH_DEPLOYMENT=greeting-batch/greeting-batch\n"
             f"GREETINGS_MAX_RETRIES={self.s.max_retries}\n"
             f"STORAGE_BUCKET={self.s.default_bucket}\n"
             f"UPLOAD_SIGNER_KEY_FILE={self.signer_key}\n"
@@ -395,7 +397,27 @@ class Stack:
 
     # --- up / down / status ---------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time per state folder.
+
+        Two `up`s at once (two terminals, two test sessions) would each see a service stopped and
+        each spawn it; the second pid file then hides the first process from `down`, and a
+        leaked worker keeps claiming runs with old code.
+        """
+        self.state.mkdir(parents=True, exist_ok=True)
+        with (self.state / "stack.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def up(self, echo: Callable[[str], None] = print) -> None:
+        with self._exclusive():
+            self._up(echo)
+
+    def _up(self, echo: Callable[[str], None]) -> None:
         started = time.monotonic()
         self._check_prerequisites()
         self.state.mkdir(parents=True, exist_ok=True)
@@ -571,6 +593,7 @@ class Stack:
         for path in (
             REPO_ROOT / "prefect.yaml",
             REPO_ROOT / "flows/pipeline.py",
+            REPO_ROOT / "flows/batch.py",
             REPO_ROOT / "flows/sweep.py",
         ):
             digest.update(path.read_bytes())
@@ -605,7 +628,7 @@ class Stack:
     def _deployments_exist(self) -> bool:
         return all(
             _http_ok(f"{self.s.prefect_api}/deployments/name/{name}/{name}")
-            for name in ("greeting-pipeline", "retry-failed-jobs")
+            for name in ("greeting-pipeline", "greeting-batch", "retry-failed-jobs")
         )
 
     def _ensure_elevenlabs_limit(self) -> None:
@@ -633,6 +656,10 @@ class Stack:
         return pid is not None
 
     def down(self, echo: Callable[[str], None] = print) -> None:
+        with self._exclusive():
+            self._down(echo)
+
+    def _down(self, echo: Callable[[str], None]) -> None:
         for svc in reversed(self.services()):
             if self._stop(svc):
                 echo(f"stopped {svc.name}")

@@ -19,7 +19,7 @@ from flows.cli.prospects import Prospects, names_from_args, names_from_csv
 from flows.cli.session import Session, connect
 from flows.cli.table import JobView, json_line
 from flows.cli.transfer import upload_once
-from flows.job import COLLECTION, JobError, JobRequest
+from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
 from flows.media import ProbeError, probe
 from flows.settings import Settings, get_settings
 from flows.stages.validate import check_media, greeting_end, greeting_text
@@ -111,13 +111,13 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
     upload = upload_once(session.uploads, session.user.uid, submission.video)
     verb = "reused (already uploaded)" if upload.reused else "uploaded"
     out.write(f"video {verb}: {upload.path} ({upload.size / 1e6:.1f} MB)\n")
-    batch_id = uuid.uuid4().hex
     jobs: dict[str, str] = {}
-    for name in submission.names:
-        job_id = uuid.uuid4().hex[:20]
-        session.firestore.create_job(
-            job_id,
-            JobRequest(
+    names = list(submission.names)
+    # One batch (one flow run) per MAX_BATCH_JOBS names: a batch is one Firestore commit.
+    for start in range(0, len(names), MAX_BATCH_JOBS):
+        batch_id = uuid.uuid4().hex
+        requests = {
+            uuid.uuid4().hex[:20]: JobRequest(
                 user_id=session.user.uid,
                 input_video=upload.path,
                 prospect_name=name,
@@ -125,10 +125,13 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
                 greeting_end_second=submission.greeting_end_s,
                 greeting_text=submission.greeting_text,
                 batch_id=batch_id,
-            ),
-        )
-        jobs[job_id] = name
-        out.write(f"job {job_id} created for {name}\n")
+            )
+            for name in names[start : start + MAX_BATCH_JOBS]
+        }
+        session.firestore.create_batch(batch_id, requests)
+        for job_id, request in requests.items():
+            jobs[job_id] = request.prospect_name
+            out.write(f"job {job_id} created for {request.prospect_name}\n")
     out.flush()
     return jobs
 
