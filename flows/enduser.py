@@ -201,17 +201,21 @@ class FirestoreAsUser:
         return self.create_write(COLLECTION, job_id, fields, ("createdAt",))
 
     def create_batch(self, batch_id: str, jobs: dict[str, JobRequest]) -> None:
-        """Creates a batch's jobs (each naming `batch_id`), then the batch document that starts
-        them as one flow run. The jobs go in commits of up to MAX_BATCH_JOBS writes."""
+        """Creates a batch's jobs (each naming `batch_id`) and the batch document that starts
+        them as one flow run, in one commit: all of it exists, or none."""
         items = list(jobs.items())
         if not items or len(items) > MAX_BATCH_JOBS:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH_JOBS} jobs, not {len(items)}")
         user_id = items[0][1].user_id
         if any(r.batch_id != batch_id or r.user_id != user_id for _, r in items):
             raise ValueError("every job of a batch names the batch and the same user")
-        self.commit([self._job_write(job_id, request) for job_id, request in items])
         batch = BatchRequest(user_id=user_id, job_ids=[job_id for job_id, _ in items])
-        self.create(BATCHES, batch_id, batch.to_firestore(), ("createdAt",))
+        self.commit(
+            [
+                *(self._job_write(job_id, request) for job_id, request in items),
+                self.create_write(BATCHES, batch_id, batch.to_firestore(), ("createdAt",)),
+            ]
+        )
 
     def request(self, job_id: str, user_id: str, action: RequestAction) -> str:
         """Asks the trigger to cancel or retry a job; the new request's id."""

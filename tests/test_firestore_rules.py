@@ -304,7 +304,7 @@ def test_owner_creates_and_reads_a_batch(stack: Any, alice: User) -> None:
         {"userId": "someone-else"},
         {"jobIds": []},
         {"jobIds": "job-a"},
-        {"jobIds": [f"job-{i}" for i in range(501)]},
+        {"jobIds": [f"job-{i}" for i in range(401)]},
         {"flowRunId": "forged"},
     ],
 )

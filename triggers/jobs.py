@@ -145,7 +145,7 @@ def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: st
 
 # --- batches: greetingBatches/{batchId}, one flow run for many jobs ------------------------------
 
-MAX_BATCH_JOBS = 500
+MAX_BATCH_JOBS = 400  # flows/job.py and firestore.rules agree
 
 
 def batch_job_ids(batch: dict[str, Any]) -> list[str]:
@@ -204,7 +204,7 @@ def start_batch(
 
     @firestore.transactional
     def apply(transaction: firestore.Transaction) -> int:
-        # One transaction (one commit) for the whole batch: up to 500 writes.
+        # One transaction (one commit) for the whole batch: up to 400 writes.
         queued = 0
         for snapshot in transaction.get_all(refs):
             data = snapshot.to_dict() if snapshot.exists else None

@@ -6,24 +6,31 @@ import {
 } from 'firebase/firestore';
 
 export const JOBS = 'greetingJobs';
+export const BATCHES = 'greetingBatches';
 export const LIST_LIMIT = 200;
-const BATCH_WRITES = 400; // Firestore takes at most 500 writes per batch
+// Jobs per batch: the jobs and their batch document go in one commit (at most 500 writes).
+const BATCH_JOBS = 400;
 
 export function newBatchId() {
   return crypto.randomUUID();
 }
 
 /**
- * One job per name, with exactly the fields the rules allow. Returns the new job ids.
+ * One job per name, with exactly the fields the rules allow, and per 400 names a
+ * greetingBatches document listing them, in the same commit: the trigger then starts the whole
+ * batch as one flow run (a job that names a batch waits for its batch document).
+ * Returns the new job ids.
  * @param {{uid: string, inputVideo: string, names: string[], voiceId: string,
  *          greetingEndSecond: number, greetingText?: string, batchId: string}} request
  */
 export async function createJobs(db, request) {
-  const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText, batchId } = request;
+  const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText } = request;
   const ids = [];
-  for (let start = 0; start < names.length; start += BATCH_WRITES) {
+  for (let start = 0; start < names.length; start += BATCH_JOBS) {
+    const batchId = start === 0 ? request.batchId : newBatchId();
     const batch = writeBatch(db);
-    for (const prospectName of names.slice(start, start + BATCH_WRITES)) {
+    const jobIds = [];
+    for (const prospectName of names.slice(start, start + BATCH_JOBS)) {
       const ref = doc(collection(db, JOBS));
       const job = {
         userId: uid,
@@ -37,9 +44,11 @@ export async function createJobs(db, request) {
       };
       if (greetingText) job.greetingText = greetingText;
       batch.set(ref, job);
-      ids.push(ref.id);
+      jobIds.push(ref.id);
     }
+    batch.set(doc(db, BATCHES, batchId), { userId: uid, jobIds, createdAt: serverTimestamp() });
     await batch.commit();
+    ids.push(...jobIds);
   }
   return ids;
 }
