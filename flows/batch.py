@@ -15,6 +15,7 @@ import contextvars
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from google.cloud import firestore
@@ -24,8 +25,9 @@ from prefect.states import Completed, Failed
 
 from flows.clients import Clients, default_clients
 from flows.job import BATCHES, COLLECTION, JobStatus
-from flows.pipeline import HEARTBEAT_INTERVAL_S, run_job
+from flows.pipeline import HEARTBEAT_INTERVAL_S, SharedInputs, run_job
 from flows.transitions import Heartbeat, touch_waiting_heartbeats
+from flows.workdir import run_dir, work_root
 
 BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
 
@@ -86,13 +88,16 @@ def greeting_batch(batch_id: str) -> State[Any]:
     batch, jobs = read_batch(clients.db, batch_id)
     job_ids = batch_jobs(batch, batch_id, jobs, run_id)
     logger.info("batch %s: %d of %d listed jobs to run", batch_id, len(job_ids), len(jobs))
-    states = run_all(clients, job_ids, run_id)
+    with run_dir(work_root(clients.settings.state_dir), f"batch-{batch_id}") as tmp:
+        states = run_all(clients, job_ids, run_id, SharedInputs(Path(tmp)))
     counts = summarize(states)
     message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no jobs"
     return Failed(message=message) if counts.get("failed") else Completed(message=message)
 
 
-def run_all(clients: Clients, job_ids: list[str], run_id: str | None) -> list[State[Any]]:
+def run_all(
+    clients: Clients, job_ids: list[str], run_id: str | None, inputs: SharedInputs
+) -> list[State[Any]]:
     """Each job on a thread of a small pool; jobs not started yet keep a heartbeat meanwhile."""
     waiting = set(job_ids)
     lock = threading.Lock()
@@ -107,7 +112,7 @@ def run_all(clients: Clients, job_ids: list[str], run_id: str | None) -> list[St
     def one(job_id: str) -> State[Any]:
         with lock:
             waiting.discard(job_id)
-        return run_job(clients, job_id, BATCH_ATTEMPT, run_id)
+        return run_job(clients, job_id, BATCH_ATTEMPT, run_id, inputs)
 
     with (
         Heartbeat(beat, HEARTBEAT_INTERVAL_S, "heartbeat-batch-waiting"),

@@ -7,6 +7,8 @@ stage transition written to the job document (flows/transitions.py) so the user 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -58,17 +60,62 @@ def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -
 
 
 @task(cache_policy=NO_CACHE)
-def inspect_video(video: Path, greeting_end_s: float, max_seconds: float) -> MediaInfo:
-    """Probes the upload; returns what it holds, or fails the job with what is wrong."""
+def inspect_video(video: Path) -> MediaInfo:
+    """Probes the upload; returns what it holds, or fails the job if it is no readable video."""
     try:
-        info = probe(video)
+        return probe(video)
     except ProbeError as exc:
         raise JobError(
             ErrorCode.INPUT_NOT_VIDEO,
             "The uploaded file is not a video we can read (empty, truncated or another format).",
         ) from exc
-    check_media(info, greeting_end_s, max_seconds)
-    return info
+
+
+class SharedInputs:
+    """A batch's uploads, downloaded and probed once for all of its jobs.
+
+    Every job of a batch is the same user's and usually names the same video: a 500 MB upload
+    is fetched once per batch, not once per prospect. Jobs only read the file. A job's own
+    trouble with it (not found, not a video) is kept and given to each job that asks, so one
+    bad upload costs one download; transient errors are not kept.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        load: Callable[[Clients, str, Path], tuple[Path, MediaInfo]] | None = None,
+    ) -> None:
+        self._root = root
+        self._load = load or fetch_and_inspect
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._dest: dict[str, Path] = {}
+        self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
+
+    def get(self, clients: Clients, object_path: str) -> tuple[Path, MediaInfo]:
+        with self._guard:
+            if object_path not in self._locks:
+                self._locks[object_path] = threading.Lock()
+                self._dest[object_path] = self._root / f"input-{len(self._dest)}"
+            lock, dest = self._locks[object_path], self._dest[object_path]
+        with lock:
+            if object_path not in self._done:
+                try:
+                    self._done[object_path] = self._load(clients, object_path, dest)
+                except JobError as error:
+                    if error.retryable:
+                        raise
+                    self._done[object_path] = error
+            done = self._done[object_path]
+        if isinstance(done, JobError):
+            raise done
+        return done
+
+
+def fetch_and_inspect(clients: Clients, object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
+    settings = clients.settings
+    video = fetch_input(clients.bucket, object_path, dest, settings.max_input_bytes)
+    return video, inspect_video(video)
 
 
 @task(cache_policy=NO_CACHE)
@@ -131,6 +178,7 @@ class JobRun:
     job_id: str
     attempt: int
     flow_run_id: str | None
+    inputs: SharedInputs | None = None  # a batch's; a lone job fetches its own
 
     def move(self, to: JobStatus, **fields: Any) -> dict[str, Any]:
         return transition(
@@ -152,10 +200,11 @@ class JobRun:
         settings, bucket = self.clients.settings, self.clients.bucket
         job = self.move(JobStatus.VALIDATING_INPUT)
         request: ValidRequest = validate_request(job)
-        video = fetch_input(
-            bucket, request.input_video, work_dir / "input", settings.max_input_bytes
-        )
-        info = inspect_video(video, request.greeting_end_s, settings.max_input_seconds)
+        if self.inputs is None:
+            video, info = fetch_and_inspect(self.clients, request.input_video, work_dir / "input")
+        else:
+            video, info = self.inputs.get(self.clients, request.input_video)
+        check_media(info, request.greeting_end_s, settings.max_input_seconds)
 
         self.move(JobStatus.PROCESSING_AUDIO)
         voice = voice_for(request.voice_id, voice, local_voice())
@@ -185,14 +234,20 @@ def greeting_pipeline(job_id: str, attempt: int = 0) -> State[Any]:
     return run_job(default_clients(), job_id, attempt, str(flow_run.id) if flow_run.id else None)
 
 
-def run_job(clients: Clients, job_id: str, attempt: int, flow_run_id: str | None) -> State[Any]:
+def run_job(
+    clients: Clients,
+    job_id: str,
+    attempt: int,
+    flow_run_id: str | None,
+    inputs: SharedInputs | None = None,
+) -> State[Any]:
     """One attempt of one job, inside a flow run (its own, or its batch's); its final state.
 
     Never raises for the job's own trouble: a bad input, a provider's refusal or a bug in one
     job ends that job `failed` and leaves the worker (and the rest of a batch) running.
     """
     logger = get_run_logger()
-    run = JobRun(clients, job_id, attempt, flow_run_id)
+    run = JobRun(clients, job_id, attempt, flow_run_id, inputs)
     with (
         run_dir(work_root(clients.settings.state_dir), job_id) as tmp,
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
