@@ -64,7 +64,9 @@ export class JobList {
     row.progress = h('progress', { class: 'job-progress', max: 100, value: 0 });
     row.stages = h('ol', { class: 'job-stages', 'aria-label': 'Stages' });
     row.time = h('p', { class: 'job-time' });
-    row.error = h('p', { class: 'job-error', hidden: true });
+    row.errorText = h('span', { class: 'job-error-text' });
+    row.errorCode = h('span', { class: 'job-error-code' });
+    row.error = h('p', { class: 'job-error', hidden: true }, row.errorText, row.errorCode);
     row.video = h('video', { class: 'job-video', controls: true, preload: 'metadata', playsInline: true });
     row.link = h('a', { class: 'job-download button-link' }, 'Download');
     row.link.addEventListener('click', (event) => this.download(event, row));
@@ -76,7 +78,7 @@ export class JobList {
     row.note = h('p', { class: 'job-note', hidden: true });
     row.el = h(
       'li',
-      { class: 'job', dataset: { jobId: id } },
+      { class: 'job', tabindex: '-1', dataset: { jobId: id } },
       h('div', { class: 'job-head' }, row.name, row.status_),
       row.progress,
       row.stages,
@@ -107,9 +109,14 @@ export class JobList {
     this.renderStages(row, data);
     this.renderTime(row);
 
+    // A failure's message; on a pending job, the note why it has not started yet.
     const error = data.status === 'failed' || data.status === 'pending' ? data.error : null;
     show(row.error, Boolean(error?.message));
-    if (error?.message) setText(row.error, `${error.message} (${error.code}${error.retryable ? ', will be retried' : ''})`);
+    if (error?.message) {
+      setText(row.errorText, error.message);
+      const retried = error.retryable && data.status === 'failed' ? ' (it will be retried)' : '';
+      setText(row.errorCode, `Error code: ${error.code}${retried}`);
+    }
     row.error.classList.toggle('job-note-only', data.status !== 'failed');
 
     const url = data.status === 'completed' ? data.downloadUrl : null;
@@ -121,13 +128,16 @@ export class JobList {
       row.link.setAttribute('aria-label', `Download ${name}'s video`);
     }
 
+    // A button that goes away while it has focus hands focus to its row, not to the page.
+    const focused = row.el.contains(document.activeElement) ? document.activeElement : null;
     show(row.cancel, CANCELLABLE.has(data.status));
     show(row.retry, data.status === 'failed');
+    if (focused && focused.hidden) row.el.focus();
     row.cancel.setAttribute('aria-label', `Cancel ${name}`);
     row.retry.setAttribute('aria-label', `Retry ${name}`);
     if (previous && previous !== data.status) {
-      row.cancel.disabled = false;
-      row.retry.disabled = false;
+      row.cancel.removeAttribute('aria-disabled');
+      row.retry.removeAttribute('aria-disabled');
       show(row.note, false);
     }
     // A row that just appeared is not news; a status it moves to is.
@@ -173,15 +183,17 @@ export class JobList {
   }
 
   async act(row, action) {
+    // aria-disabled, not disabled: a disabled button would drop keyboard focus to the page.
     const button = action === 'cancel' ? row.cancel : row.retry;
-    button.disabled = true;
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
     show(row.note, true);
     setText(row.note, action === 'cancel' ? 'Asking to cancel…' : 'Asking to retry…');
     try {
       await this.hooks.onAction(row.id, action);
       setText(row.note, action === 'cancel' ? 'Cancel requested.' : 'Retry requested.');
     } catch (error) {
-      button.disabled = false;
+      button.removeAttribute('aria-disabled');
       setText(row.note, `Could not ${action}: ${error.message}`);
     }
   }

@@ -83,6 +83,7 @@ async function main() {
 
   let user = null;
   let unsubscribe = null;
+  let moveFocus = false;
   const jobList = new JobList($('job-list'), {
     onAction: (jobId, action) => requestAction(db, user.uid, jobId, action),
     onStatus: (name, words) => announce(`${name}: ${words}`),
@@ -103,16 +104,23 @@ async function main() {
     const buttons = [$('signin-button'), $('signup-button')];
     buttons.forEach((b) => { b.disabled = true; });
     try {
+      moveFocus = true;
       if (action === 'signup') await createUserWithEmailAndPassword(auth, email, password);
       else await signInWithEmailAndPassword(auth, email, password);
       $('password').value = '';
     } catch (error) {
+      moveFocus = false;
       showError($('signin-error'), authMessage(error));
-    } finally {
       buttons.forEach((b) => { b.disabled = false; });
+      event.submitter?.focus(); // disabling it had dropped the keyboard's focus
+      return;
     }
+    buttons.forEach((b) => { b.disabled = false; });
   });
-  $('sign-out').addEventListener('click', () => signOut(auth));
+  $('sign-out').addEventListener('click', () => {
+    moveFocus = true;
+    signOut(auth);
+  });
 
   onAuthStateChanged(auth, (current) => {
     unsubscribe?.();
@@ -125,10 +133,15 @@ async function main() {
     $('account-email').textContent = current?.email ?? '';
     showError($('jobs-error'), '');
     show($('jobs-empty'), true);
+    // After signing in or out here, focus goes to the form that replaced the one it was in.
+    const focusWasIn = moveFocus;
+    moveFocus = false;
     if (!current) {
       resetBatch({ keepVideo: false });
+      if (focusWasIn) $('email').focus();
       return;
     }
+    if (focusWasIn) $('batch-title').focus();
     unsubscribe = watchJobs(
       db,
       current.uid,
@@ -314,6 +327,9 @@ async function main() {
   }
 
   // ---- sending a batch ----
+  // Disabling the fieldset drops the keyboard's focus to the page; it is given back at the end,
+  // unless the user has moved on meanwhile (e.g. to a new row's Cancel button).
+  const focusIsLost = () => !document.activeElement || document.activeElement === document.body;
   $('batch-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     showError($('batch-error'), '');
@@ -349,11 +365,13 @@ async function main() {
       $('batch-done').textContent = `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
       show($('batch-done'), true);
       resetBatch({ keepVideo: true });
+      fields.disabled = false;
+      if (focusIsLost()) $('batch-done').focus();
     } catch (error) {
       show($('upload'), false);
       showError($('batch-error'), errorMessage(error));
-    } finally {
       fields.disabled = false;
+      if (focusIsLost()) $('submit-batch').focus();
     }
   });
 
