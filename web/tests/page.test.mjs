@@ -1,0 +1,404 @@
+// The web page in a real browser (Debian's headless Chromium driven by playwright-core) against
+// the running local stack: sign up, upload, three names to "Done" live, a download, a cancel, a
+// failure and a retry, at desktop and phone width. Screenshots go to $GREETINGS_ARTIFACTS.
+//
+//   GREETINGS_WEB_URL       the page (default http://127.0.0.1:5005, `greetings stack status`)
+//   GREETINGS_SAMPLE_VIDEO  the clip to upload (default: one made here with ffmpeg)
+//   GREETINGS_ARTIFACTS     where screenshots go (default .greetings/artifacts/web)
+//   GREETINGS_DOWNLOAD_TO   where the downloaded result is saved (default: in the artifacts)
+//   CHROMIUM                the browser binary (default /usr/bin/chromium)
+//
+// Run: node --test web/tests/   (tests/test_web_stack.py runs it with the stack up)
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WEB_URL = (process.env.GREETINGS_WEB_URL || 'http://127.0.0.1:5005').replace(/\/$/, '');
+const ARTIFACTS = path.resolve(ROOT, process.env.GREETINGS_ARTIFACTS || '.greetings/artifacts/web');
+const DOWNLOAD_TO = path.resolve(process.env.GREETINGS_DOWNLOAD_TO || path.join(ARTIFACTS, 'downloaded.mp4'));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// Generous: the machine has two cores and other suites may be running on the same stack.
+const JOB_TIMEOUT_MS = Number(process.env.GREETINGS_WEB_JOB_TIMEOUT_MS || 240_000);
+const STEP_TIMEOUT_MS = 60_000;
+
+const PIPELINE = ['validating-input', 'processing-audio', 'generating-video', 'uploading-result', 'completed'];
+const ORDER = ['pending', 'queued', ...PIPELINE];
+const NAMES = ['Anna Smith', 'Ben Jones', 'Carla Díaz'];
+
+let browser;
+let context;
+let page;
+let emulators;
+const problems = []; // console errors and page crashes, printed when a step fails
+
+let scratch = null; // a folder for the clip made here, removed at the end
+
+function sampleVideo() {
+  if (process.env.GREETINGS_SAMPLE_VIDEO) return process.env.GREETINGS_SAMPLE_VIDEO;
+  scratch = mkdtempSync(path.join(tmpdir(), 'greetings-web-'));
+  const out = path.join(scratch, 'sales.mp4');
+  execFileSync('ffmpeg', [
+    '-v', 'error', '-nostdin', '-y',
+    '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30:duration=8',
+    '-f', 'lavfi', '-i', 'sine=frequency=220:sample_rate=48000:duration=8',
+    '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', '-movflags', '+faststart', out,
+  ]);
+  return out;
+}
+
+async function shot(name, { fullPage = true } = {}) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
+}
+
+/** What the Firestore emulator holds for a job, read as the admin (`Bearer owner`). */
+async function readJob(jobId) {
+  const { host, port } = emulators.firestore;
+  const url = `http://${host}:${port}/v1/projects/${emulators.projectId}/databases/(default)/documents/greetingJobs/${jobId}`;
+  const response = await fetch(url, { headers: { Authorization: 'Bearer owner' } });
+  const body = await response.text();
+  assert.equal(response.status, 200, `reading ${jobId}: ${body}`);
+  return JSON.parse(body).fields;
+}
+
+const row = (jobId) => page.locator(`#job-list > li.job[data-job-id="${jobId}"]`);
+
+async function rowIds() {
+  return page.$$eval('#job-list > li.job', (rows) => rows.map((r) => ({ id: r.dataset.jobId, name: r.querySelector('.job-name').textContent, status: r.dataset.status })));
+}
+
+/** The statuses a row showed, in order, as the MutationObserver installed below saw them. */
+async function seen(jobId) {
+  return page.evaluate((id) => window.__seenStatuses?.[id] ?? [], jobId);
+}
+
+async function waitForStatus(jobId, statuses, timeout = JOB_TIMEOUT_MS) {
+  const wanted = [statuses].flat();
+  await page.waitForFunction(
+    ([id, want]) => want.includes(document.querySelector(`#job-list > li.job[data-job-id="${id}"]`)?.dataset.status),
+    [jobId, wanted],
+    { timeout, polling: 100 },
+  );
+}
+
+/** Submits the batch form with `names` and returns the ids of the rows that appeared for them. */
+async function submitBatch(names, { voice } = {}) {
+  const before = new Set((await rowIds()).map((r) => r.id));
+  if (voice) {
+    await page.selectOption('#voice', 'elevenlabs');
+    await page.fill('#voice-id', voice);
+  } else {
+    await page.selectOption('#voice', 'espeak:en-us');
+  }
+  await page.fill('#names', names.join('\n'));
+  await page.click('#submit-batch');
+  await page.waitForFunction(
+    ([known, count]) => [...document.querySelectorAll('#job-list > li.job')].filter((r) => !known.includes(r.dataset.jobId)).length >= count,
+    [[...before], names.length],
+    { timeout: STEP_TIMEOUT_MS, polling: 50 },
+  );
+  const fresh = (await rowIds()).filter((r) => !before.has(r.id));
+  assert.deepEqual(fresh.map((r) => r.name).sort(), [...names].sort());
+  return Object.fromEntries(fresh.map((r) => [r.name, r.id]));
+}
+
+before(async () => {
+  // Hosting serves web/public from disk: a fresh bundle is what the browser gets (0.3 s).
+  execFileSync('npm', ['run', '--silent', 'build:web'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  mkdirSync(path.dirname(DOWNLOAD_TO), { recursive: true });
+  const init = await (await fetch(`${WEB_URL}/__/firebase/init.json`)).json();
+  const response = await fetch(`${WEB_URL}/emulators.json`);
+  assert.equal(response.status, 200, `${WEB_URL}/emulators.json: this test needs the local stack`);
+  emulators = { ...(await response.json()), projectId: init.projectId };
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  // Every status each row shows, from the moment it appears: the list must move by itself.
+  await context.addInitScript(() => {
+    window.__seenStatuses = {};
+    const record = () => {
+      for (const row of document.querySelectorAll('#job-list > li.job')) {
+        const list = (window.__seenStatuses[row.dataset.jobId] ??= []);
+        const status = row.dataset.status;
+        if (status && list.at(-1) !== status) list.push(status);
+      }
+    };
+    document.addEventListener('DOMContentLoaded', () => {
+      new MutationObserver(record).observe(document.body, {
+        subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'],
+      });
+    });
+  });
+  page = await context.newPage();
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console: ${msg.text()}`); });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    // A player stops fetching what it does not need yet: an aborted media request is normal.
+    const aborted = request.failure()?.errorText === 'net::ERR_ABORTED';
+    if (aborted && (request.resourceType() === 'media' || request.url().startsWith('blob:'))) return;
+    problems.push(`request failed: ${request.method()} ${request.url()} ${request.failure()?.errorText}`);
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.request().method()} ${response.url()}`);
+  });
+});
+
+after(async () => {
+  if (problems.length) {
+    const counts = new Map();
+    for (const p of problems) {
+      const key = p.replace(/([?&](zx|RID|gsessionid|SID|AID|t)=)[^&\s]*/g, '$1…');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    const lines = [...counts].slice(0, 40).map(([line, n]) => (n > 1 ? `${n}× ${line}` : line));
+    console.log(`browser problems seen (${problems.length}):\n  ${lines.join('\n  ')}`);
+  }
+  await browser?.close();
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+test('the page, end to end against the local stack', async (t) => {
+  const email = `web-${randomBytes(6).toString('hex')}@example.com`;
+  const password = 'secret-123';
+  const video = sampleVideo();
+  let ids;
+  // One story: once a step fails, the ones after it are skipped rather than failing for it.
+  let failed = null;
+  const step = (name, fn) => t.test(name, { skip: failed ? `"${failed}" failed` : false }, async () => {
+    try {
+      await fn();
+    } catch (error) {
+      failed = name;
+      await shot(`failed-${name.slice(0, 40).replace(/[^a-z0-9]+/gi, '-')}`).catch(() => {});
+      throw error;
+    }
+  });
+
+  await step('opens on the sign-in form and says why a sign-in failed', async () => {
+    await page.goto(WEB_URL, { waitUntil: 'domcontentloaded' });
+    await page.locator('#signin').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.ok(await page.locator('#local-badge').isVisible(), 'the page should know it is on the local stack');
+    // Keyboard only: the labels lead to the fields, Enter submits with the first button (Sign in).
+    await page.getByLabel('Email').focus();
+    await page.keyboard.type(email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(password);
+    await page.keyboard.press('Enter');
+    const error = page.locator('#signin-error');
+    await error.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await error.textContent(), /Wrong email or password|no account/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'signin-button', 'focus went back to the button');
+    await shot('01-sign-in');
+  });
+
+  await step('creates the account and shows an empty list', async () => {
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.locator('#app').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.locator('#account-email').textContent(), email);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'batch-title', 'focus moved to the new form');
+    assert.ok(await page.locator('#jobs-empty').isVisible());
+  });
+
+  await step('the batch form: video preview, greeting end from the player, names reported', async () => {
+    await page.setInputFiles('#video-file', video);
+    await page.waitForFunction(() => document.querySelector('#preview-video').readyState >= 1, null, { timeout: STEP_TIMEOUT_MS });
+    const duration = await page.$eval('#preview-video', (v) => v.duration);
+    assert.ok(Math.abs(duration - 8) < 0.5, `preview duration ${duration}`);
+    // "Use current time" takes the player's position.
+    await page.$eval('#preview-video', (v) => new Promise((resolve) => {
+      v.addEventListener('seeked', resolve, { once: true });
+      v.currentTime = 1.7;
+    }));
+    await page.click('#use-current-time');
+    assert.equal(await page.inputValue('#greeting-end'), '1.7');
+    await page.fill('#greeting-end', '1.5');
+    // Blank and duplicate entries are reported and skipped.
+    await page.fill('#names', `${NAMES[0]}\n${NAMES[1]}, , anna smith\n${NAMES[2]}\n`);
+    assert.match(await page.textContent('#names-count'), /^3 names: Anna Smith, Ben Jones, Carla Díaz/);
+    const skipped = await page.$$eval('#names-skipped li', (lis) => lis.map((li) => li.textContent));
+    assert.equal(skipped.length, 2, skipped.join('; '));
+    assert.match(skipped.join('\n'), /blank name/);
+    assert.match(skipped.join('\n'), /duplicate of "Anna Smith"/);
+    assert.equal(await page.textContent('#submit-batch'), 'Create 3 videos');
+    await shot('02-batch-form');
+  });
+
+  await step('uploads with a progress bar and creates three jobs', async () => {
+    // Upload bandwidth held down for this step, so the progress bar is there to be seen.
+    const cdp = await context.newCDPSession(page);
+    const size = statSync(video).size;
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: Math.max(50_000, size / 3),
+    });
+    await page.click('#submit-batch');
+    await page.waitForFunction(
+      () => /Uploading the video… \d+%/.test(document.querySelector('#upload-status')?.textContent ?? ''),
+      null, { timeout: STEP_TIMEOUT_MS, polling: 50 },
+    );
+    await shot('03-uploading');
+    const progress = await page.$eval('#upload-progress', (p) => p.value);
+    assert.ok(progress < 1, `progress ${progress} while uploading`);
+    await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 3, null, { timeout: STEP_TIMEOUT_MS, polling: 50 });
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await cdp.detach();
+    const rows = await rowIds();
+    assert.deepEqual(rows.map((r) => r.name).sort(), [...NAMES].sort());
+    ids = Object.fromEntries(rows.map((r) => [r.name, r.id]));
+    await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await page.textContent('#batch-done'), /3 videos are on the way/);
+    // The documents hold exactly what the page meant to write.
+    const doc = await readJob(ids[NAMES[0]]);
+    assert.equal(doc.prospectName.stringValue, NAMES[0]);
+    assert.equal(Number(doc.greetingEndSecond.doubleValue ?? doc.greetingEndSecond.integerValue), 1.5);
+    assert.equal(doc.voiceId.stringValue, 'espeak:en-us');
+    assert.match(doc.inputVideo.stringValue, /^user-uploads\/[^/]+\/[0-9a-f]{64}\.mp4$/);
+    assert.ok(doc.batchId.stringValue.length > 0);
+    assert.equal(doc.greetingText, undefined, 'the default greeting is left to the server');
+  });
+
+  await step('each row goes through the stages to "Done" without a reload', async () => {
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('#job-list > li.job')].some((r) => ['validating-input', 'processing-audio', 'generating-video', 'uploading-result'].includes(r.dataset.status)),
+      null, { timeout: JOB_TIMEOUT_MS, polling: 50 },
+    ).then(() => shot('04-running'), () => shot('04-running'));
+    for (const name of NAMES) await waitForStatus(ids[name], 'completed');
+    // A first frame in each player, for the screenshots (a black box says nothing).
+    await page.waitForFunction(() => [...document.querySelectorAll('.job-video')].every((v) => v.closest('[hidden]') || v.readyState >= 2), null, { timeout: STEP_TIMEOUT_MS }).catch(() => {});
+    await shot('05-completed');
+    await page.evaluate(() => document.querySelector('#jobs').scrollIntoView());
+    await shot('05-completed-jobs', { fullPage: false }); // docs/web-page.png is one of these
+    await page.evaluate(() => window.scrollTo(0, 0));
+    for (const name of NAMES) {
+      const r = row(ids[name]);
+      assert.equal(await r.locator('.job-status').textContent(), 'Done');
+      assert.equal(await r.locator('.job-progress').evaluate((p) => p.value), 100);
+      const stages = await r.locator('.job-stages li').evaluateAll((lis) => lis.map((li) => li.dataset.status));
+      let at = -1;
+      for (const stage of PIPELINE) {
+        const found = stages.indexOf(stage, at + 1);
+        assert.ok(found > at, `${name}: stage ${stage} missing or out of order in ${stages.join(' → ')}`);
+        at = found;
+      }
+      assert.match(await r.locator('.job-stages').textContent(), /Checking the video.*Voicing the greeting.*Rendering the video.*Saving the result.*Done/);
+      assert.match(await r.locator('.job-time').textContent(), /^Took \d/);
+      // What the row showed, live: it never went backwards and did not jump straight to Done.
+      const shown = await seen(ids[name]);
+      assert.equal(shown.at(-1), 'completed', `${name} showed ${shown.join(' → ')}`);
+      assert.ok(shown.length >= 2, `${name} showed only ${shown.join(' → ')}`);
+      const ranks = shown.map((s) => ORDER.indexOf(s));
+      assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), `${name} showed ${shown.join(' → ')}`);
+      console.log(`${name}: showed ${shown.join(' → ')}; stages ${stages.join(' → ')}`);
+      assert.equal(await r.locator('.job-cancel').isVisible(), false);
+      assert.equal(await r.locator('.job-retry').isVisible(), false);
+    }
+    const announced = await page.textContent('#announcer');
+    assert.match(announced, /: (Done|Saving the result|Rendering the video)/, `announcer held "${announced}"`);
+  });
+
+  await step('downloads a result through the page link, under <name-slug>-<jobId>.mp4', async () => {
+    const id = ids[NAMES[0]];
+    const link = row(id).locator('a.job-download');
+    const expected = `anna-smith-${id}.mp4`;
+    assert.equal(await link.getAttribute('download'), expected);
+    const doc = await readJob(id);
+    assert.equal(await link.getAttribute('href'), doc.downloadUrl.stringValue);
+    const inline = row(id).locator('video.job-video');
+    assert.equal(await inline.getAttribute('src'), doc.downloadUrl.stringValue);
+    await page.waitForFunction((i) => document.querySelector(`li[data-job-id="${i}"] video.job-video`).readyState >= 1, id, { timeout: STEP_TIMEOUT_MS });
+    const inlineDuration = await inline.evaluate((v) => v.duration);
+    assert.ok(Math.abs(inlineDuration - 8) < 0.5, `the inline player sees ${inlineDuration} s`);
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: STEP_TIMEOUT_MS }), link.click()]);
+    assert.equal(download.suggestedFilename(), expected);
+    await download.saveAs(DOWNLOAD_TO);
+    assert.ok(statSync(DOWNLOAD_TO).size > 10_000, 'the download is a video, not an error page');
+  });
+
+  await step('a job cancelled right away ends "Cancelled"', async () => {
+    const { 'Dora Cancel': id } = await submitBatch(['Dora Cancel']);
+    // With the keyboard: the button takes Enter, and when it goes away focus stays on the row.
+    await row(id).locator('.job-cancel').focus();
+    await page.keyboard.press('Enter');
+    await waitForStatus(id, 'cancelled');
+    const r = row(id);
+    const active = await page.evaluate(() => document.activeElement.outerHTML.slice(0, 160));
+    assert.ok(await r.evaluate((el) => el === document.activeElement), `focus should stay on the row, not ${active}`);
+    assert.equal(await r.locator('.job-status').textContent(), 'Cancelled');
+    assert.equal(await r.locator('.job-cancel').isVisible(), false);
+    assert.equal(await r.locator('.job-result').isVisible(), false);
+    const stages = await r.locator('.job-stages li').evaluateAll((lis) => lis.map((li) => li.dataset.status));
+    assert.equal(stages.at(-1), 'cancelled');
+    console.log(`Dora Cancel: showed ${(await seen(id)).join(' → ')}`);
+    ids['Dora Cancel'] = id;
+  });
+
+  await step('a failed job shows its message and code, and Retry runs it again', async () => {
+    const { 'Eve Failing': id } = await submitBatch(['Eve Failing'], { voice: 'espeak:no-such-voice' });
+    await waitForStatus(id, 'failed');
+    const r = row(id);
+    const doc = await readJob(id);
+    const error = doc.error.mapValue.fields;
+    assert.equal(error.code.stringValue, 'invalid-voice');
+    const shown = await r.locator('.job-error').textContent();
+    assert.ok(shown.includes(error.message.stringValue), `the row says "${shown}"`);
+    assert.ok(shown.includes('Error code: invalid-voice'), `the row says "${shown}"`);
+    assert.equal(await r.locator('.job-status').textContent(), 'Failed');
+    assert.ok(await r.locator('.job-retry').isVisible());
+    assert.equal(await r.locator('.job-cancel').isVisible(), false);
+    await shot('06-cancelled-failed');
+    // Retry: back to the start, then (the voice is still wrong) failed again, on attempt 2.
+    await r.locator('.job-retry').click();
+    await page.waitForFunction(
+      (i) => document.querySelector(`li[data-job-id="${i}"] .job-stages`)?.textContent.includes('attempt 2')
+        && document.querySelector(`li[data-job-id="${i}"]`)?.dataset.status === 'failed',
+      id, { timeout: JOB_TIMEOUT_MS, polling: 100 },
+    );
+    const again = await seen(id);
+    assert.ok(again.lastIndexOf('failed') > again.indexOf('failed'), `Eve showed ${again.join(' → ')}`);
+    console.log(`Eve Failing: showed ${again.join(' → ')}`);
+  });
+
+  await step('at phone width (360 px) nothing overflows', async () => {
+    await page.setViewportSize({ width: 360, height: 780 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `the page is ${width} px wide at 360`);
+    await shot('07-phone-360-full');
+    await page.locator('#jobs-title').scrollIntoViewIfNeeded();
+    await page.evaluate(() => document.querySelector('#jobs').scrollIntoView());
+    await shot('07-phone-360', { fullPage: false });
+    const overflowing = await page.$$eval('#app *', (els) => els
+      .filter((el) => el.offsetParent !== null && el.getBoundingClientRect().right > 361)
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className}`));
+    assert.deepEqual(overflowing, []);
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await step('signing out and back in brings the same list back', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#signin').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.locator('#job-list > li').count(), 0);
+    await page.fill('#email', email);
+    await page.fill('#password', password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 5, null, { timeout: STEP_TIMEOUT_MS });
+    const names = (await rowIds()).map((r) => r.name);
+    assert.deepEqual(names.slice(0, 2), ['Eve Failing', 'Dora Cancel'], 'newest first');
+  });
+});
