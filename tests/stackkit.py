@@ -140,6 +140,18 @@ def wait_run_finished(stack: Any, run_id: str, timeout_s: float = 60) -> dict[st
     return run
 
 
+def worker_record(stack: Any) -> dict[str, Any]:
+    """The stack worker's record in its work pool (status, last_heartbeat_time, ...)."""
+    from flows.cli.stack import WORKER_NAME
+
+    response = requests.post(
+        f"{stack.s.prefect_api}/work_pools/{stack.s.work_pool}/workers/filter", json={}, timeout=10
+    )
+    response.raise_for_status()
+    [record] = [w for w in response.json() if w["name"] == WORKER_NAME]
+    return dict(record)
+
+
 def outputs(clients: Any, user: User) -> list[str]:
     bucket = clients.bucket
     return sorted(
