@@ -90,7 +90,7 @@ async function waitForStatus(jobId, statuses, timeout = JOB_TIMEOUT_MS) {
 }
 
 /** Submits the batch form with `names` and returns the ids of the rows that appeared for them. */
-async function submitBatch(names, { voice } = {}) {
+async function submitBatch(names, { voice, csv } = {}) {
   const before = new Set((await rowIds()).map((r) => r.id));
   if (voice) {
     await page.selectOption('#voice', 'elevenlabs');
@@ -98,7 +98,13 @@ async function submitBatch(names, { voice } = {}) {
   } else {
     await page.selectOption('#voice', 'espeak:en-us');
   }
-  await page.fill('#names', names.join('\n'));
+  if (csv) {
+    await page.fill('#names', '');
+    await page.setInputFiles('#names-csv', { name: 'prospects.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.locator('#csv-loaded').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  } else {
+    await page.fill('#names', names.join('\n'));
+  }
   await page.click('#submit-batch');
   await page.waitForFunction(
     ([known, count]) => [...document.querySelectorAll('#job-list > li.job')].filter((r) => !known.includes(r.dataset.jobId)).length >= count,
@@ -236,6 +242,16 @@ test('the page, end to end against the local stack', async (t) => {
     assert.match(skipped.join('\n'), /blank name/);
     assert.match(skipped.join('\n'), /duplicate of "Anna Smith"/);
     assert.equal(await page.textContent('#submit-batch'), 'Create 3 videos');
+    // A CSV dropped on the names box must have a name column; this one is refused, in words.
+    await page.locator('#names').evaluate((box) => {
+      const data = new DataTransfer();
+      data.items.add(new File(['email,company\na@b.c,Acme\n'], 'contacts.csv', { type: 'text/csv' }));
+      box.dispatchEvent(new DragEvent('dragover', { dataTransfer: data, bubbles: true, cancelable: true }));
+      box.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+    });
+    await page.locator('#batch-error').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await page.textContent('#batch-error'), /contacts\.csv has no "name" \(or "prospectName"\) column/);
+    assert.equal(await page.locator('#csv-loaded').isVisible(), false);
     await shot('02-batch-form');
   });
 
@@ -331,7 +347,9 @@ test('the page, end to end against the local stack', async (t) => {
   });
 
   await step('a job cancelled right away ends "Cancelled"', async () => {
-    const { 'Dora Cancel': id } = await submitBatch(['Dora Cancel']);
+    // The name comes from a CSV this time (a blank row in it is reported and skipped).
+    const csv = 'company,prospectName\r\nAcme,Dora Cancel\r\nInitech,\r\n';
+    const { 'Dora Cancel': id } = await submitBatch(['Dora Cancel'], { csv });
     // With the keyboard: the button takes Enter, and when it goes away focus stays on the row.
     await row(id).locator('.job-cancel').focus();
     await page.keyboard.press('Enter');
@@ -400,5 +418,16 @@ test('the page, end to end against the local stack', async (t) => {
     await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 5, null, { timeout: STEP_TIMEOUT_MS });
     const names = (await rowIds()).map((r) => r.name);
     assert.deepEqual(names.slice(0, 2), ['Eve Failing', 'Dora Cancel'], 'newest first');
+  });
+
+  await step('a refused upload shows the callable\'s message and creates no job', async () => {
+    await page.setInputFiles('#video-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a video') });
+    await page.fill('#names', 'Fay Nope');
+    await page.click('#submit-batch');
+    const error = page.locator('#batch-error');
+    await error.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await error.textContent(), /only videos can be uploaded/);
+    assert.equal(await page.locator('#job-list > li.job').count(), 5);
+    assert.equal(await page.locator('#batch-fields').evaluate((f) => f.disabled), false, 'the form is usable again');
   });
 });
