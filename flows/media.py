@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
@@ -175,6 +175,53 @@ def isobmff_truncated(path: Path) -> bool:
                 return header[4:8].isascii() and header[4:8].decode().isprintable()
             at += box_size
     return False
+
+
+def mp4_duration_s(path: Path) -> float:
+    """The movie's duration from its `moov/mvhd` box, without starting ffprobe.
+
+    For a file our own mux wrote (MP4, index first) this is what ffprobe reports as the format's
+    duration, read in microseconds instead of ~70 ms of a process start. `ProbeError` if the file
+    has no readable movie header.
+    """
+    with path.open("rb") as file:
+        moov = _find_box(file, b"moov", 0, path.stat().st_size)
+        if moov is None:
+            raise ProbeError(f"{path.name} has no moov box")
+        mvhd = _find_box(file, b"mvhd", *moov)
+        if mvhd is None:
+            raise ProbeError(f"{path.name} has no mvhd box")
+        file.seek(mvhd[0])
+        body = file.read(32)
+    version = body[0] if body else -1
+    if version == 0 and len(body) >= 20:
+        timescale, duration = int.from_bytes(body[12:16], "big"), int.from_bytes(body[16:20], "big")
+    elif version == 1 and len(body) >= 32:
+        timescale, duration = int.from_bytes(body[20:24], "big"), int.from_bytes(body[24:32], "big")
+    else:
+        raise ProbeError(f"{path.name}: unreadable mvhd box (version {version})")
+    if timescale <= 0:
+        raise ProbeError(f"{path.name}: mvhd timescale is {timescale}")
+    return duration / timescale
+
+
+def _find_box(file: BinaryIO, kind: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """The (body start, body end) of the first `kind` box between `start` and `end`."""
+    at = start
+    while at + 8 <= end:
+        file.seek(at)
+        header = file.read(16)
+        box_size, header_size = int.from_bytes(header[:4], "big"), 8
+        if box_size == 1 and len(header) == 16:
+            box_size, header_size = int.from_bytes(header[8:16], "big"), 16
+        elif box_size == 0:
+            box_size = end - at
+        if box_size < header_size or at + box_size > end:
+            return None
+        if header[4:8] == kind:
+            return at + header_size, at + box_size
+        at += box_size
+    return None
 
 
 def probe_with_first_packets(

@@ -22,7 +22,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from flows.clients import Clients, default_clients
 from flows.job import ErrorCode, ErrorInfo, JobError, JobStatus, result_path
-from flows.media import MediaInfo, ProbeError, probe
+from flows.media import MediaInfo, ProbeError, mp4_duration_s, probe
 from flows.retry import RETRY_DELAYS_S, retry_if_retryable
 from flows.settings import Settings
 from flows.stages import storage as object_store
@@ -137,7 +137,11 @@ def render_video(
         crossfade_ms=settings.crossfade_ms,
         work_dir=output.parent,  # the run's scratch folder: gone with the run, whatever happens
     )
-    check_output_duration(probe(output).duration_s, expected_s)
+    try:
+        output_s = mp4_duration_s(output)
+    except ProbeError as exc:
+        raise JobError(ErrorCode.RENDER_FAILED, f"The rendered video is unreadable: {exc}") from exc
+    check_output_duration(output_s, expected_s)
     return report
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flows.job import ErrorCode, JobError
-from flows.media import probe, run_ffmpeg
+from flows.media import ProbeError, mp4_duration_s, probe, run_ffmpeg
 from flows.samples import make_sample_video, make_speech, make_tone
 from flows.stages import render as r
 from flows.stages.render import (
@@ -611,3 +611,28 @@ def test_greeting_near_the_end_reencodes_the_whole_track(base_clip: Path, tmp_pa
     report = render_greeting(base_clip, greeting, 5.95, tmp_path / "out.mp4")
     assert report.path_taken == "full-audio-reencode" and report.copy_point_s is None
     assert [p.md5 for p in packets(report.path)] == [p.md5 for p in packets(base_clip)]
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("name", CASES)
+def test_movie_header_duration_is_what_ffprobe_reports(
+    rendered: dict[str, Rendered], name: str
+) -> None:
+    """The pipeline checks each output's length from its mvhd box instead of running ffprobe."""
+    output = rendered[name].output
+    assert mp4_duration_s(output) == pytest.approx(probe(output).duration_s, abs=0.001)
+
+
+@pytest.mark.media
+def test_movie_header_duration_refuses_a_file_without_one(
+    rendered: dict[str, Rendered], tmp_path: Path
+) -> None:
+    data = rendered["mp4-h264-aac-stereo-48k"].output.read_bytes()
+    moov = data.index(b"moov") - 4
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:moov])
+    with pytest.raises(ProbeError, match="no moov"):
+        mp4_duration_s(cut)
+    (tmp_path / "text.mp4").write_text("not a video at all")
+    with pytest.raises(ProbeError):
+        mp4_duration_s(tmp_path / "text.mp4")

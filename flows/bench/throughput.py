@@ -50,7 +50,7 @@ from flows.settings import Settings
 SECONDS_PER_JOB_TIMEOUT = 12.0
 MIN_TIMEOUT_S = 300.0
 PROGRESS_EVERY_S = 15.0
-POLL_S = 2.0
+POLL_S = 5.0  # only detects the end; the figures come from the jobs' history
 # Each stage's duration: from entering the first status to entering the second.
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("trigger (pending -> queued)", JobStatus.PENDING, JobStatus.QUEUED),
