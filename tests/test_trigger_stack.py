@@ -84,7 +84,7 @@ def test_duplicate_deliveries_make_one_flow_run_and_one_result(
 
     # A late duplicate changes nothing, whether Prefect answers or is down at that moment.
     assert start_attempt(clients, trigger_prefect(stack), job_id, 0) == job["flowRunId"]
-    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2)
+    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2, connect_retries=0)
     assert start_attempt(clients, dead, job_id, 0) is None
     after = read_job(clients, job_id)
     assert after["status"] == "completed"
@@ -252,7 +252,7 @@ def test_prefect_down_leaves_the_job_pending_for_the_sweep_which_starts_it(
     job_id = seed_pending_without_trigger(
         clients, user, upload(clients, user, sample_video), createdAt=datetime.now(UTC)
     )
-    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2)
+    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2, connect_retries=0)
     assert start_attempt(clients, dead, job_id, 0) is None
 
     job = read_job(clients, job_id)

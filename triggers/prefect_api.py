@@ -24,6 +24,9 @@ class PrefectApi:
     # 0.5 + 1 + 2 + 4 + 8 + 16 s (with jitter, at most ~47 s): a busy server gets time to recover
     # before the job is left to the sweep, within the function's 60 s timeout.
     retries: int = 6
+    # Refused connections (a server restarting) get 0.5 + 1 + 2 + 4 + 8 s: a restart takes
+    # seconds, and a server that is really down should not hold every trigger for a minute.
+    connect_retries: int = 5
     backoff_s: float = 0.5
 
     def __post_init__(self) -> None:
@@ -34,9 +37,18 @@ class PrefectApi:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         url = f"{self.api_url.rstrip('/')}/{path.lstrip('/')}"
-        for retry in range(self.retries + 1):
+        busy = refused = 0
+        while True:
             try:
                 response = self._session.request(method, url, json=body, timeout=self.timeout_s)
+            except requests.ConnectionError as exc:
+                if refused == self.connect_retries:
+                    raise PrefectUnavailable(
+                        f"Prefect API at {self.api_url} unreachable: {exc}"
+                    ) from exc
+                self._pause(refused)
+                refused += 1
+                continue
             except requests.RequestException as exc:
                 raise PrefectUnavailable(
                     f"Prefect API at {self.api_url} unreachable: {exc}"
@@ -44,10 +56,10 @@ class PrefectApi:
             # Prefect answers 503 to a request it wants retried (e.g. its database was busy),
             # 429 when rate limited; its own client retries those, and so do we, briefly. Every
             # call here is safe to repeat (flow runs are created with an idempotency key).
-            if response.status_code not in RETRY_STATUSES or retry == self.retries:
+            if response.status_code not in RETRY_STATUSES or busy == self.retries:
                 break
-            # Jitter, so a burst of jobs does not come back at the same instant.
-            time.sleep(self.backoff_s * 2**retry * random.uniform(0.5, 1.5))
+            self._pause(busy)
+            busy += 1
         if response.status_code >= 500 or response.status_code in (408, 429):
             raise PrefectUnavailable(
                 f"Prefect API answered {response.status_code} for {method} {path}: "
@@ -55,6 +67,10 @@ class PrefectApi:
             )
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def _pause(self, retry: int) -> None:
+        # Jitter, so a burst of jobs does not come back at the same instant.
+        time.sleep(self.backoff_s * 2**retry * random.uniform(0.5, 1.5))
 
     def deployment_id(self, name: str) -> str:
         """The id of a deployment named `flow-name/deployment-name` (looked up once per process)."""
