@@ -7,6 +7,7 @@ stage transition written to the job document (flows/transitions.py) so the user 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from flows.media import MediaInfo, ProbeError, mp4_duration_s, probe
 from flows.retry import RETRY_DELAYS_S, retry_if_retryable
 from flows.settings import Settings
 from flows.stages import storage as object_store
-from flows.stages.render import RenderReport, render_greeting
+from flows.stages.render import InputAnalysis, RenderReport, analyze_input, render_greeting
 from flows.stages.synthesize import (
     EspeakVoice,
     Speech,
@@ -72,10 +73,12 @@ def inspect_video(video: Path) -> MediaInfo:
 
 
 class SharedInputs:
-    """A batch's uploads, downloaded and probed once for all of its jobs.
+    """A batch's uploads, downloaded, probed and analysed for rendering once for all its jobs.
 
     Every job of a batch is the same user's and usually names the same video: a 500 MB upload
-    is fetched once per batch, not once per prospect. Jobs only read the file. A job's own
+    is fetched once per batch, not once per prospect, and the render's analysis of it (probe,
+    decoded greeting slot, copied audio track) is made once per greeting slot. Jobs only read
+    these files. A job's own
     trouble with it (not found, not a video) is kept and given to each job that asks, so one
     bad upload costs one download; transient errors are not kept.
     """
@@ -91,6 +94,7 @@ class SharedInputs:
         self._locks: dict[str, threading.Lock] = {}
         self._dest: dict[str, Path] = {}
         self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
+        self._analyses: dict[str, InputAnalysis | None] = {}
 
     def get(self, clients: Clients, object_path: str) -> tuple[Path, MediaInfo]:
         with self._guard:
@@ -111,6 +115,29 @@ class SharedInputs:
             raise done
         return done
 
+    def analysis(
+        self, object_path: str, video: Path, greeting_end_s: float
+    ) -> InputAnalysis | None:
+        """The render's analysis of this upload for this greeting slot, made once per batch.
+
+        None if it cannot be made: each job's render then analyses on its own, and reports the
+        trouble as that job's error.
+        """
+        key = f"{object_path}\n{greeting_end_s!r}"
+        with self._guard:
+            if key not in self._locks:
+                self._locks[key] = threading.Lock()
+                self._dest[key] = self._root / f"analysis-{len(self._dest)}"
+            lock, folder = self._locks[key], self._dest[key]
+        with lock:
+            if key not in self._analyses:
+                try:
+                    self._analyses[key] = analyze_input(video, greeting_end_s, folder)
+                except Exception:
+                    logging.getLogger(__name__).info("no shared analysis of %s", object_path)
+                    self._analyses[key] = None
+            return self._analyses[key]
+
 
 def fetch_and_inspect(clients: Clients, object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
     settings = clients.settings
@@ -126,6 +153,7 @@ def render_video(
     output: Path,
     settings: Settings,
     expected_s: float,
+    shared: InputAnalysis | None = None,
 ) -> RenderReport:
     """Replaces the greeting; returns the render's report."""
     report = render_greeting(
@@ -136,6 +164,7 @@ def render_video(
         max_tempo=settings.max_tempo,
         crossfade_ms=settings.crossfade_ms,
         work_dir=output.parent,  # the run's scratch folder: gone with the run, whatever happens
+        shared=shared,
     )
     try:
         output_s = mp4_duration_s(output)
@@ -218,7 +247,14 @@ class JobRun:
 
         self.move(JobStatus.GENERATING_VIDEO)
         output = work_dir / "output.mp4"
-        render_video(video, speech_file, request.greeting_end_s, output, settings, info.duration_s)
+        shared = (
+            self.inputs.analysis(request.input_video, video, request.greeting_end_s)
+            if self.inputs is not None
+            else None
+        )
+        render_video(
+            video, speech_file, request.greeting_end_s, output, settings, info.duration_s, shared
+        )
 
         self.move(JobStatus.UPLOADING_RESULT)
         path = result_path(request.user_id, self.job_id)

@@ -26,6 +26,7 @@ from flows.stages.render import (
     MixSpec,
     RenderReport,
     adts_window_sequences,
+    analyze_input,
     block_powers,
     concat_list,
     copy_point,
@@ -636,3 +637,44 @@ def test_movie_header_duration_refuses_a_file_without_one(
     (tmp_path / "text.mp4").write_text("not a video at all")
     with pytest.raises(ProbeError):
         mp4_duration_s(tmp_path / "text.mp4")
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("name", CASES)
+def test_a_shared_input_analysis_renders_the_same_video(
+    rendered: dict[str, Rendered], greeting: Path, tmp_path: Path, name: str
+) -> None:
+    """A batch analyses its video once; each job's render must not differ for it."""
+    case = rendered[name]
+    shared = analyze_input(case.source, GREETING_END_S, tmp_path)
+    output = tmp_path / "out.mp4"
+    report = render_greeting(
+        case.source, greeting, GREETING_END_S, output, crossfade_ms=CROSSFADE_MS, shared=shared
+    )
+    assert (report.path_taken, report.tempo, report.gain_db, report.copy_point_s) == (
+        case.report.path_taken,
+        case.report.tempo,
+        case.report.gain_db,
+        case.report.copy_point_s,
+    )
+    assert packets(output) == packets(case.output)
+    assert decode_pcm(output).samples == case.result.samples
+
+
+@pytest.mark.media
+def test_a_shared_analysis_of_another_slot_is_not_used(
+    rendered: dict[str, Rendered], greeting: Path, tmp_path: Path
+) -> None:
+    case = rendered["mp4-h264-aac-stereo-48k"]
+    other_slot = analyze_input(case.source, GREETING_END_S + 0.5, tmp_path / "shared")
+    output = tmp_path / "out.mp4"
+    report = render_greeting(
+        case.source,
+        greeting,
+        GREETING_END_S,
+        output,
+        crossfade_ms=CROSSFADE_MS,
+        shared=other_slot,
+    )
+    assert report.copy_point_s == case.report.copy_point_s
+    assert decode_pcm(output).samples == case.result.samples

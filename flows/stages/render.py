@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -483,9 +484,12 @@ def _output_args(output: Path) -> list[str]:
     ]
 
 
+PCM_ARGS = ["-ar", str(ANALYSIS_RATE), "-c:a", "pcm_f32le", "-f", "f32le"]
+
+
 def analysis_args(
     *,
-    greeting_audio: Path,
+    greeting_audio: Path | None,
     input_video: Path,
     seconds: float,
     work: Path,
@@ -497,29 +501,32 @@ def analysis_args(
     track, timestamps untouched, into an MP4 the concat demuxer can seek in.
 
     The copy is speculative (only the head-reencode path uses it), but it rides along a process
-    that runs anyway instead of costing a start-up of its own.
+    that runs anyway instead of costing a start-up of its own. Without `greeting_audio` only the
+    input is analysed (a batch's shared analysis; its greetings are decoded one by one).
     """
-    pcm = ["-ar", str(ANALYSIS_RATE), "-c:a", "pcm_f32le", "-f", "f32le"]
-    args = [
-        "-copyts",
-        "-i",
-        str(greeting_audio),
-        "-t",
-        f"{seconds:.6f}",
-        "-i",
-        str(input_video),
-    ]
+    args = ["-copyts"]
+    if greeting_audio is not None:
+        args += ["-i", str(greeting_audio)]
+    original = 0 if greeting_audio is None else 1  # the input index of the original
+    args += ["-t", f"{seconds:.6f}", "-i", str(input_video)]
     if copy_tail:
         args += ["-i", str(input_video)]
-    args += ["-map", "0:a:0", "-ac", "1", *pcm, "pipe:1"]
-    args += ["-map", "1:a:0", *pcm, str(work / ORIGINAL_PCM_NAME)]
+    if greeting_audio is not None:
+        args += ["-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]
+    args += ["-map", f"{original}:a:0", *PCM_ARGS, str(work / ORIGINAL_PCM_NAME)]
     if copy_tail:
-        args += ["-map", "2:a:0", "-c", "copy", "-bsf:a", "setts=ts=TS-STARTPTS"]
+        tail = original + 1
+        args += ["-map", f"{tail}:a:0", "-c", "copy", "-bsf:a", "setts=ts=TS-STARTPTS"]
         args += ["-f", "mp4", str(work / TAIL_NAME)]
         # The packets where the cut may go, so the cut can avoid window switches.
-        args += ["-map", "2:a:0", "-c", "copy", "-t", f"{scan_s:.6f}", "-f", "adts"]
+        args += ["-map", f"{tail}:a:0", "-c", "copy", "-t", f"{scan_s:.6f}", "-f", "adts"]
         args += [str(work / ADTS_NAME)]
     return args
+
+
+def greeting_pcm_args(greeting_audio: Path) -> list[str]:
+    """Decode the greeting alone for measurement, as `analysis_args` decodes it."""
+    return ["-copyts", "-i", str(greeting_audio), "-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]
 
 
 # --- the stage --------------------------------------------------------------------------------
@@ -552,8 +559,12 @@ def render_greeting(
     max_tempo: float = 1.3,
     crossfade_ms: int = 40,
     work_dir: Path | None = None,
+    shared: InputAnalysis | None = None,
 ) -> RenderReport:
-    """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did."""
+    """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did.
+
+    `shared`, an `analyze_input` of this input and slot, spares the input's probe and decode.
+    """
     started = time.perf_counter()
     if not greeting_end_s > 0:
         raise JobError(ErrorCode.INVALID_GREETING_END, "greetingEndSecond must be above 0.")
@@ -563,7 +574,7 @@ def render_greeting(
     try:
         with tempfile.TemporaryDirectory(prefix="render-", dir=work_dir) as tmp:
             work = Path(tmp)
-            seen = _inspect(input_video, greeting_audio, greeting_end_s, work)
+            seen = _inspect(input_video, greeting_audio, greeting_end_s, work, shared)
             fit = _fit_greeting(seen, greeting_end_s, max_tempo)
             audio, sr = seen.audio, seen.audio.sample_rate
             plan, why_full = _head_plan(seen, greeting_end_s)
@@ -630,52 +641,143 @@ def render_greeting(
     )
 
 
-def _inspect(
-    input_video: Path, greeting_audio: Path, greeting_end_s: float, work: Path
-) -> _Inspection:
-    """Probe the input while decoding what gets measured: two processes at once."""
+@dataclass(frozen=True)
+class InputAnalysis:
+    """What rendering learns from an input for one greeting slot, whatever the greeting.
+
+    Every job of a batch renders the same video with the same slot: flows/pipeline.py's
+    SharedInputs computes this once and each job then decodes only its own greeting. `folder`
+    holds the copied original audio track the head-reencode path splices in.
+    """
+
+    input_video: Path
+    greeting_end_s: float
+    folder: Path
+    info: MediaInfo
+    audio: AudioStream
+    first_pts: int | None
+    tail_ready: bool
+    windows: list[int | None]
+    original_pcm: array[float]
+
+
+def analyze_input(input_video: Path, greeting_end_s: float, folder: Path) -> InputAnalysis:
+    """Probe the input while decoding its greeting slot and copying its audio track."""
+    folder.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
         probed = pool.submit(probe_with_first_packets, input_video)
-        decoded = pool.submit(
-            _decode_for_analysis, input_video, greeting_audio, greeting_end_s, work
-        )
-        try:
-            info, first_pts = probed.result()
-        except ProbeError as exc:
-            raise JobError(
-                ErrorCode.INPUT_NOT_VIDEO, f"The input is not a readable video: {exc}"
-            ) from exc
-        if info.video is None:
-            raise JobError(ErrorCode.INPUT_NO_VIDEO_STREAM, "The input has no video stream.")
-        if info.audio is None:
-            raise JobError(ErrorCode.INPUT_NO_AUDIO_STREAM, "The input has no audio stream.")
-        if greeting_end_s >= info.duration_s:
-            raise JobError(
-                ErrorCode.INVALID_GREETING_END,
-                f"greetingEndSecond ({greeting_end_s:g} s) must be before the end of the "
-                f"video ({info.duration_s:.2f} s).",
+        decoded = pool.submit(_decode_for_analysis, input_video, None, greeting_end_s, folder)
+        info, first_pts = _checked_probe(probed.result, greeting_end_s)
+        _, tail_ready = _decoded(decoded.result)
+    return _analysis(input_video, greeting_end_s, folder, info, first_pts, tail_ready)
+
+
+def _inspect(
+    input_video: Path,
+    greeting_audio: Path,
+    greeting_end_s: float,
+    work: Path,
+    shared: InputAnalysis | None,
+) -> _Inspection:
+    """Probe the input while decoding what gets measured: two processes at once.
+
+    With a shared analysis of the same input and slot, only the greeting is decoded.
+    """
+    if (
+        shared is not None
+        and shared.input_video == input_video
+        and shared.greeting_end_s == greeting_end_s
+    ):
+        greeting_raw, _ = _decoded(lambda: (run_ffmpeg(greeting_pcm_args(greeting_audio)), False))
+        if shared.tail_ready:
+            _link(shared.folder / TAIL_NAME, work / TAIL_NAME)
+        analysis = shared
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            probed = pool.submit(probe_with_first_packets, input_video)
+            decoded = pool.submit(
+                _decode_for_analysis, input_video, greeting_audio, greeting_end_s, work
             )
-        try:
-            greeting_raw, tail_ready = decoded.result()
-        except FfmpegError as exc:
-            raise JobError(
-                ErrorCode.RENDER_FAILED, f"Could not decode the greeting audio: {exc}"
-            ) from exc
+            info, first_pts = _checked_probe(probed.result, greeting_end_s)
+            greeting_raw, tail_ready = _decoded(decoded.result)
+        analysis = _analysis(input_video, greeting_end_s, work, info, first_pts, tail_ready)
     return _Inspection(
-        info=info,
-        audio=info.audio,
-        first_pts=first_pts.get(info.audio.index),
-        tail_ready=tail_ready,
-        windows=adts_window_sequences((work / ADTS_NAME).read_bytes()) if tail_ready else [],
+        info=analysis.info,
+        audio=analysis.audio,
+        first_pts=analysis.first_pts,
+        tail_ready=analysis.tail_ready,
+        windows=analysis.windows,
         greeting_pcm=_floats(greeting_raw),
-        original_pcm=_floats((work / ORIGINAL_PCM_NAME).read_bytes()),
+        original_pcm=analysis.original_pcm,
     )
 
 
+def _checked_probe(
+    result: Callable[[], tuple[MediaInfo, dict[int, int]]], greeting_end_s: float
+) -> tuple[MediaInfo, dict[int, int]]:
+    try:
+        info, first_pts = result()
+    except ProbeError as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO, f"The input is not a readable video: {exc}"
+        ) from exc
+    if info.video is None:
+        raise JobError(ErrorCode.INPUT_NO_VIDEO_STREAM, "The input has no video stream.")
+    if info.audio is None:
+        raise JobError(ErrorCode.INPUT_NO_AUDIO_STREAM, "The input has no audio stream.")
+    if greeting_end_s >= info.duration_s:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            f"greetingEndSecond ({greeting_end_s:g} s) must be before the end of the "
+            f"video ({info.duration_s:.2f} s).",
+        )
+    return info, first_pts
+
+
+def _decoded(result: Callable[[], tuple[bytes, bool]]) -> tuple[bytes, bool]:
+    try:
+        return result()
+    except FfmpegError as exc:
+        raise JobError(
+            ErrorCode.RENDER_FAILED, f"Could not decode the greeting audio: {exc}"
+        ) from exc
+
+
+def _analysis(
+    input_video: Path,
+    greeting_end_s: float,
+    folder: Path,
+    info: MediaInfo,
+    first_pts: dict[int, int],
+    tail_ready: bool,
+) -> InputAnalysis:
+    audio = info.audio
+    assert audio is not None  # _checked_probe refused a video without audio
+    return InputAnalysis(
+        input_video=input_video,
+        greeting_end_s=greeting_end_s,
+        folder=folder,
+        info=info,
+        audio=audio,
+        first_pts=first_pts.get(audio.index),
+        tail_ready=tail_ready,
+        windows=adts_window_sequences((folder / ADTS_NAME).read_bytes()) if tail_ready else [],
+        original_pcm=_floats((folder / ORIGINAL_PCM_NAME).read_bytes()),
+    )
+
+
+def _link(source: Path, dest: Path) -> None:
+    """The shared file in this job's folder, without copying it where the filesystem allows."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def _decode_for_analysis(
-    input_video: Path, greeting_audio: Path, greeting_end_s: float, work: Path
+    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, work: Path
 ) -> tuple[bytes, bool]:
-    """The greeting's samples, and whether the original audio track was copied too."""
+    """The greeting's samples (if any), and whether the original audio track was copied too."""
 
     def args(copy_tail: bool) -> list[str]:
         return analysis_args(
