@@ -135,13 +135,19 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
             f"{_ms(read.get('p95'))} ms, max {_ms(read.get('max'))} ms; errors {api.get('errors')}"
         )
     trigger = t.get("trigger_invocations", {})
-    created = trigger.get("on_job_created", {})
-    updated = trigger.get("on_job_updated", {})
-    if trigger:
+    functions = {
+        name: stats
+        for name, stats in trigger.items()
+        if name.startswith("on_") and isinstance(stats, Mapping) and stats.get("n")
+    }
+    if functions:
+        calls = "; ".join(
+            f"{name} x{stats.get('n')}: p50 {_ms(stats.get('p50'))} ms, total "
+            f"{stats.get('total_s')} s"
+            for name, stats in sorted(functions.items())
+        )
         lines.append(
-            f"  trigger (Functions emulator)    on_job_created x{created.get('n')}: p50 "
-            f"{_ms(created.get('p50'))} ms, p95 {_ms(created.get('p95'))} ms, total "
-            f"{created.get('total_s')} s; on_job_updated x{updated.get('n')}; at most "
+            f"  trigger (Functions emulator)    {calls}; at most "
             f"{trigger.get('max_in_flight')} invocation(s) at once"
         )
     return lines
