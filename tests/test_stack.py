@@ -30,17 +30,27 @@ def greetings(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+SERVICES = (
+    "prefect-server",
+    "storage-emulator",
+    "storage-proxy",
+    "firebase-emulators",
+    "prefect-worker",
+)
+
+
 def test_up_is_idempotent_and_shows_every_service(stack: Any) -> None:
     result = greetings("stack", "up")
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stdout
-    for service in ("prefect-server", "storage-emulator", "firebase-emulators", "prefect-worker"):
+    for service in SERVICES:
         assert f"{service}" in result.stdout
-    assert result.stdout.count(" healthy ") == 4
+    assert result.stdout.count(" healthy ") == len(SERVICES)
     assert f"Prefect UI: http://127.0.0.1:{stack.s.prefect_port}" in result.stdout
     assert f"Firestore: http://127.0.0.1:{stack.s.firestore_port}" in result.stdout
+    assert f"Web page: http://127.0.0.1:{stack.s.hosting_port}" in result.stdout
     status = greetings("stack", "status")
-    assert status.returncode == 0 and status.stdout.count(" healthy ") == 4
+    assert status.returncode == 0 and status.stdout.count(" healthy ") == len(SERVICES)
 
 
 def test_a_busy_port_gets_one_clear_line(stack: Any, tmp_path: Path) -> None:
@@ -78,12 +88,7 @@ def test_stack_down_leaves_nothing_behind(stack: Any) -> None:
     """Runs last (see conftest): every process of every service is gone, every port free."""
     groups = stack.process_groups()
     trees = stack.process_trees()
-    assert set(groups) == {
-        "prefect-server",
-        "storage-emulator",
-        "firebase-emulators",
-        "prefect-worker",
-    }
+    assert set(groups) == set(SERVICES)
     # The Functions emulator's Python workers are in the firebase group: they must go too.
     assert len(group_members(groups["firebase-emulators"])) > 1
     result = greetings("stack", "down")
