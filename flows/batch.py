@@ -64,7 +64,7 @@ def batch_jobs(
 def read_batch(db: firestore.Client, batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The batch document and its listed jobs' documents (None for a missing one)."""
     snapshot = db.collection(BATCHES).document(batch_id).get()
-    batch = snapshot.to_dict() or {} if snapshot.exists else {}
+    batch = (snapshot.to_dict() or {}) if snapshot.exists else {}
     ids = [j for j in batch.get("jobIds") or [] if isinstance(j, str) and 0 < len(j) <= 200]
     refs = [db.collection(COLLECTION).document(job_id) for job_id in dict.fromkeys(ids)]
     jobs = {snap.id: (snap.to_dict() if snap.exists else None) for snap in db.get_all(refs)}

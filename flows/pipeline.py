@@ -46,6 +46,7 @@ from flows.transitions import Heartbeat, Transition, TransitionRefused, transiti
 from flows.workdir import run_dir, work_root
 
 HEARTBEAT_INTERVAL_S = 15.0
+log = logging.getLogger(__name__)
 
 
 @task(
@@ -78,9 +79,8 @@ class SharedInputs:
     Every job of a batch is the same user's and usually names the same video: a 500 MB upload
     is fetched once per batch, not once per prospect, and the render's analysis of it (probe,
     decoded greeting slot, copied audio track) is made once per greeting slot. Jobs only read
-    these files. A job's own
-    trouble with it (not found, not a video) is kept and given to each job that asks, so one
-    bad upload costs one download; transient errors are not kept.
+    these files. A job's own trouble with the upload (not found, not a video) is kept and given
+    to each job that asks, so one bad upload costs one download; transient errors are not kept.
     """
 
     def __init__(
@@ -96,12 +96,16 @@ class SharedInputs:
         self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
         self._analyses: dict[str, InputAnalysis | None] = {}
 
-    def get(self, clients: Clients, object_path: str) -> tuple[Path, MediaInfo]:
+    def _place(self, key: str, kind: str) -> tuple[threading.Lock, Path]:
+        """The lock that makes `key`'s work happen once, and the folder it works in."""
         with self._guard:
-            if object_path not in self._locks:
-                self._locks[object_path] = threading.Lock()
-                self._dest[object_path] = self._root / f"input-{len(self._dest)}"
-            lock, dest = self._locks[object_path], self._dest[object_path]
+            if key not in self._locks:
+                self._locks[key] = threading.Lock()
+                self._dest[key] = self._root / f"{kind}-{len(self._dest)}"
+            return self._locks[key], self._dest[key]
+
+    def get(self, clients: Clients, object_path: str) -> tuple[Path, MediaInfo]:
+        lock, dest = self._place(object_path, "input")
         with lock:
             if object_path not in self._done:
                 try:
@@ -124,17 +128,13 @@ class SharedInputs:
         trouble as that job's error.
         """
         key = f"{object_path}\n{greeting_end_s!r}"
-        with self._guard:
-            if key not in self._locks:
-                self._locks[key] = threading.Lock()
-                self._dest[key] = self._root / f"analysis-{len(self._dest)}"
-            lock, folder = self._locks[key], self._dest[key]
+        lock, folder = self._place(key, "analysis")
         with lock:
             if key not in self._analyses:
                 try:
                     self._analyses[key] = analyze_input(video, greeting_end_s, folder)
                 except Exception:
-                    logging.getLogger(__name__).info("no shared analysis of %s", object_path)
+                    log.info("no shared analysis of %s", object_path)
                     self._analyses[key] = None
             return self._analyses[key]
 

@@ -154,13 +154,17 @@ def batch_job_ids(batch: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(ids))[:MAX_BATCH_JOBS]
 
 
-def belongs(data: dict[str, Any] | None, batch_id: str, user_id: str) -> bool:
-    """A job the batch may take: the batch owner's, naming this batch, on its first attempt."""
+def belongs(
+    data: dict[str, Any] | None, batch_id: str, user_id: str, status: str | None = None
+) -> bool:
+    """A job the batch may take: the batch owner's, naming this batch, on its first attempt
+    (and in `status`, when given)."""
     return bool(
         data
         and data.get("userId") == user_id
         and data.get("batchId") == batch_id
         and int(data.get("retryCount") or 0) == 0
+        and (status is None or data.get("status") == status)
     )
 
 
@@ -185,9 +189,7 @@ def start_batch(
         for snapshot in db.get_all(
             [db.collection(COLLECTION).document(j) for j in batch_job_ids(batch)]
         )
-        if snapshot.exists
-        and belongs(snapshot.to_dict(), batch_id, user_id)
-        and (snapshot.to_dict() or {}).get("status") == PENDING
+        if belongs(snapshot.to_dict(), batch_id, user_id, status=PENDING)
     ]
     if not refs:
         log.info("batch %s: none of its listed jobs is the owner's and waiting", batch_id)

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from flows.job import ErrorCode, JobError
 from flows.media import (
@@ -54,6 +54,7 @@ from flows.media import (
 log = logging.getLogger(__name__)
 
 RenderPath = Literal["head-reencode", "full-audio-reencode"]
+_T = TypeVar("_T")
 
 # Loudness and silence are measured on a mono/low-rate decode: plenty for levels, cheap in Python.
 ANALYSIS_RATE = 24000
@@ -664,12 +665,8 @@ class InputAnalysis:
 def analyze_input(input_video: Path, greeting_end_s: float, folder: Path) -> InputAnalysis:
     """Probe the input while decoding its greeting slot and copying its audio track."""
     folder.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        probed = pool.submit(probe_with_first_packets, input_video)
-        decoded = pool.submit(_decode_for_analysis, input_video, None, greeting_end_s, folder)
-        info, first_pts = _checked_probe(probed.result, greeting_end_s)
-        _, tail_ready = _decoded(decoded.result)
-    return _analysis(input_video, greeting_end_s, folder, info, first_pts, tail_ready)
+    analysis, _ = _probe_and_decode(input_video, None, greeting_end_s, folder)
+    return analysis
 
 
 def _inspect(
@@ -679,7 +676,7 @@ def _inspect(
     work: Path,
     shared: InputAnalysis | None,
 ) -> _Inspection:
-    """Probe the input while decoding what gets measured: two processes at once.
+    """What gets measured: the input's analysis (or the shared one) and the greeting's samples.
 
     With a shared analysis of the same input and slot, only the greeting is decoded.
     """
@@ -688,19 +685,14 @@ def _inspect(
         and shared.input_video == input_video
         and shared.greeting_end_s == greeting_end_s
     ):
-        greeting_raw, _ = _decoded(lambda: (run_ffmpeg(greeting_pcm_args(greeting_audio)), False))
+        greeting_raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(greeting_audio)))
         if shared.tail_ready:
             _link(shared.folder / TAIL_NAME, work / TAIL_NAME)
         analysis = shared
     else:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            probed = pool.submit(probe_with_first_packets, input_video)
-            decoded = pool.submit(
-                _decode_for_analysis, input_video, greeting_audio, greeting_end_s, work
-            )
-            info, first_pts = _checked_probe(probed.result, greeting_end_s)
-            greeting_raw, tail_ready = _decoded(decoded.result)
-        analysis = _analysis(input_video, greeting_end_s, work, info, first_pts, tail_ready)
+        analysis, greeting_raw = _probe_and_decode(
+            input_video, greeting_audio, greeting_end_s, work
+        )
     return _Inspection(
         info=analysis.info,
         audio=analysis.audio,
@@ -734,9 +726,27 @@ def _checked_probe(
     return info, first_pts
 
 
-def _decoded(result: Callable[[], tuple[bytes, bool]]) -> tuple[bytes, bool]:
+def _probe_and_decode(
+    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, folder: Path
+) -> tuple[InputAnalysis, bytes]:
+    """Probe the input while one ffmpeg decodes what gets measured: two processes at once.
+
+    Returns the input's analysis and the greeting's samples (empty without a greeting).
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        probed = pool.submit(probe_with_first_packets, input_video)
+        decoded = pool.submit(
+            _decode_for_analysis, input_video, greeting_audio, greeting_end_s, folder
+        )
+        info, first_pts = _checked_probe(probed.result, greeting_end_s)
+        greeting_raw, tail_ready = _decoding(decoded.result)
+    analysis = _analysis(input_video, greeting_end_s, folder, info, first_pts, tail_ready)
+    return analysis, greeting_raw
+
+
+def _decoding(decode: Callable[[], _T]) -> _T:
     try:
-        return result()
+        return decode()
     except FfmpegError as exc:
         raise JobError(
             ErrorCode.RENDER_FAILED, f"Could not decode the greeting audio: {exc}"
