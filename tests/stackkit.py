@@ -102,6 +102,12 @@ def finished(job: dict[str, Any]) -> bool:
     return job.get("status") in ("completed", "failed", "cancelled")
 
 
+def wait_finished(clients: Any, job_id: str, timeout_s: float) -> dict[str, Any]:
+    """The job once it is completed, failed or cancelled (the test fails after `timeout_s`)."""
+    job: dict[str, Any] = wait_for(lambda: read_job(clients, job_id), finished, timeout_s)
+    return job
+
+
 def statuses(job: dict[str, Any], attempt: int | None = None) -> list[str]:
     return [
         e["status"]

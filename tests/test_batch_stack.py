@@ -10,11 +10,10 @@ from typing import Any
 import requests
 
 from flows.job import BATCHES, JobRequest, RequestAction, result_path
-from tests.conftest import User, wait_for
+from tests.conftest import User
 from tests.stackkit import (
     RUN_STAGES,
     as_user,
-    finished,
     flow_run,
     new_job_id,
     outputs,
@@ -25,6 +24,7 @@ from tests.stackkit import (
     sweep_once,
     trigger_jobs,
     upload,
+    wait_finished,
     wait_run_finished,
 )
 
@@ -61,9 +61,7 @@ def test_a_batch_runs_as_one_flow_run_and_each_job_moves_on_its_own(
     video = upload(clients, user, sample_video)
     batch_id, job_ids = create_batch(stack, user, video, ["Anna", "Ben", "Cara", "Dev"])
 
-    jobs = {
-        job_id: wait_for(lambda j=job_id: read_job(clients, j), finished, 120) for job_id in job_ids
-    }
+    jobs = {job_id: wait_finished(clients, job_id, 120) for job_id in job_ids}
     assert {j["status"] for j in jobs.values()} == {"completed"}, [
         j.get("error") for j in jobs.values()
     ]
@@ -99,7 +97,7 @@ def test_duplicate_batch_event_starts_nothing_and_foreign_jobs_are_left_alone(
     as_user(stack, alice).create(
         BATCHES, batch_id, {"userId": alice.uid, "jobIds": [alices_job, bobs_job]}, ("createdAt",)
     )
-    job = wait_for(lambda: read_job(clients, alices_job), finished, 120)
+    job = wait_finished(clients, alices_job, 120)
     assert job["status"] == "completed", job.get("error")
 
     # The event delivered again, as at-least-once delivery may: no job waits, so no new run.
@@ -131,7 +129,7 @@ def test_cancelling_one_job_leaves_the_rest_of_its_batch_running(
     last = job_ids[-1]
     as_user(stack, user).request(last, user.uid, RequestAction.CANCEL)
 
-    jobs = {j: wait_for(lambda j=j: read_job(clients, j), finished, 120) for j in job_ids}
+    jobs = {j: wait_finished(clients, j, 120) for j in job_ids}
     assert jobs[last]["status"] == "cancelled"
     assert {jobs[j]["status"] for j in job_ids[:-1]} == {"completed"}
     assert "completed" not in statuses(jobs[last])
@@ -160,6 +158,6 @@ def test_jobs_whose_batch_document_never_came_are_started_by_the_sweep(
     assert read_job(clients, job_id)["status"] == "pending"
     done = sweep_once(clients, prefect_client, {job_id})
     assert done == [(job_id, "start", "started")]
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert flow_run(stack, job["flowRunId"])["name"] == f"job-{job_id}-attempt-0"

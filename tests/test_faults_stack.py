@@ -22,7 +22,7 @@ from flows.procs import group_members
 from flows.samples import make_sample_video
 from flows.settings import Settings
 from tests.conftest import User, wait_for
-from tests.stackkit import finished, outputs, read_job, submit, sweep_once, upload
+from tests.stackkit import outputs, read_job, submit, sweep_once, upload, wait_finished
 
 pytestmark = pytest.mark.stack
 
@@ -81,7 +81,7 @@ def test_worker_killed_mid_render_is_reaped_and_completes_once(
     assert sweep_once(clients, prefect_client, {job_id}, REAP_FAST) == [
         (job_id, "retry", "retried")
     ]
-    job = wait_for(lambda: read_job(clients, job_id), finished, 180)
+    job = wait_finished(clients, job_id, 180)
     assert job["status"] == "completed", job.get("error")
     assert job["retryCount"] == 1
     completions = [e for e in job["history"] if e["status"] == "completed"]

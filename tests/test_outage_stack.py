@@ -33,6 +33,7 @@ from tests.stackkit import (
     submit,
     sweep_once,
     upload,
+    wait_finished,
     wait_run_finished,
 )
 
@@ -146,7 +147,7 @@ def test_storage_paused_30s_mid_job_completes_once(
     print(f"\nstorage paused at {at_pause}; during the outage: {seen}")
     assert seen[-1][1] == "uploading-result", "the upload waits on Storage; nothing else does"
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     print(
         f"after resume: {job['status']} in {time.monotonic() - resumed:.1f} s"
         f" (error: {job.get('error')})"
@@ -157,7 +158,7 @@ def test_storage_paused_30s_mid_job_completes_once(
         assert sweep_once(clients, prefect_client, {job_id}, RETRY_NOW) == [
             (job_id, "retry", "retried")
         ]
-        job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+        job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     print(f"history (s after the pause): {timeline(job, paused_at)}")
     print(f"task runs: {task_runs(stack, job['flowRunId'])}")
@@ -188,13 +189,13 @@ def test_firestore_paused_30s_mid_job_completes_once(
         f"{time.monotonic() - resumed:.1f} s after resume: {at_resume['status']}"
     )
     # The run was waiting on its transition: it carries on by itself once Firestore answers.
-    job = wait_for(lambda: read_job(clients, job_id), finished, 60)
+    job = wait_finished(clients, job_id, 60)
     print(f"by itself: {job['status']} {time.monotonic() - resumed:.1f} s after resume")
     if job["status"] == "failed" and (job.get("error") or {}).get("retryable"):
         assert sweep_once(clients, prefect_client, {job_id}, REAP_FAST) == [
             (job_id, "retry", "retried")
         ]
-        job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+        job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     print(f"history (s after the pause): {timeline(job, paused_at)}")
     print(f"task runs: {task_runs(stack, job['flowRunId'])}")

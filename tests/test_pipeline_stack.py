@@ -18,10 +18,10 @@ from flows.job import result_path
 from flows.media import probe
 from tests.conftest import User, wait_for
 from tests.stackkit import (
-    finished,
     read_job,
     submit,
     upload,
+    wait_finished,
 )
 
 pytestmark = pytest.mark.stack
@@ -54,7 +54,7 @@ def test_job_completes_with_every_stage_in_order(
 ) -> None:
     user = make_user()
     job_id = submit(stack, user, upload(clients, user, sample_video), prospect_name="Ada")
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert [entry["status"] for entry in job["history"]] == STAGES
     times = [entry["at"] for entry in job["history"]]
@@ -91,7 +91,7 @@ def test_bad_input_fails_the_job_with_a_code_and_no_output(
     text_file = tmp_path / "notes.mp4"
     text_file.write_text("this is not a video\n" * 100)
     job_id = submit(stack, user, upload(clients, user, text_file))
-    job = wait_for(lambda: read_job(clients, job_id), finished, 90)
+    job = wait_finished(clients, job_id, 90)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "input-not-video"
     assert job["error"]["retryable"] is False
@@ -104,5 +104,5 @@ def test_missing_upload_fails_with_input_not_found(
 ) -> None:
     user = make_user()
     job_id = submit(stack, user, f"user-uploads/{user.uid}/never-uploaded.mp4")
-    job = wait_for(lambda: read_job(clients, job_id), finished, 90)
+    job = wait_finished(clients, job_id, 90)
     assert (job["status"], job["error"]["code"]) == ("failed", "input-not-found")

@@ -29,7 +29,6 @@ from tests.fake_elevenlabs import (
 )
 from tests.stackkit import (
     RUN_STAGES,
-    finished,
     flow_runs,
     outputs,
     read_job,
@@ -37,6 +36,7 @@ from tests.stackkit import (
     submit,
     sweep_once,
     upload,
+    wait_finished,
     wait_run_finished,
     worker_record,
 )
@@ -87,7 +87,7 @@ def test_elevenlabs_429_twice_then_served_completes_and_bills_once(
     fake.script(too_many_concurrent_requests(), too_many_concurrent_requests())
     job_id, voice = submit_spoken(stack, clients, fake, user, sample_video)
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     # Three requests for this greeting, one answered with audio; nobody else called.
     assert (fake.calls_for(SPOKEN), fake.billed_for(SPOKEN)) == (3, 1)
@@ -113,7 +113,7 @@ def test_elevenlabs_500_beyond_the_retries_fails_retryably_and_the_sweep_complet
     job_id, voice = submit_spoken(stack, clients, fake, user, sample_video)
 
     # The task's retries back off 2, 4, 8 and 16 s (+-50%) before the job fails.
-    job = wait_for(lambda: read_job(clients, job_id), finished, 150)
+    job = wait_finished(clients, job_id, 150)
     assert job["status"] == "failed"
     assert (job["error"]["code"], job["error"]["retryable"]) == ("tts-unavailable", True)
     assert "HTTP 500" in job["error"]["message"]
@@ -122,7 +122,7 @@ def test_elevenlabs_500_beyond_the_retries_fails_retryably_and_the_sweep_complet
 
     # ElevenLabs is back (nothing more is scripted): the sweep retries the job, once.
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "retry", "retried")]
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert "error" not in job
     assert job["retryCount"] == 1
@@ -144,7 +144,7 @@ def test_elevenlabs_401_fails_for_good_with_a_message_about_the_key(
     fake.script(unauthorized())
     job_id, voice = submit_spoken(stack, clients, fake, user, sample_video)
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "failed"
     assert (job["error"]["code"], job["error"]["retryable"]) == ("tts-auth", False)
     assert "API key" in job["error"]["message"]
@@ -169,7 +169,7 @@ def test_elevenlabs_hung_answer_times_out_and_the_retry_completes_the_job(
     fake.script(hang(HANG_S))
     job_id, voice = submit_spoken(stack, clients, fake, user, sample_video)
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     hung, served = fake.requests_for(SPOKEN)
     assert hung.voice_id == served.voice_id == voice
@@ -224,7 +224,7 @@ def test_prefect_down_when_the_trigger_fires_the_sweep_starts_the_job_once_it_is
     assert worker["status"] == "ONLINE"
 
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "start", "started")]
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert "error" not in job
     assert run_states(stack, job_id) == ["COMPLETED"]

@@ -17,10 +17,9 @@ import pytest
 import requests
 
 from flows.job import result_path
-from tests.conftest import User, wait_for
+from tests.conftest import User
 from tests.stackkit import (
     RUN_STAGES,
-    finished,
     flow_run,
     flow_runs,
     outputs,
@@ -30,6 +29,7 @@ from tests.stackkit import (
     statuses,
     sweep_once,
     upload,
+    wait_finished,
     wait_run_finished,
 )
 
@@ -84,7 +84,7 @@ def unpooled_run(stack: Any, job_id: str, state: dict[str, Any]) -> str:
 def assert_completed_on_attempt(
     stack: Any, clients: Any, user: User, job_id: str, attempt: int
 ) -> dict[str, Any]:
-    job: dict[str, Any] = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job: dict[str, Any] = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert job.get("retryCount", 0) == attempt
     assert "error" not in job

@@ -35,6 +35,7 @@ from tests.stackkit import (
     sweep_once,
     trigger_prefect,
     upload,
+    wait_finished,
     wait_run_finished,
 )
 
@@ -69,7 +70,7 @@ def test_duplicate_deliveries_make_one_flow_run_and_one_result(
     for thread in threads:
         thread.join(timeout=60)
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     runs = flow_runs(stack, job_id)
     assert [r["id"] for r in runs] == [job["flowRunId"]]
@@ -151,7 +152,7 @@ def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
     )
     assert touch_heartbeat(clients.db, job_id, 0)
     as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
-    job = wait_for(lambda: read_job(clients, job_id), finished, 30)
+    job = wait_finished(clients, job_id, 30)
     assert job["status"] == "cancelled"
 
     with pytest.raises(TransitionRefused) as refused:
@@ -172,7 +173,7 @@ def test_user_retry_after_fixing_the_upload_runs_attempt_1_to_completion(
     user = make_user()
     path = f"user-uploads/{user.uid}/uploaded-late.mp4"
     job_id = submit(stack, user, path)
-    failed = wait_for(lambda: read_job(clients, job_id), finished, 90)
+    failed = wait_finished(clients, job_id, 90)
     assert (failed["status"], failed["error"]["code"]) == ("failed", "input-not-found")
     first_run = failed["flowRunId"]
 
@@ -185,7 +186,7 @@ def test_user_retry_after_fixing_the_upload_runs_attempt_1_to_completion(
         assert "error" not in retrying
         assert "completedAt" not in retrying, "attempt 1 still shows attempt 0's completedAt"
 
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert job["retryCount"] == 1
     assert "error" not in job
@@ -263,7 +264,7 @@ def test_prefect_down_leaves_the_job_pending_for_the_sweep_which_starts_it(
     assert flow_runs(stack, job_id) == []
 
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "start", "started")]
-    job = wait_for(lambda: read_job(clients, job_id), finished, 120)
+    job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
     assert "error" not in job, "the completed job still says it could not be scheduled"
     runs = flow_runs(stack, job_id)
