@@ -45,6 +45,6 @@ test: install
 	$(UV) run pytest $(PYTEST_ARGS)
 
 lint: python-env
-	$(UV) run ruff check flows triggers tests benchmarks
-	$(UV) run ruff format --check flows triggers tests benchmarks
+	$(UV) run ruff check flows greetings triggers tests
+	$(UV) run ruff format --check flows greetings triggers tests
 	$(UV) run mypy

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     hub_port: int = Field(default_factory=lambda: _port("hub"))
     logging_port: int = Field(default_factory=lambda: _port("logging"))
     hosting_port: int = Field(default_factory=lambda: _port("hosting"))  # the web page
-    # The stack's stand-in for Storage in browsers (signed PUT, CORS): flows/cli/storage_proxy.py
+    # The stack's stand-in for Storage in browsers (signed PUT, CORS):
+    # greetings/stack/storage_proxy.py
     storage_proxy_port: int = 9198
     prefect_port: int = 4200
     # Set in production (Prefect Cloud or a self-hosted server); empty means the local stack's.
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
     # Jobs of one batch (flows/batch.py) a flow run works on at once.
     batch_concurrency: int = 4
 
-    # --- The end user's client in production (flows/cli/session.py) ---------------------------
+    # --- The end user's client in production (greetings/client/session.py) --------------------
     # The user's Firebase ID token (what a web app's getIdToken() returns); unset: local stack.
     id_token: SecretStr | None = None
     firestore_url: str = "https://firestore.googleapis.com/v1"

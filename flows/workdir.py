@@ -12,8 +12,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flows.procs import process_alive
-
 
 def work_root(state_dir: Path) -> Path:
     root = state_dir / "work"
@@ -40,3 +38,12 @@ def remove_orphans(root: Path) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Running, and not a zombie (where nobody reaps orphans, a dead process lingers as one)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import requests
 
-from flows.cli.stack import Stack
 from flows.settings import get_settings
-from tests.fake_elevenlabs import DEFAULT_API_KEY, FakeElevenLabs
+from greetings.stack.manager import Stack
+from tests.support.fake_elevenlabs import DEFAULT_API_KEY, FakeElevenLabs
 
 STACK_TESTS_LAST = ("test_stack_down_leaves_nothing_behind",)
 FAKE_ELEVENLABS_PORT = 4510
@@ -128,7 +128,7 @@ def wait_for(
 @pytest.fixture(scope="session")
 def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An 8 s 640x360 H.264/AAC clip whose narration opens with a greeting."""
-    from flows.samples import make_sample_video
+    from greetings.samples import make_sample_video
 
     path = tmp_path_factory.mktemp("media") / "sales.mp4"
     return make_sample_video(path, seconds=8, width=640, height=360)

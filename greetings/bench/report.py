@@ -1,0 +1,179 @@
+"""The benchmark's figures as a table for people (the JSON report is the same figures, whole)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from greetings.bench.stats import check_goals
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def _x(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _load(values: Any) -> str:
+    return " ".join(f"{v:.2f}" for v in values) if values else "?"
+
+
+def render_lines(render: Mapping[str, Any]) -> list[str]:
+    ten = render.get("render_10min", {})
+    rows = [
+        ("remux, -c copy (the floor)", "remux_s", _s),
+        ("remux + faststart", "remux_faststart_s", _s),
+        ("render (render_greeting)", "render_s", _s),
+        ("whole audio re-encoded, video copied", "whole_audio_s", _s),
+        ("naive re-encode (libx264 veryfast)", "reencode_s", _s),
+        ("render / remux", "render_over_remux", _x),
+        ("render / (remux + faststart)", "render_over_remux_faststart", _x),
+        ("re-encode / render", "reencode_over_render", _x),
+    ]
+    lines = [
+        f"render: median of {render.get('runs')} runs "
+        f"(load {_load(render.get('load_start'))} -> {_load(render.get('load_end'))})",
+        f"  {'':<40}{'60 s 1080p':>14}{'10 min 1080p':>14}",
+    ]
+    for label, key, fmt in rows:
+        lines.append(f"  {label:<40}{fmt(render.get(key)):>14}{fmt(ten.get(key)):>14}")
+    lines.append(f"  render path taken: {', '.join(render.get('render_paths', []))}")
+    return lines
+
+
+def latency_lines(report: Mapping[str, Any]) -> list[str]:
+    seen, written = report["latency_ms"], report.get("latency_server_ms", {})
+    info = report.get("latency", {})
+    lines = [
+        f"latency: {info.get('completed')}/{info.get('jobs')} jobs completed, one at a time; "
+        f"ms from createdAt (load {_load(info.get('load_start'))} -> "
+        f"{_load(info.get('load_end'))})",
+        f"  {'':<28}{'client p50':>11}{'p95':>7}{'max':>7}{'server p50':>12}{'p95':>7}{'max':>7}",
+    ]
+    for key, label in (
+        ("queued", "queued"),
+        ("started", "started (validating-input)"),
+        ("completed", "completed"),
+    ):
+        a, b = seen.get(key, {}), written.get(key, {})
+        lines.append(
+            f"  {label:<28}{_ms(a.get('p50')):>11}{_ms(a.get('p95')):>7}{_ms(a.get('max')):>7}"
+            f"{_ms(b.get('p50')):>12}{_ms(b.get('p95')):>7}{_ms(b.get('max')):>7}"
+        )
+    return lines
+
+
+def throughput_lines(t: Mapping[str, Any]) -> list[str]:
+    running = t.get("running_at_once", {})
+    first = t.get("first_90pct", {})
+    cpu = t.get("cpu", {})
+    lines = [
+        f"throughput: {t.get('jobs')} jobs, one upload ({t.get('clip')}), espeak-ng voice "
+        f"(load {_load(t.get('load_start'))} -> {_load(t.get('load_end'))})",
+        f"  jobs per minute                 {t.get('jobs_per_minute')}"
+        f"   ({t.get('completed')} completed in {t.get('span_s')} s, first create -> last end)",
+        f"  first 90% of the batch          {first.get('jobs_per_minute')} per minute "
+        f"({first.get('jobs')} completed in {first.get('span_s')} s; machine CPU "
+        f"{first.get('machine_busy_pct')} % busy meanwhile)",
+        f"  completed / failed / unfinished {t.get('completed')} / {t.get('failed')} / "
+        f"{t.get('unfinished')}  {t.get('outcomes') or ''}",
+        f"  left to the sweep / retried     {t.get('left_to_sweep')} / {t.get('retried')} "
+        "(flow run not created: Prefect answered 503; second attempt)",
+        f"  worker peak RSS                 {t.get('worker_peak_mb')} MB, its process group "
+        f"(the Python process alone: {t.get('worker_process_peak_mb')} MB; "
+        f"before the batch {t.get('worker_before_mb')} MB)",
+        f"  whole stack peak RSS            {t.get('stack_peak_mb')} MB "
+        f"(before the batch {t.get('stack_before_mb')} MB)",
+        f"  worker threads                  {t.get('worker_threads')}; jobs running at once: "
+        f"peak {running.get('peak')}, mean {running.get('mean')}",
+        f"  machine CPU busy                {cpu.get('machine_busy_pct')} % of "
+        f"{cpu.get('wall_s')} s; CPU s outside the stack: this command "
+        f"{cpu.get('bench_client_cpu_s')}, other processes {cpu.get('others_cpu_s')}",
+        f"  {'stage (s)':<52}{'p50':>7}{'p95':>7}{'mean':>7}",
+    ]
+    for label, figures in t.get("stage_s", {}).items():
+        lines.append(
+            f"    {label:<50}{figures.get('p50') or 0:>7.2f}{figures.get('p95') or 0:>7.2f}"
+            f"{figures.get('mean') or 0:>7.2f}"
+        )
+    lines.append("  CPU seconds per job")
+    for label, seconds in t.get("cpu_s_per_job", {}).items():
+        lines.append(f"    {label:<60}{seconds:>7.3f}")
+    prefect = t.get("prefect", {})
+    if prefect and "error" not in prefect:
+        slots, waiting = prefect.get("worker_slots", {}), prefect.get("waiting_to_be_taken", {})
+        lines += [
+            f"  worker slots taken (of {slots.get('limit')})    peak {slots.get('peak')}, mean "
+            f"{slots.get('mean')}; runs waiting to be taken: peak {waiting.get('peak')}, "
+            f"mean {waiting.get('mean')}",
+            f"  Prefect per flow run            {prefect.get('flow_states_per_run')} flow states, "
+            f"{prefect.get('task_runs_per_run')} task runs with "
+            f"{prefect.get('task_states_per_run')} states, {prefect.get('logs_per_run')} logs; "
+            f"final states {prefect.get('final_states')}; other users' flow runs "
+            f"meanwhile: {prefect.get('other_runs_meanwhile')}",
+            f"  {'flow run step (s)':<52}{'p50':>7}{'p95':>7}{'max':>7}",
+        ]
+        for label, figures in prefect.get("steps_s", {}).items():
+            lines.append(
+                f"    {label:<50}{figures.get('p50') or 0:>7.2f}{figures.get('p95') or 0:>7.2f}"
+                f"{figures.get('max') or 0:>7.2f}"
+            )
+    elif prefect:
+        lines.append(f"  Prefect figures unavailable: {prefect['error']}")
+    api = t.get("prefect_api", {})
+    if api:
+        health, read = api.get("health_ms", {}), api.get("flow_runs_count_ms", {})
+        lines.append(
+            f"  Prefect API during the batch    /health p50 {_ms(health.get('p50'))} ms, p95 "
+            f"{_ms(health.get('p95'))} ms; /flow_runs/count p50 {_ms(read.get('p50'))} ms, p95 "
+            f"{_ms(read.get('p95'))} ms, max {_ms(read.get('max'))} ms; errors {api.get('errors')}"
+        )
+    trigger = t.get("trigger_invocations", {})
+    functions = {
+        name: stats
+        for name, stats in trigger.items()
+        if name.startswith("on_") and isinstance(stats, Mapping) and stats.get("n")
+    }
+    if functions:
+        calls = "; ".join(
+            f"{name} x{stats.get('n')}: p50 {_ms(stats.get('p50'))} ms, total "
+            f"{stats.get('total_s')} s"
+            for name, stats in sorted(functions.items())
+        )
+        lines.append(
+            f"  trigger (Functions emulator)    {calls}; at most "
+            f"{trigger.get('max_in_flight')} invocation(s) at once"
+        )
+    return lines
+
+
+def text_report(report: Mapping[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        f"greetings bench: {machine.get('cpu_count')} cores, {machine.get('memory_mb')} MB RAM, "
+        f"ffmpeg {machine.get('ffmpeg')}, load {_load(machine.get('load_start'))} at start, "
+        f"{_load(machine.get('load_end'))} at end ({report.get('elapsed_s')} s)",
+    ]
+    if "render" in report:
+        lines += ["", *render_lines(report["render"])]
+    if "latency_ms" in report:
+        lines += ["", *latency_lines(report)]
+    if "throughput" in report:
+        lines += ["", *throughput_lines(report["throughput"])]
+    goals = check_goals(report)
+    if goals:
+        lines += ["", "goals"]
+        for goal in goals:
+            verdict = "met" if goal["met"] else "NOT MET"
+            lines.append(
+                f"  {goal['goal']:<34}{goal['value']!s:>10}  goal {goal['target']:<10} {verdict}"
+            )
+    for section, error in report.get("errors", {}).items():
+        lines.append(f"\n{section}: FAILED: {error}")
+    return "\n".join(lines)

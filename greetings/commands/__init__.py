@@ -1,0 +1,1 @@
+"""One module per `greetings` subcommand that acts as an end user or renders locally."""

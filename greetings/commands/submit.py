@@ -1,0 +1,168 @@
+"""`greetings submit`: one recorded video and a list of prospects in, one job per prospect out.
+
+Everything a user can get wrong is checked before anything is uploaded: the names (as the
+pipeline would clean them), the greeting, the voice, and the video itself (probed locally with
+the pipeline's own media checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
+from flows.media import ProbeError, probe
+from flows.settings import Settings, get_settings
+from flows.stages.validate import check_media, greeting_end, greeting_text
+from greetings.client.prospects import Prospects, names_from_args, names_from_csv
+from greetings.client.session import Session, connect
+from greetings.client.table import JobView, json_line
+from greetings.client.transfer import upload_once
+from greetings.errors import UsageError
+
+DEFAULT_GREETING_END_S = 1.5
+ESPEAK_PREFIX = "espeak:"
+
+
+@dataclass(frozen=True)
+class Submission:
+    video: Path
+    names: list[str]
+    voice_id: str
+    greeting_end_s: float
+    greeting_text: str | None = None
+
+
+def choose_voice(requested: str | None, settings: Settings) -> str:
+    """`--voice`, or the local espeak-ng voice when no ElevenLabs key is configured."""
+    if requested:
+        return requested
+    if settings.use_elevenlabs:
+        raise UsageError(
+            "ElevenLabs is configured (GREETINGS_ELEVENLABS_API_KEY): pick its voice with "
+            "--voice VOICE_ID"
+        )
+    return ESPEAK_PREFIX + settings.espeak_voice
+
+
+def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> list[str]:
+    """The names to greet; skipped ones are reported on `err`, one line each."""
+    if csv_path is not None:
+        path = Path(csv_path)
+        if not path.is_file():
+            raise UsageError(f"{csv_path}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{csv_path} is not UTF-8 text: save it as UTF-8 CSV") from exc
+        prospects: Prospects = names_from_csv(text, path.name)
+    else:
+        prospects = names_from_args(names or [])
+    for skipped in prospects.skipped:
+        err.write(f"warning: {skipped}\n")
+    if not prospects.names:
+        raise UsageError("no prospect names left to greet")
+    return prospects.names
+
+
+def check_video(video: Path, greeting_end_s: float, settings: Settings) -> None:
+    """Refuses, before any upload, a file the pipeline would fail as input."""
+    if not video.exists():
+        raise UsageError(f"{video}: no such file")
+    if not video.is_file():
+        raise UsageError(f"{video} is not a file")
+    size = video.stat().st_size
+    if size == 0:
+        raise UsageError(f"{video} is empty")
+    if size > settings.max_input_bytes:
+        raise UsageError(
+            f"{video} is {size / 1e6:.0f} MB; the limit is {settings.max_input_bytes / 1e6:.0f} MB"
+        )
+    try:
+        info = probe(video)
+    except ProbeError as exc:
+        raise UsageError(f"{video} is not a video ffprobe can read") from exc
+    try:
+        check_media(info, greeting_end_s, settings.max_input_seconds)
+    except JobError as exc:
+        raise UsageError(f"{video}: {exc.message}") from exc
+
+
+def build_submission(args: argparse.Namespace, settings: Settings, err: TextIO) -> Submission:
+    try:
+        end_s = greeting_end(args.greeting_end)
+        if args.greeting_text is not None:
+            greeting_text(args.greeting_text, "Name")
+    except JobError as exc:
+        raise UsageError(exc.message) from exc
+    voice = choose_voice(args.voice, settings)
+    names = read_prospects(args.name, args.names_csv, err)
+    video = Path(args.video)
+    check_video(video, end_s, settings)
+    return Submission(video, names, voice, end_s, args.greeting_text)
+
+
+def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[str, str]:
+    """Uploads the video (once) and creates one job per name; returns job id -> name."""
+    upload = upload_once(session.uploads, session.user.uid, submission.video)
+    verb = "reused (already uploaded)" if upload.reused else "uploaded"
+    out.write(f"video {verb}: {upload.path} ({upload.size / 1e6:.1f} MB)\n")
+    jobs: dict[str, str] = {}
+    names = list(submission.names)
+    # One batch (one flow run) per MAX_BATCH_JOBS names: a batch is one Firestore commit.
+    for start in range(0, len(names), MAX_BATCH_JOBS):
+        batch_id = uuid.uuid4().hex
+        requests = {
+            uuid.uuid4().hex[:20]: JobRequest(
+                user_id=session.user.uid,
+                input_video=upload.path,
+                prospect_name=name,
+                voice_id=submission.voice_id,
+                greeting_end_second=submission.greeting_end_s,
+                greeting_text=submission.greeting_text,
+                batch_id=batch_id,
+            )
+            for name in names[start : start + MAX_BATCH_JOBS]
+        }
+        session.firestore.create_batch(batch_id, requests)
+        for job_id, request in requests.items():
+            jobs[job_id] = request.prospect_name
+            out.write(f"job {job_id} created for {request.prospect_name}\n")
+    out.flush()
+    return jobs
+
+
+def submit_and_follow(
+    session: Session,
+    submission: Submission,
+    *,
+    wait: bool,
+    out_dir: Path,
+    json_output: bool,
+) -> int:
+    # With --json, stdout carries only JSON lines; what people read goes to stderr.
+    human = sys.stderr if json_output else sys.stdout
+    jobs = create_jobs(session, submission, human)
+    if not wait:
+        if json_output:
+            for job_id, name in jobs.items():
+                print(json_line(JobView(job_id, name, "pending", 0), None))
+        human.write(f"follow them live: greetings watch {' '.join(jobs)}\n")
+        return 0
+    from greetings.commands.watch import follow_jobs
+
+    initial = {job_id: session.firestore.get(COLLECTION, job_id) for job_id in jobs}
+    return follow_jobs(session, initial, out_dir=out_dir, json_output=json_output)
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    submission = build_submission(args, settings, sys.stderr)
+    session = connect(settings, args.user)
+    return submit_and_follow(
+        session, submission, wait=args.wait, out_dir=Path(args.out), json_output=args.json
+    )

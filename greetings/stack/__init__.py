@@ -1,0 +1,1 @@
+"""The local stack: emulators, Storage and its proxy, the Prefect server and worker."""

@@ -1,0 +1,315 @@
+"""The local stack's stand-in for Cloud Storage's browser-facing side, in front of its emulator.
+
+gcp-storage-emulator sends no CORS headers and has no XML API for signed URLs, so a browser can
+neither upload to it nor read from it. This proxy does what production Cloud Storage does for the
+web page: it accepts a V4 signed `PUT /{bucket}/{object}` (checking the signature with the stack's
+local signing key, the expiry, and the signed headers, as Storage would) and stores the body in the
+emulator; it passes downloads through; and it answers CORS for the page's origin, as the bucket's
+CORS configuration does in production (deployments/storage-cors.json).
+
+    python -m greetings.stack.storage_proxy --port 9198 --upstream http://127.0.0.1:9199 \\
+        --key .greetings/upload-signer.json --allow-origin http://127.0.0.1:5005
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from google.cloud.storage._signing import _url_encode, get_canonical_headers
+
+CHUNK = 1024 * 1024
+SIGNED_QUERY = ("X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def generate_signer_key(path: Path, project_id: str) -> None:
+    """A service-account-shaped key the local trigger signs with and this proxy checks."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    email = f"local-upload-signer@{project_id}.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": hashlib.sha256(pem.encode()).hexdigest()[:40],
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "0",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
+
+
+def verify_v4(
+    public_key: rsa.RSAPublicKey,
+    signer_email: str,
+    method: str,
+    raw_path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    now: datetime,
+) -> None:
+    """Checks a V4-signed request the way Cloud Storage does; raises Refused when it fails."""
+    missing = [
+        name
+        for name in (*SIGNED_QUERY, "X-Goog-SignedHeaders", "X-Goog-Signature")
+        if name not in query
+    ]
+    if missing:
+        raise Refused(403, "MissingSecurityHeader", f"not a signed URL (no {missing[0]})")
+    if query["X-Goog-Algorithm"] != "GOOG4-RSA-SHA256":
+        raise Refused(400, "InvalidArgument", "unsupported signing algorithm")
+    timestamp = query["X-Goog-Date"]
+    credential = query["X-Goog-Credential"]
+    email, _, scope = credential.partition("/")
+    if email != signer_email:
+        raise Refused(403, "AccessDenied", "signed by an unknown account")
+    signed_at = datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    if now > signed_at + timedelta(seconds=int(query["X-Goog-Expires"])):
+        raise Refused(400, "ExpiredToken", "the signed URL has expired")
+    signed_names = query["X-Goog-SignedHeaders"].split(";")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    absent = [name for name in signed_names if name not in lowered]
+    if absent:
+        raise Refused(403, "SignatureDoesNotMatch", f"signed header {absent[0]} not sent")
+    canonical_headers, ordered = get_canonical_headers({n: lowered[n] for n in signed_names})
+    unsigned_query = {k: v for k, v in query.items() if k != "X-Goog-Signature"}
+    canonical_request = "\n".join(
+        [
+            method,
+            raw_path,
+            _url_encode(dict(sorted(unsigned_query.items()))),
+            "\n".join(canonical_headers) + "\n",
+            ";".join(name for name, _ in ordered),
+            "UNSIGNED-PAYLOAD",
+        ]
+    )
+    string_to_sign = "\n".join(
+        [
+            "GOOG4-RSA-SHA256",
+            timestamp,
+            scope,
+            hashlib.sha256(canonical_request.encode("ascii")).hexdigest(),
+        ]
+    )
+    try:
+        public_key.verify(
+            bytes.fromhex(query["X-Goog-Signature"]),
+            string_to_sign.encode("ascii"),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+    except (InvalidSignature, ValueError) as exc:
+        raise Refused(403, "SignatureDoesNotMatch", "the signature does not match") from exc
+
+
+def length_range(headers: dict[str, str]) -> tuple[int, int] | None:
+    value = {k.lower(): v for k, v in headers.items()}.get("x-goog-content-length-range")
+    if value is None:
+        return None
+    low, _, high = value.partition(",")
+    return int(low), int(high)
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    upstream: ClassVar[urllib.parse.SplitResult]
+    allow_origins: ClassVar[frozenset[str]]
+    public_key: ClassVar[rsa.RSAPublicKey]
+    signer_email: ClassVar[str]
+    protocol_version = "HTTP/1.1"
+
+    # --- CORS, as a bucket's CORS configuration answers it ---------------------------------------
+
+    def _cors(self) -> None:
+        origin = self.headers.get("Origin")
+        if origin and origin in self.allow_origins:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+            self.send_header("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag")
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self._cors()
+        self.send_header("Access-Control-Allow-Methods", "GET, HEAD, PUT")
+        self.send_header(
+            "Access-Control-Allow-Headers", "Content-Type, Range, x-goog-content-length-range"
+        )
+        self.send_header("Access-Control-Max-Age", "3600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        # Cloud Storage's XML API error shape.
+        body = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error>"
+        ).encode()
+        self.send_response(status)
+        self._cors()
+        self.send_header("Content-Type", "application/xml; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    # --- uploads: PUT /{bucket}/{object} with a V4 signature -------------------------------------
+
+    def do_PUT(self) -> None:
+        split = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        headers = {k: v for k, v in self.headers.items()}
+        try:
+            verify_v4(
+                self.public_key,
+                self.signer_email,
+                "PUT",
+                split.path,
+                query,
+                headers,
+                datetime.now(UTC),
+            )
+            length = int(self.headers.get("Content-Length", "-1"))
+            if length < 0:
+                raise Refused(411, "MissingContentLength", "Content-Length is required")
+            bounds = length_range(headers)
+            if bounds and not bounds[0] <= length <= bounds[1]:
+                raise Refused(400, "EntityTooLarge", f"{length} bytes is outside {bounds}")
+        except Refused as refused:
+            self._drain()
+            self._error(refused.status, refused.code, refused.message)
+            return
+        bucket, _, name = urllib.parse.unquote(split.path.lstrip("/")).partition("/")
+        target = (
+            f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?uploadType=media&name="
+            f"{urllib.parse.quote(name, safe='')}"
+        )
+        status, body = self._forward_upload(
+            target, length, self.headers.get("Content-Type", "application/octet-stream")
+        )
+        self.send_response(200 if 200 <= status < 300 else 502)
+        self._cors()
+        self.send_header("Content-Length", "0" if status < 300 else str(len(body)))
+        self.end_headers()
+        if status >= 300:
+            self.wfile.write(body)
+
+    def _drain(self) -> None:
+        remaining = int(self.headers.get("Content-Length", "0") or 0)
+        while remaining > 0:
+            chunk = self.rfile.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _forward_upload(self, target: str, length: int, content_type: str) -> tuple[int, bytes]:
+        connection = self._connection()
+        try:
+            connection.putrequest("POST", target)
+            connection.putheader("Content-Type", content_type)
+            connection.putheader("Content-Length", str(length))
+            connection.endheaders()
+            remaining = length
+            while remaining > 0:
+                chunk = self.rfile.read(min(CHUNK, remaining))
+                if not chunk:
+                    break
+                connection.send(chunk)
+                remaining -= len(chunk)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    # --- downloads: passed through, with CORS ----------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._pass_through("GET")
+
+    def do_HEAD(self) -> None:
+        self._pass_through("HEAD")
+
+    def _pass_through(self, method: str) -> None:
+        connection = self._connection()
+        try:
+            forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("range",)}
+            connection.request(method, self.path, headers=forwarded)
+            response = connection.getresponse()
+            self.send_response(response.status)
+            self._cors()
+            for name, value in response.getheaders():
+                if name.lower() in (
+                    "content-type",
+                    "content-length",
+                    "content-range",
+                    "etag",
+                    "accept-ranges",
+                    "cache-control",
+                    "last-modified",
+                ):
+                    self.send_header(name, value)
+            self.end_headers()
+            while method == "GET" and (chunk := response.read(CHUNK)):
+                self.wfile.write(chunk)
+        finally:
+            connection.close()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(
+            self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=120
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        print(f"{self.address_string()} {format % args}", flush=True)
+
+
+def serve(host: str, port: int, upstream: str, key_file: Path, origins: list[str]) -> None:
+    info = json.loads(key_file.read_text())
+    private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+
+    class Handler(ProxyHandler):
+        pass
+
+    Handler.upstream = urllib.parse.urlsplit(upstream)
+    Handler.allow_origins = frozenset(origins)
+    Handler.public_key = private.public_key()
+    Handler.signer_email = info["client_email"]
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    print(f"storage proxy on http://{host}:{port} -> {upstream}", flush=True)
+    server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--allow-origin", action="append", default=[])
+    args = parser.parse_args()
+    serve(args.host, args.port, args.upstream, args.key, args.allow_origin)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""firestore.rules against the Firestore emulator, with real ID tokens from the Auth emulator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from flows.job import BATCHES, COLLECTION, REQUESTS, RequestAction
+from greetings.client.enduser import Denied, FirestoreAsUser
+from tests.conftest import User
+
+pytestmark = pytest.mark.stack
+
+
+def as_user(stack: Any, user: User | None) -> FirestoreAsUser:
+    return FirestoreAsUser(
+        f"http://{stack.s.firestore_emulator_host}/v1",
+        stack.s.project_id,
+        user.id_token if user else None,
+    )
+
+
+def new_job(user: User, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "userId": user.uid,
+        "inputVideo": f"user-uploads/{user.uid}/abc123.mp4",
+        "prospectName": "Jane Doe",
+        "voiceId": "espeak:en-us",
+        "greetingEndSecond": 1.5,
+        "status": "pending",
+    }
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.fixture
+def alice(make_user: Callable[[], User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def bob(make_user: Callable[[], User]) -> User:
+    return make_user()
+
+
+def create(stack: Any, user: User | None, fields: dict[str, Any]) -> str:
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, user).create(COLLECTION, job_id, fields, ("createdAt",))
+    return job_id
+
+
+def seed(clients: Any, owner: User, status: str, **extra: Any) -> str:
+    """A job as the server would have left it (written with admin rights)."""
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    clients.db.collection(COLLECTION).document(job_id).set(
+        {**new_job(owner), "status": status, "createdAt": 1, **extra}
+    )
+    return job_id
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+def test_owner_creates_a_valid_job(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice))
+
+
+def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
+
+
+def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
+    create(stack, alice, new_job(alice, greetingEndSecond=2))
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides"),
+    [
+        ("forged status", {"status": "completed"}),
+        ("forged downloadUrl", {"downloadUrl": "https://evil.example/x.mp4"}),
+        ("forged outputPath", {"outputPath": "greeting-results/x/y.mp4"}),
+        ("forged retryCount", {"retryCount": 0}),
+        ("forged progress", {"progress": 100}),
+        ("unknown field", {"priority": "high"}),
+        ("name empty", {"prospectName": ""}),
+        ("name only spaces", {"prospectName": "   "}),
+        ("name 101 characters", {"prospectName": "x" * 101}),
+        ("name not a string", {"prospectName": 42}),
+        ("greetingEndSecond zero", {"greetingEndSecond": 0}),
+        ("greetingEndSecond negative", {"greetingEndSecond": -1.0}),
+        ("greetingEndSecond 11", {"greetingEndSecond": 11}),
+        ("greetingEndSecond NaN", {"greetingEndSecond": float("nan")}),
+        ("greetingEndSecond a string", {"greetingEndSecond": "1.5"}),
+        ("voiceId empty", {"voiceId": ""}),
+        ("greetingText too long", {"greetingText": "x" * 201}),
+        ("missing voiceId", {"voiceId": _DROP}),
+        ("input outside uploads", {"inputVideo": "greeting-results/someone/x.mp4"}),
+        ("input path traversal", {"inputVideo": "user-uploads/{uid}/../other/x.mp4"}),
+        ("input is the folder itself", {"inputVideo": "user-uploads/{uid}/"}),
+    ],
+)
+def test_create_refused(stack: Any, alice: User, case: str, overrides: dict[str, Any]) -> None:
+    fields = new_job(alice, **overrides)
+    if isinstance(fields.get("inputVideo"), str):
+        fields["inputVideo"] = fields["inputVideo"].replace("{uid}", alice.uid)
+    with pytest.raises(Denied) as denied:
+        create(stack, alice, fields)
+    assert denied.value.status == 403, case
+
+
+def test_create_for_another_user_refused(stack: Any, alice: User, bob: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(bob))
+
+
+def test_create_with_another_users_upload_refused(stack: Any, alice: User, bob: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(alice, inputVideo=f"user-uploads/{bob.uid}/their.mp4"))
+
+
+def test_create_unauthenticated_refused(stack: Any, alice: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, None, new_job(alice))
+
+
+def test_create_with_client_chosen_created_at_refused(stack: Any, alice: User) -> None:
+    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+    fields = {**new_job(alice), "createdAt": "2020-01-01"}
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(COLLECTION, job_id, fields, ())
+
+
+# --- read and list ---------------------------------------------------------------------------
+
+
+def test_owner_reads_own_job(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    assert as_user(stack, alice).get(COLLECTION, job_id)["status"] == "queued"
+
+
+def test_other_user_cannot_read(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(COLLECTION, job_id)
+
+
+def test_unauthenticated_cannot_read(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, None).get(COLLECTION, job_id)
+
+
+def test_list_own_jobs_only(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    mine = seed(clients, alice, "queued")
+    seed(clients, bob, "queued")
+    rows = as_user(stack, alice).list_mine(COLLECTION, alice.uid)
+    assert [row["id"] for row in rows] == [mine]
+
+
+def test_list_someone_elses_jobs_refused(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    seed(clients, bob, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, alice).list_mine(COLLECTION, bob.uid)
+
+
+# --- requests: cancel while unfinished, retry once failed; no update of the job itself ---------
+
+
+@pytest.mark.parametrize("status", ["queued", "validating-input", "generating-video"])
+def test_cancel_request_allowed_while_running(
+    stack: Any, clients: Any, alice: User, status: str
+) -> None:
+    job_id = seed(clients, alice, status)
+    as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])
+def test_cancel_request_refused_when_finished(
+    stack: Any, clients: Any, alice: User, status: str
+) -> None:
+    job_id = seed(clients, alice, status)
+    with pytest.raises(Denied):
+        as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
+
+
+def test_retry_request_allowed_after_failure(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "failed")
+    as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
+
+
+def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "completed")
+    with pytest.raises(Denied):
+        as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
+
+
+def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, bob).request(job_id, bob.uid, RequestAction.CANCEL)
+
+
+def test_request_for_someone_else_refused(stack: Any, clients: Any, alice: User, bob: User) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):  # bob names himself, but the job is alice's
+        as_user(stack, bob).request(job_id, bob.uid, RequestAction.CANCEL)
+    with pytest.raises(Denied):  # bob claims to be alice
+        as_user(stack, bob).request(job_id, alice.uid, RequestAction.CANCEL)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"action": "delete"},
+        {"action": "cancel", "outcome": "cancelled"},
+        {"action": "retry", "retryCount": 0},
+    ],
+)
+def test_request_with_other_fields_refused(
+    stack: Any, clients: Any, alice: User, fields: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "failed")
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(
+            f"{COLLECTION}/{job_id}/{REQUESTS}",
+            uuid.uuid4().hex,
+            {**fields, "userId": alice.uid},
+            ("createdAt",),
+        )
+
+
+def test_requests_readable_only_by_their_owner(
+    stack: Any, clients: Any, alice: User, bob: User
+) -> None:
+    job_id = seed(clients, alice, "queued")
+    request_id = as_user(stack, alice).request(job_id, alice.uid, RequestAction.CANCEL)
+    path = f"{COLLECTION}/{job_id}/{REQUESTS}"
+    assert as_user(stack, alice).get(path, request_id)["action"] == "cancel"
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(path, request_id)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "completed"},
+        {"downloadUrl": "https://evil.example/x.mp4"},
+        {"status": "cancelled"},
+        {"status": "pending", "retryCount": 0},
+        {"prospectName": "Renamed"},
+        {"userId": "someone-else"},
+    ],
+)
+def test_update_of_other_fields_refused(
+    stack: Any, clients: Any, alice: User, fields: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "queued")
+    with pytest.raises(Denied):
+        as_user(stack, alice).update(COLLECTION, job_id, fields)
+
+
+# --- delete and other collections ------------------------------------------------------------
+
+
+def test_owner_deletes_finished_job(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "completed")
+    as_user(stack, alice).delete(COLLECTION, job_id)
+    assert not clients.db.collection(COLLECTION).document(job_id).get().exists
+
+
+def test_running_job_cannot_be_deleted(stack: Any, clients: Any, alice: User) -> None:
+    job_id = seed(clients, alice, "generating-video")
+    with pytest.raises(Denied):
+        as_user(stack, alice).delete(COLLECTION, job_id)
+
+
+def test_other_collections_denied(stack: Any, alice: User) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, alice).create("users", alice.uid, {"name": "x"}, ())
+
+
+# --- greetingBatches: a user lists their own batch's jobs, once ----------------------------------
+
+
+def batch_fields(user: User, **overrides: Any) -> dict[str, Any]:
+    return {"userId": user.uid, "jobIds": ["job-a", "job-b"], **overrides}
+
+
+def test_owner_creates_and_reads_a_batch(stack: Any, alice: User) -> None:
+    batch_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, alice).create(BATCHES, batch_id, batch_fields(alice), ("createdAt",))
+    assert as_user(stack, alice).get(BATCHES, batch_id)["jobIds"] == ["job-a", "job-b"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"userId": "someone-else"},
+        {"jobIds": []},
+        {"jobIds": "job-a"},
+        {"jobIds": [f"job-{i}" for i in range(401)]},
+        {"flowRunId": "forged"},
+    ],
+)
+def test_bad_batches_refused(stack: Any, alice: User, overrides: dict[str, Any]) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(
+            BATCHES,
+            f"rules-{uuid.uuid4().hex[:16]}",
+            batch_fields(alice, **overrides),
+            ("createdAt",),
+        )
+
+
+def test_batch_not_readable_or_rewritable_by_others(stack: Any, alice: User, bob: User) -> None:
+    batch_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, alice).create(BATCHES, batch_id, batch_fields(alice), ("createdAt",))
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(BATCHES, batch_id)
+    with pytest.raises(Denied):
+        as_user(stack, alice).update(BATCHES, batch_id, {"jobIds": ["job-c"]})

@@ -1,0 +1,108 @@
+"""The whole path against the real stack: a job document in, a personalized video out.
+
+Firestore, Auth and Functions emulators (our trigger), the Storage emulator, the Prefect server
+and a process worker: nothing is faked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from flows.job import result_path
+from flows.media import probe
+from tests.conftest import User, wait_for
+from tests.support.stackkit import (
+    read_job,
+    submit,
+    upload,
+    wait_finished,
+)
+
+pytestmark = pytest.mark.stack
+
+STAGES = [
+    "queued",
+    "validating-input",
+    "processing-audio",
+    "generating-video",
+    "uploading-result",
+    "completed",
+]
+
+
+def test_trigger_reacts_to_a_new_job(
+    stack: Any, clients: Any, make_user: Callable[[], User]
+) -> None:
+    """The Python function in the Functions emulator sees the document and starts a flow run."""
+    user = make_user()
+    job_id = submit(stack, user, f"user-uploads/{user.uid}/missing.mp4")
+    job = wait_for(lambda: read_job(clients, job_id), lambda j: bool(j.get("flowRunId")), 30)
+    assert job["history"][0]["status"] in ("queued", "validating-input")
+    run = requests.get(f"{stack.s.prefect_api}/flow_runs/{job['flowRunId']}", timeout=10).json()
+    assert run["parameters"] == {"job_id": job_id, "attempt": 0}
+    assert run["idempotency_key"] == f"{job_id}:0"
+
+
+def test_job_completes_with_every_stage_in_order(
+    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path, tmp_path: Path
+) -> None:
+    user = make_user()
+    job_id = submit(stack, user, upload(clients, user, sample_video), prospect_name="Ada")
+    job = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    assert [entry["status"] for entry in job["history"]] == STAGES
+    times = [entry["at"] for entry in job["history"]]
+    assert times == sorted(times)
+    assert job["progress"] == 100
+    assert job["outputPath"] == result_path(user.uid, job_id)
+    assert job["completedAt"] >= job["createdAt"]
+
+    # The owner's download URL serves the rendered video.
+    response = requests.get(job["downloadUrl"], timeout=30)
+    assert response.status_code == 200
+    out = tmp_path / "out.mp4"
+    out.write_bytes(response.content)
+    info, original = probe(out), probe(sample_video)
+    assert info.video is not None and info.audio is not None
+    assert abs(info.duration_s - original.duration_s) < 0.05
+    # The video stream is copied bit for bit.
+    assert _video_md5(out) == _video_md5(sample_video)
+
+
+def _video_md5(path: Path) -> str:
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v", "-c", "copy", "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_bad_input_fails_the_job_with_a_code_and_no_output(
+    stack: Any, clients: Any, make_user: Callable[[], User], tmp_path: Path
+) -> None:
+    user = make_user()
+    text_file = tmp_path / "notes.mp4"
+    text_file.write_text("this is not a video\n" * 100)
+    job_id = submit(stack, user, upload(clients, user, text_file))
+    job = wait_finished(clients, job_id, 90)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "input-not-video"
+    assert job["error"]["retryable"] is False
+    assert "not a video" in job["error"]["message"]
+    assert clients.bucket.get_blob(result_path(user.uid, job_id)) is None
+
+
+def test_missing_upload_fails_with_input_not_found(
+    stack: Any, clients: Any, make_user: Callable[[], User]
+) -> None:
+    user = make_user()
+    job_id = submit(stack, user, f"user-uploads/{user.uid}/never-uploaded.mp4")
+    job = wait_finished(clients, job_id, 90)
+    assert (job["status"], job["error"]["code"]) == ("failed", "input-not-found")

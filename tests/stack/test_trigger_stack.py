@@ -1,0 +1,272 @@
+"""The trigger (triggers/, in the Functions emulator) against the real stack.
+
+Duplicate deliveries, cancel, retry and a Prefect outage, end to end: Firestore, Auth and
+Functions emulators, the Storage emulator, the Prefect server and its process worker. Nothing is
+faked; the one thing a test may not do to the shared stack (stop Prefect) is done by pointing the
+trigger's own Prefect client at a closed port.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.job import COLLECTION, REQUESTS, RequestAction, result_path
+from tests.conftest import User, wait_for
+from tests.support.stackkit import (
+    DEAD_PREFECT,
+    RUN_STAGES,
+    as_user,
+    finished,
+    flow_runs,
+    outputs,
+    prefect_api,
+    read_job,
+    seed,
+    seed_pending_without_trigger,
+    start_attempt,
+    statuses,
+    submit,
+    sweep_once,
+    trigger_prefect,
+    upload,
+    wait_finished,
+    wait_run_finished,
+)
+
+pytestmark = pytest.mark.stack
+
+
+# --- duplicate delivery ---------------------------------------------------------------------------
+
+
+def test_duplicate_deliveries_make_one_flow_run_and_one_result(
+    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+) -> None:
+    """The created event handled once by the trigger and three more times: one run, one result."""
+    user = make_user()
+    job_id = submit(stack, user, upload(clients, user, sample_video))
+
+    # Three more deliveries, concurrent with the trigger's own and with each other. (The local
+    # Prefect server's SQLite may answer a burst of writes with 503 "retry"; PrefectApi retries
+    # those a few times, but on a loaded machine a delivery can still give up: it then returns
+    # None and, being a duplicate, must leave the job alone.)
+    returned: list[str | None] = []
+    threads = [
+        threading.Thread(
+            target=lambda: returned.append(
+                start_attempt(clients, trigger_prefect(stack), job_id, 0)
+            )
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    job = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    runs = flow_runs(stack, job_id)
+    assert [r["id"] for r in runs] == [job["flowRunId"]]
+    assert runs[0]["idempotency_key"] == f"{job_id}:0"
+    assert len(returned) == 3
+    assert set(returned) <= {job["flowRunId"], None}, returned
+    assert wait_run_finished(stack, job["flowRunId"])["state_type"] == "COMPLETED"
+    # Each stage once, one completion, one result.
+    assert [s for s in statuses(job) if s != "queued"] == [*RUN_STAGES, "completed"]
+    assert statuses(job).count("queued") <= 1
+    assert outputs(clients, user) == [result_path(user.uid, job_id)]
+
+    # A late duplicate changes nothing, whether Prefect answers or is down at that moment.
+    assert start_attempt(clients, trigger_prefect(stack), job_id, 0) == job["flowRunId"]
+    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2, connect_retries=0)
+    assert start_attempt(clients, dead, job_id, 0) is None
+    after = read_job(clients, job_id)
+    assert after["status"] == "completed"
+    assert "error" not in after, "a late duplicate during an outage marked a finished job"
+    assert after["history"] == job["history"]
+    assert len(flow_runs(stack, job_id)) == 1
+
+
+# --- cancel ---------------------------------------------------------------------------------------
+
+
+def test_cancel_right_after_creation_cancels_the_job_and_its_run(
+    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+) -> None:
+    user = make_user()
+    job_id = submit(stack, user, upload(clients, user, sample_video))
+    # Still pending (or queued): allowed.
+    as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
+
+    job = wait_for(
+        lambda: read_job(clients, job_id),
+        lambda j: finished(j) and bool(j.get("flowRunId")),
+        60,
+    )
+    assert job["status"] == "cancelled"
+    assert "completedAt" in job
+    run = wait_run_finished(stack, job["flowRunId"])
+    assert run["state_type"] == "CANCELLED", run["state"]
+    assert [r["id"] for r in flow_runs(stack, job_id)] == [job["flowRunId"]]
+    # Once the run is over nothing can move the job any more: check it stayed cancelled.
+    job = read_job(clients, job_id)
+    assert job["status"] == "cancelled"
+    assert "completed" not in statuses(job)
+    assert statuses(job)[-1] == "cancelled"
+    assert outputs(clients, user) == []
+
+
+def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
+    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+) -> None:
+    """A run holding a stage sees the cancel at its next transition and its heartbeat stops.
+
+    A real job runs through every stage in about two seconds, too fast to cancel mid-stage
+    deterministically; so the job is seeded in `generating-video` as its run left it, the user's
+    cancel goes through the rules and the real trigger, and the run's next writes are made with
+    the worker's own functions.
+    """
+    from flows.job import JobStatus
+    from flows.transitions import Transition, TransitionRefused, touch_heartbeat, transition
+
+    user = make_user()
+    now = datetime.now(UTC)
+    job_id = seed(
+        clients,
+        user,
+        upload(clients, user, sample_video),
+        status="generating-video",
+        retryCount=0,
+        progress=55,
+        createdAt=now,
+        updatedAt=now,
+        heartbeatAt=now,
+        history=[{"status": s, "at": now, "attempt": 0} for s in ["queued", *RUN_STAGES[:3]]],
+    )
+    assert touch_heartbeat(clients.db, job_id, 0)
+    as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
+    job = wait_finished(clients, job_id, 30)
+    assert job["status"] == "cancelled"
+
+    with pytest.raises(TransitionRefused) as refused:
+        transition(clients.db, job_id, Transition(JobStatus.UPLOADING_RESULT, 0))
+    assert refused.value.cancelled
+    with pytest.raises(TransitionRefused):
+        transition(clients.db, job_id, Transition(JobStatus.COMPLETED, 0))
+    assert not touch_heartbeat(clients.db, job_id, 0)
+    assert read_job(clients, job_id)["status"] == "cancelled"
+
+
+# --- retry ----------------------------------------------------------------------------------------
+
+
+def test_user_retry_after_fixing_the_upload_runs_attempt_1_to_completion(
+    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+) -> None:
+    user = make_user()
+    path = f"user-uploads/{user.uid}/uploaded-late.mp4"
+    job_id = submit(stack, user, path)
+    failed = wait_finished(clients, job_id, 90)
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "input-not-found")
+    first_run = failed["flowRunId"]
+
+    upload(clients, user, sample_video, name="uploaded-late.mp4")
+    as_user(stack, user).request(job_id, user.uid, RequestAction.RETRY)
+
+    # The first look at attempt 1: it starts clean, nothing of the failed attempt left on it.
+    retrying = wait_for(lambda: read_job(clients, job_id), lambda j: j.get("retryCount") == 1, 30)
+    if not finished(retrying):
+        assert "error" not in retrying
+        assert "completedAt" not in retrying, "attempt 1 still shows attempt 0's completedAt"
+
+    job = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    assert job["retryCount"] == 1
+    assert "error" not in job
+    runs = flow_runs(stack, job_id)
+    assert [(r["name"], r["idempotency_key"]) for r in runs] == [
+        (f"job-{job_id}-attempt-0", f"{job_id}:0"),
+        (f"job-{job_id}-attempt-1", f"{job_id}:1"),
+    ]
+    assert runs[0]["id"] == first_run
+    assert runs[1]["id"] == job["flowRunId"]
+    assert runs[1]["parameters"] == {"job_id": job_id, "attempt": 1}
+    assert statuses(job, 0)[-1] == "failed"
+    assert [s for s in statuses(job, 1) if s != "queued"] == ["pending", *RUN_STAGES, "completed"]
+    assert outputs(clients, user) == [result_path(user.uid, job_id)]
+
+
+def test_user_retry_over_the_limit_fails_again_without_a_run(
+    stack: Any, clients: Any, make_user: Callable[[], User]
+) -> None:
+    user = make_user()
+    now = datetime.now(UTC)
+    error = {"code": "tts-unavailable", "message": "The voice service is down.", "retryable": True}
+    job_id = seed(
+        clients,
+        user,
+        f"user-uploads/{user.uid}/any.mp4",
+        status="failed",
+        retryCount=3,
+        error=error,
+        createdAt=now,
+        updatedAt=now,
+        history=[{"status": "failed", "at": now, "attempt": 3}],
+    )
+    request_id = as_user(stack, user).request(job_id, user.uid, RequestAction.RETRY)
+
+    request = clients.db.collection(COLLECTION).document(job_id).collection(REQUESTS)
+    handled = wait_for(
+        lambda: request.document(request_id).get().to_dict() or {}, lambda r: "outcome" in r, 30
+    )
+    assert handled["outcome"] == "refused"
+    job = read_job(clients, job_id)
+    assert job["status"] == "failed"
+    assert len(job["history"]) == 1
+    assert "already retried 3 times" in job["error"]["message"]
+    assert job["retryCount"] == 3
+    assert job["error"]["retryable"] is False
+    assert job["error"]["code"] == "tts-unavailable"
+    assert "limit" in job["error"]["message"]
+    assert "flowRunId" not in job
+    assert flow_runs(stack, job_id) == []
+
+
+# --- Prefect down ---------------------------------------------------------------------------------
+
+
+def test_prefect_down_leaves_the_job_pending_for_the_sweep_which_starts_it(
+    stack: Any,
+    clients: Any,
+    make_user: Callable[[], User],
+    sample_video: Path,
+    prefect_client: Any,
+) -> None:
+    user = make_user()
+    job_id = seed_pending_without_trigger(
+        clients, user, upload(clients, user, sample_video), createdAt=datetime.now(UTC)
+    )
+    dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2, connect_retries=0)
+    assert start_attempt(clients, dead, job_id, 0) is None
+
+    job = read_job(clients, job_id)
+    assert job["status"] == "pending"
+    assert job["error"]["code"] == "orchestrator-unavailable"
+    assert job["error"]["retryable"] is True
+    assert "flowRunId" not in job
+    assert flow_runs(stack, job_id) == []
+
+    assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "start", "started")]
+    job = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    assert "error" not in job, "the completed job still says it could not be scheduled"
+    runs = flow_runs(stack, job_id)
+    assert [(r["id"], r["idempotency_key"]) for r in runs] == [(job["flowRunId"], f"{job_id}:0")]
+    assert outputs(clients, user) == [result_path(user.uid, job_id)]

@@ -1,0 +1,1 @@
+"""Helpers the tests share: the fake ElevenLabs, media checks, the stack tests' kit."""

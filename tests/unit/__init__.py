@@ -1,0 +1,1 @@
+"""No stack: plain functions, real ffmpeg on real media, ElevenLabs' SDK on a local server."""

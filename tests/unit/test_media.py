@@ -1,0 +1,202 @@
+"""Probing media and running ffmpeg: ffprobe's JSON parsed (pure), then real files."""
+
+from __future__ import annotations
+
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.media import (
+    FfmpegError,
+    ProbeError,
+    first_packets,
+    media_info_from_ffprobe,
+    probe,
+    probe_with_first_packets,
+    run_ffmpeg,
+    run_ffmpeg_piped,
+)
+from greetings.samples import make_sample_video, make_tone
+
+VIDEO: dict[str, Any] = {
+    "index": 0,
+    "codec_type": "video",
+    "codec_name": "h264",
+    "width": 1920,
+    "height": 1080,
+    "avg_frame_rate": "30000/1001",
+    "r_frame_rate": "30000/1001",
+    "duration": "10.010000",
+}
+AUDIO: dict[str, Any] = {
+    "index": 1,
+    "codec_type": "audio",
+    "codec_name": "aac",
+    "profile": "LC",
+    "sample_rate": "44100",
+    "channels": 1,
+    "channel_layout": "mono",
+    "bit_rate": "96000",
+    "time_base": "1/44100",
+    "start_time": "0.000000",
+    "duration": "10.000000",
+}
+
+
+def test_parses_streams_and_format() -> None:
+    info = media_info_from_ffprobe(
+        {
+            "streams": [VIDEO, AUDIO],
+            "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "10.010000"},
+        },
+        size_bytes=1234,
+    )
+    assert info.size_bytes == 1234 and info.duration_s == pytest.approx(10.01)
+    assert info.video is not None and info.audio is not None
+    assert (info.video.width, info.video.height, info.video.rotation) == (1920, 1080, 0)
+    assert info.video.fps == pytest.approx(29.97, abs=0.01)
+    assert info.audio.sample_rate == 44100 and info.audio.channels == 1
+    assert info.audio.frame_size == 1024 and info.audio.bit_rate == 96000
+    assert info.audio.time_base == Fraction(1, 44100)
+
+
+def test_duration_falls_back_to_the_streams() -> None:
+    info = media_info_from_ffprobe(
+        {"streams": [VIDEO, AUDIO], "format": {"format_name": "matroska,webm"}}, size_bytes=1
+    )
+    assert info.duration_s == pytest.approx(10.01)
+
+
+def test_rotation_from_side_data_or_the_old_tag() -> None:
+    side = {**VIDEO, "side_data_list": [{"side_data_type": "Display Matrix", "rotation": -90}]}
+    tagged = {**VIDEO, "tags": {"rotate": "180"}}
+    fmt = {"format_name": "mov", "duration": "1"}
+    rotated = media_info_from_ffprobe({"streams": [side], "format": fmt}, size_bytes=1).video
+    assert rotated is not None and rotated.rotation == 270
+    flipped = media_info_from_ffprobe({"streams": [tagged], "format": fmt}, size_bytes=1).video
+    assert flipped is not None and flipped.rotation == 180
+
+
+def test_cover_art_is_not_the_video() -> None:
+    cover = {**VIDEO, "codec_name": "mjpeg", "disposition": {"attached_pic": 1}}
+    info = media_info_from_ffprobe(
+        {"streams": [cover, AUDIO], "format": {"format_name": "mp3", "duration": "3"}}, size_bytes=1
+    )
+    assert info.video is None and info.audio is not None
+
+
+def test_frame_sizes_and_missing_fields() -> None:
+    he = {**AUDIO, "profile": "HE-AAC", "bit_rate": "N/A", "channel_layout": None}
+    opus = {**AUDIO, "codec_name": "opus", "profile": None}
+    fmt = {"format_name": "x", "duration": "1"}
+    he_info = media_info_from_ffprobe({"streams": [he], "format": fmt}, size_bytes=1).audio
+    assert he_info is not None and he_info.frame_size == 2048 and he_info.bit_rate is None
+    opus_info = media_info_from_ffprobe({"streams": [opus], "format": fmt}, size_bytes=1).audio
+    assert opus_info is not None and opus_info.frame_size == 960
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"streams": [], "format": {"duration": "1"}},
+        {"streams": [{"codec_type": "data"}], "format": {"duration": "1"}},
+        {"streams": [AUDIO | {"duration": "N/A"}], "format": {}},
+    ],
+)
+def test_not_media(data: dict[str, Any]) -> None:
+    with pytest.raises(ProbeError):
+        media_info_from_ffprobe(data, size_bytes=1)
+
+
+def test_first_packets_per_stream() -> None:
+    data = {
+        "packets": [
+            {"stream_index": 1, "pts": -1024},
+            {"stream_index": 0, "pts": 0},
+            {"stream_index": 1, "pts": 0},
+            {"stream_index": 2},
+        ]
+    }
+    assert first_packets(data) == {1: -1024, 0: 0}
+
+
+# --- real files -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sample_video(
+        tmp_path_factory.mktemp("media") / "clip.mov", seconds=3, width=320, height=180, rotation=90
+    )
+
+
+@pytest.mark.media
+def test_probe_a_generated_clip(clip: Path) -> None:
+    info, first = probe_with_first_packets(clip)
+    assert info == probe(clip)
+    assert info.duration_s == pytest.approx(3.0, abs=0.05)
+    assert info.video is not None and info.video.rotation == 90 and info.video.fps == 30
+    assert info.audio is not None and info.audio.codec == "aac" and info.audio.channels == 2
+    assert first[info.audio.index] == -1024  # the AAC encoder's priming packet
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("content", ["empty", "text", "truncated"])
+def test_probe_refuses_what_is_not_media(clip: Path, tmp_path: Path, content: str) -> None:
+    bad = tmp_path / "bad.mp4"
+    if content == "text":
+        bad.write_text("hello, not a video\n" * 20)
+    elif content == "truncated":
+        bad.write_bytes(clip.read_bytes()[:4000])
+    else:
+        bad.touch()
+    with pytest.raises(ProbeError):
+        probe(bad)
+    with pytest.raises(ProbeError):
+        probe(tmp_path / "missing.mp4")
+
+
+@pytest.mark.media
+def test_ffmpeg_failure_says_why(tmp_path: Path) -> None:
+    with pytest.raises(FfmpegError) as caught:
+        run_ffmpeg(["-i", str(tmp_path / "missing.wav"), str(tmp_path / "out.wav")])
+    assert "missing.wav" in str(caught.value)
+    assert caught.value.returncode != 0
+
+
+@pytest.mark.media
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("failing", ["producer", "consumer"])
+def test_piped_ffmpeg_does_not_hang_when_one_side_fails(tmp_path: Path, failing: str) -> None:
+    """A process opening a FIFO waits for its peer: a failed peer must not leave it waiting."""
+    fifo = tmp_path / "pipe.nut"
+    os.mkfifo(fifo)
+    tone = make_tone(tmp_path / "tone.wav", 0.5)
+    good_producer = ["-i", str(tone), "-c:a", "pcm_s16le", "-f", "nut", str(fifo)]
+    good_consumer = ["-f", "nut", "-i", str(fifo), str(tmp_path / "out.wav")]
+    bad = ["-i", str(tmp_path / "missing.wav"), str(tmp_path / "never.wav")]
+    began = time.monotonic()
+    with pytest.raises(FfmpegError) as caught:
+        if failing == "producer":
+            run_ffmpeg_piped(bad, good_consumer)
+        else:
+            run_ffmpeg_piped(good_producer, bad)
+    assert "missing.wav" in str(caught.value)  # the root cause, not the peer we stopped
+    assert time.monotonic() - began < 10
+
+
+@pytest.mark.media
+def test_piped_ffmpeg_passes_data(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.nut"
+    os.mkfifo(fifo)
+    tone = make_tone(tmp_path / "tone.wav", 0.5)
+    run_ffmpeg_piped(
+        ["-i", str(tone), "-c:a", "pcm_s16le", "-f", "nut", str(fifo)],
+        ["-f", "nut", "-i", str(fifo), str(tmp_path / "out.wav")],
+    )
+    assert probe(tmp_path / "out.wav").duration_s == pytest.approx(0.5, abs=0.01)

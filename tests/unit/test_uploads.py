@@ -1,0 +1,175 @@
+"""The upload URL's pieces without the stack: the callable's checks and the proxy's V4 check.
+
+The URL is signed by google-cloud-storage, as the trigger signs it, and checked by the local
+Storage proxy the way Cloud Storage checks it: these tests make sure the proxy refuses what
+Storage would refuse (another object, another content type, an expired or forged signature).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uploads  # from triggers/, as the Functions runtime imports it
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from greetings.stack.storage_proxy import Refused, generate_signer_key, verify_v4
+
+SHA = "ab" * 32
+ENDPOINT = "http://127.0.0.1:9198"
+
+
+def good(**overrides: Any) -> dict[str, Any]:
+    return {
+        "fileName": "pitch.MP4",
+        "contentType": "video/mp4",
+        "size": 1234,
+        "sha256": SHA,
+        **overrides,
+    }
+
+
+# --- the callable's request ----------------------------------------------------------------
+
+
+def test_valid_request_names_the_users_folder_by_content() -> None:
+    request = uploads.parse_request(good())
+    assert uploads.object_path("uid-1", request) == f"user-uploads/uid-1/{SHA}.mp4"
+
+
+@pytest.mark.parametrize("file_name", ["../../etc/passwd", "clip", "a.mp4;rm -rf", "x.toolongext1"])
+def test_file_name_never_shapes_the_path_beyond_a_plain_extension(file_name: str) -> None:
+    path = uploads.object_path("uid-1", uploads.parse_request(good(fileName=file_name)))
+    assert path.startswith(f"user-uploads/uid-1/{SHA}")
+    assert ".." not in path and ";" not in path and path.count("/") == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"contentType": "text/html"}, "only videos"),
+        ({"contentType": "video/mp4\r\nX-Evil: 1"}, "only videos"),
+        ({"size": 0}, "positive"),
+        ({"size": True}, "positive"),
+        ({"size": "12"}, "positive"),
+        ({"size": 501 * 1024 * 1024}, "limit is 500 MB"),
+        ({"sha256": "AB" * 32}, "SHA-256"),
+        ({"sha256": "ab" * 31}, "SHA-256"),
+        ({"fileName": ""}, "fileName"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_reason(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(uploads.UploadRefused, match=message):
+        uploads.parse_request(good(**overrides))
+
+
+def test_not_an_object_is_refused() -> None:
+    with pytest.raises(uploads.UploadRefused):
+        uploads.parse_request(["not", "a", "dict"])
+
+
+# --- signing and checking -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("signer") / "key.json"
+    generate_signer_key(path, "demo-test")
+    return path
+
+
+def signed_url(
+    key_file: Path, name: str = f"user-uploads/u/{SHA}.mp4"
+) -> tuple[str, dict[str, str]]:
+    credentials = service_account.Credentials.from_service_account_file(str(key_file))  # type: ignore[no-untyped-call]
+    blob = storage.Client(project="demo-test", credentials=credentials).bucket("b").blob(name)
+    request = uploads.parse_request(good())
+    headers = uploads.upload_headers(request)
+    url = blob.generate_signed_url(
+        version="v4",
+        method="PUT",
+        expiration=timedelta(minutes=30),
+        headers=dict(headers),
+        credentials=credentials,
+        api_access_endpoint=ENDPOINT,
+    )
+    return url, headers
+
+
+def check(
+    key_file: Path,
+    url: str,
+    headers: dict[str, str],
+    method: str = "PUT",
+    now: datetime | None = None,
+) -> None:
+    import json
+
+    info = json.loads(key_file.read_text())
+    private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    split = urllib.parse.urlsplit(url)
+    verify_v4(
+        private.public_key(),
+        info["client_email"],
+        method,
+        split.path,
+        dict(urllib.parse.parse_qsl(split.query)),
+        {**headers, "Host": split.netloc},
+        now or datetime.now(UTC),
+    )
+
+
+def test_a_signed_url_passes_the_check(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    check(key_file, url, headers)
+
+
+def test_another_object_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url.replace(f"/{SHA}.mp4", "/other.mp4"), headers)
+
+
+def test_another_content_type_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url, {**headers, "Content-Type": "text/html"})
+
+
+def test_another_method_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url, headers, method="GET")
+
+
+def test_a_missing_signed_header_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="not sent"):
+        check(key_file, url, {"Content-Type": headers["Content-Type"]})
+
+
+def test_an_expired_url_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="expired"):
+        check(key_file, url, headers, now=datetime.now(UTC) + timedelta(minutes=31))
+
+
+def test_a_longer_lifetime_written_into_the_url_fails(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url.replace("X-Goog-Expires=1800", "X-Goog-Expires=999999"), headers)
+
+
+def test_another_key_fails(key_file: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    generate_signer_key(other, "demo-test")
+    url, headers = signed_url(other)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url, headers)
