@@ -12,24 +12,98 @@ attempt), never by re-running the batch.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from google.cloud import firestore
 from prefect import State, flow, get_run_logger
-from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from flows.clients import Clients, default_clients
-from flows.job import BATCHES, COLLECTION, JobStatus
-from flows.pipeline import SharedInputs, run_job
+from flows.clients import Clients, worker_clients
+from flows.job import BATCHES, COLLECTION, JobError
+from flows.lifecycle import BATCH_ATTEMPT, batch_job_ids, belongs_to_batch
+from flows.media import MediaInfo
+from flows.pipeline import current_flow_run_id, run_job
+from flows.stages.render import InputAnalysis, analyze_input
+from flows.stages.validate import load_upload
 from flows.transitions import Heartbeat, touch_waiting_heartbeats
 from flows.workdir import run_dir, work_root
 
-BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
+log = logging.getLogger(__name__)
+
+
+class SharedInputs:
+    """A batch's uploads, downloaded, probed and analysed for rendering once for all its jobs.
+
+    Every job of a batch is the same user's and usually names the same video: a 500 MB upload
+    is fetched once per batch, not once per prospect, and the render's analysis of it (probe,
+    decoded greeting slot, copied audio track) is made once per greeting slot. Jobs only read
+    these files. A job's own trouble with the upload (not found, not a video) is kept and given
+    to each job that asks, so one bad upload costs one download; transient errors are not kept.
+    (The pipeline's `Uploads`: each job's run asks it instead of downloading on its own.)
+    """
+
+    def __init__(self, root: Path, load: Callable[[str, Path], tuple[Path, MediaInfo]]) -> None:
+        self._root = root
+        self._load = load
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._dest: dict[str, Path] = {}
+        self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
+        self._analyses: dict[str, InputAnalysis | None] = {}
+
+    @classmethod
+    def from_storage(cls, clients: Clients, root: Path) -> SharedInputs:
+        def load(object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
+            return load_upload(clients.bucket, object_path, dest, clients.settings.max_input_bytes)
+
+        return cls(root, load)
+
+    def _place(self, key: str, kind: str) -> tuple[threading.Lock, Path]:
+        """The lock that makes `key`'s work happen once, and the folder it works in."""
+        with self._guard:
+            if key not in self._locks:
+                self._locks[key] = threading.Lock()
+                self._dest[key] = self._root / f"{kind}-{len(self._dest)}"
+            return self._locks[key], self._dest[key]
+
+    def get(self, object_path: str) -> tuple[Path, MediaInfo]:
+        lock, dest = self._place(object_path, "input")
+        with lock:
+            if object_path not in self._done:
+                try:
+                    self._done[object_path] = self._load(object_path, dest)
+                except JobError as error:
+                    if error.retryable:
+                        raise
+                    self._done[object_path] = error
+            done = self._done[object_path]
+        if isinstance(done, JobError):
+            raise done
+        return done
+
+    def analysis(
+        self, object_path: str, video: Path, greeting_end_s: float
+    ) -> InputAnalysis | None:
+        """The render's analysis of this upload for this greeting slot, made once per batch.
+
+        None if it cannot be made: each job's render then analyses on its own, and reports the
+        trouble as that job's error.
+        """
+        key = f"{object_path}\n{greeting_end_s!r}"
+        lock, folder = self._place(key, "analysis")
+        with lock:
+            if key not in self._analyses:
+                try:
+                    self._analyses[key] = analyze_input(video, greeting_end_s, folder)
+                except Exception:
+                    log.info("no shared analysis of %s", object_path)
+                    self._analyses[key] = None
+            return self._analyses[key]
 
 
 def batch_jobs(
@@ -40,33 +114,22 @@ def batch_jobs(
 ) -> list[str]:
     """The jobs of `batch` this run may take, in the batch's order (pure).
 
-    Only the batch owner's jobs that name this batch, on their first attempt, not yet started,
-    and not given to another flow run: the batch document's list is the client's word, which the
-    rules cannot check.
+    The ones the trigger would queue for it (flows/lifecycle.py), not yet started, and not given
+    to another flow run (the sweep may have started one on its own).
     """
-    taken: list[str] = []
-    for job_id in batch.get("jobIds") or []:
-        data = jobs.get(job_id) if isinstance(job_id, str) else None
-        if (
-            data is None
-            or job_id in taken
-            or data.get("userId") != batch.get("userId")
-            or data.get("batchId") != batch_id
-            or int(data.get("retryCount") or 0) != BATCH_ATTEMPT
-            or data.get("status") not in (JobStatus.PENDING, JobStatus.QUEUED)
-            or data.get("flowRunId") not in (None, flow_run_id)
-        ):
-            continue
-        taken.append(job_id)
-    return taken
+    return [
+        job_id
+        for job_id in batch_job_ids(batch)
+        if belongs_to_batch(jobs.get(job_id), batch_id, batch)
+        and (jobs.get(job_id) or {}).get("flowRunId") in (None, flow_run_id)
+    ]
 
 
 def read_batch(db: firestore.Client, batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The batch document and its listed jobs' documents (None for a missing one)."""
     snapshot = db.collection(BATCHES).document(batch_id).get()
     batch = (snapshot.to_dict() or {}) if snapshot.exists else {}
-    ids = [j for j in batch.get("jobIds") or [] if isinstance(j, str) and 0 < len(j) <= 200]
-    refs = [db.collection(COLLECTION).document(job_id) for job_id in dict.fromkeys(ids)]
+    refs = [db.collection(COLLECTION).document(job_id) for job_id in batch_job_ids(batch)]
     jobs = {snap.id: (snap.to_dict() if snap.exists else None) for snap in db.get_all(refs)}
     return batch, jobs
 
@@ -83,13 +146,13 @@ def summarize(states: Sequence[State[Any]]) -> dict[str, int]:
 def greeting_batch(batch_id: str) -> State[Any]:
     """Runs a batch's jobs, `batch_concurrency` at a time; each job's document tells its story."""
     logger = get_run_logger()
-    clients = default_clients()
-    run_id = str(flow_run.id) if flow_run.id else None
+    clients = worker_clients()
+    run_id = current_flow_run_id()
     batch, jobs = read_batch(clients.db, batch_id)
     job_ids = batch_jobs(batch, batch_id, jobs, run_id)
     logger.info("batch %s: %d of %d listed jobs to run", batch_id, len(job_ids), len(jobs))
     with run_dir(work_root(clients.settings.state_dir), f"batch-{batch_id}") as tmp:
-        states = run_all(clients, job_ids, run_id, SharedInputs(Path(tmp)))
+        states = run_all(clients, job_ids, run_id, SharedInputs.from_storage(clients, Path(tmp)))
     counts = summarize(states)
     message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no jobs"
     return Failed(message=message) if counts.get("failed") else Completed(message=message)

@@ -1,4 +1,8 @@
-"""Builds the clients that reach the outside world, once per process; everything else takes them.
+"""Builds the clients that reach the outside world, once per worker; everything else takes them.
+
+Firestore, Storage and the voices (with the speech-cached synthesis task) are made at start-up,
+as arq's `startup(ctx)` builds a job queue's context: a flow takes `worker_clients()` once at its
+top and hands the parts on; stages and tasks never build a client themselves.
 
 Against the local stack (FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST set) the clients use
 anonymous credentials: the emulators need none, and asking Google for default credentials fails.
@@ -16,6 +20,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import firestore, storage
 
 from flows.settings import Settings, get_settings
+from flows.stages.synthesize import Voices, build_voices
 
 APP_NAME = "greetings-worker"
 
@@ -46,6 +51,7 @@ class Clients:
     settings: Settings
     db: firestore.Client
     bucket: storage.Bucket
+    voices: Voices
 
 
 def build_clients(settings: Settings) -> Clients:
@@ -58,10 +64,11 @@ def build_clients(settings: Settings) -> Clients:
         )
     else:
         storage_client = storage.Client(project=settings.project_id)
-    return Clients(settings, db, storage_client.bucket(settings.default_bucket))
+    bucket = storage_client.bucket(settings.default_bucket)
+    return Clients(settings, db, bucket, build_voices(settings))
 
 
 @cache
-def default_clients() -> Clients:
+def worker_clients() -> Clients:
     """The process-wide clients of a worker: built on first use, reused by every run."""
     return build_clients(get_settings())

@@ -14,25 +14,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-COLLECTION = "greetingJobs"
-# greetingJobs/{jobId}/requests/{requestId}: what a user asks of a job (see firestore.rules).
-REQUESTS = "requests"
-# greetingBatches/{batchId}: written once after a batch's jobs, it starts them as one flow run.
-BATCHES = "greetingBatches"
-MAX_BATCH_JOBS = 400  # with their batch document, one Firestore commit (<= 500 writes)
+from flows import lifecycle
+from flows.lifecycle import BATCHES, COLLECTION, MAX_BATCH_JOBS, REQUESTS
+
+__all__ = ["BATCHES", "COLLECTION", "MAX_BATCH_JOBS", "REQUESTS"]  # and the names defined below
+
 DEFAULT_GREETING_TEXT = "Hey {name},"
 
 
 class JobStatus(StrEnum):
-    PENDING = "pending"
-    QUEUED = "queued"
-    VALIDATING_INPUT = "validating-input"
-    PROCESSING_AUDIO = "processing-audio"
-    GENERATING_VIDEO = "generating-video"
-    UPLOADING_RESULT = "uploading-result"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    """The statuses of flows/lifecycle.py (which the trigger shares), as an enum."""
+
+    PENDING = lifecycle.PENDING
+    QUEUED = lifecycle.QUEUED
+    VALIDATING_INPUT = lifecycle.VALIDATING_INPUT
+    PROCESSING_AUDIO = lifecycle.PROCESSING_AUDIO
+    GENERATING_VIDEO = lifecycle.GENERATING_VIDEO
+    UPLOADING_RESULT = lifecycle.UPLOADING_RESULT
+    COMPLETED = lifecycle.COMPLETED
+    FAILED = lifecycle.FAILED
+    CANCELLED = lifecycle.CANCELLED
 
     @property
     def is_terminal(self) -> bool:
@@ -64,7 +65,7 @@ STAGE_ORDER: dict[JobStatus, int] = {
 }
 PROGRESS: dict[JobStatus, int] = {
     JobStatus.PENDING: 0,
-    JobStatus.QUEUED: 5,
+    JobStatus.QUEUED: lifecycle.QUEUED_PROGRESS,
     JobStatus.VALIDATING_INPUT: 10,
     JobStatus.PROCESSING_AUDIO: 30,
     JobStatus.GENERATING_VIDEO: 55,
@@ -188,8 +189,8 @@ class GreetingJob(JobRequest):
 
 
 class RequestAction(StrEnum):
-    CANCEL = "cancel"  # allowed while the job is unfinished
-    RETRY = "retry"  # allowed once it failed
+    CANCEL = lifecycle.CANCEL  # allowed while the job is unfinished
+    RETRY = lifecycle.RETRY  # allowed once it failed
 
 
 class BatchRequest(_Camel):

@@ -1,7 +1,7 @@
 """Creating and inspecting greeting flow runs through the Prefect API (the sweep's side).
 
-The trigger does the same over plain REST (triggers/prefect_api.py); both use the same
-idempotency key, so a run the trigger made is never made twice.
+The trigger does the same over plain REST (triggers/prefect_api.py); both take the idempotency
+key from flows/lifecycle.py, so a run the trigger made is never made twice.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
+from flows.lifecycle import flow_run_name, idempotency_key
+
 GREETING_DEPLOYMENT = "greeting-pipeline/greeting-pipeline"
 WAITING_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING})
 LIVE_STATES = WAITING_STATES | {StateType.RUNNING}
-
-
-def idempotency_key(job_id: str, attempt: int) -> str:
-    """One flow run per job and attempt; a new attempt needs a new key (keys never expire)."""
-    return f"{job_id}:{attempt}"
-
-
-def flow_run_name(job_id: str, attempt: int) -> str:
-    return f"job-{job_id}-attempt-{attempt}"
 
 
 def create_job_run(client: SyncPrefectClient, job_id: str, attempt: int) -> str:

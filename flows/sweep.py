@@ -19,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.client.orchestration import SyncPrefectClient, get_client
 
 from flows import orchestration
-from flows.clients import default_clients
+from flows.clients import worker_clients
 from flows.job import COLLECTION, RUNNING_STAGES, ErrorCode, ErrorInfo, JobStatus
 from flows.settings import Settings
 from flows.transitions import Transition, TransitionRefused, start_new_attempt, transition
@@ -124,7 +124,7 @@ def act(db: firestore.Client, prefect: SyncPrefectClient, action: Action) -> tup
 def retry_failed_jobs() -> dict[str, int]:
     """Retries, reaps and starts what needs it; returns counts by outcome."""
     logger = get_run_logger()
-    clients = default_clients()
+    clients = worker_clients()
     now = datetime.now(UTC)
     actions = plan_sweep(load_candidates(clients.db), now, clients.settings)
     rows: list[dict[str, str]] = []

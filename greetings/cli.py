@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flows.settings import get_settings
+from greetings.settings import get_settings
 
 
 def _stack(args: argparse.Namespace) -> int:

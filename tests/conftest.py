@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from flows.settings import get_settings
+from greetings.settings import get_settings
 from greetings.stack.manager import Stack
 from tests.support.fake_elevenlabs import DEFAULT_API_KEY, FakeElevenLabs
 
@@ -79,9 +79,9 @@ def stack(fake_elevenlabs: FakeElevenLabs | None) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def clients(stack: Stack) -> Any:
-    from flows.clients import default_clients
+    from flows.clients import worker_clients
 
-    return default_clients()
+    return worker_clients()
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """What the trigger does with a job document: plain functions taking their clients as arguments.
 
-This is the only place in triggers/ that writes a job's `status`. The worker side has its own
-(flows/transitions.py); the two cannot share code because Firebase deploys this folder alone.
-Both follow the same rule: a write is conditional on the job's current status and attempt, inside
-a transaction, so a duplicate or late event never moves a job backwards.
+This is the only place in triggers/ that writes a job's `status`: pending -> queued when it starts
+a run, any unfinished status -> cancelled, failed -> pending for a user's retry. The worker writes
+every later status (flows/transitions.py). Both follow the same rule: a write is conditional on
+the job's current status and attempt, inside a transaction, so a duplicate or late event never
+moves a job backwards. What both must agree on (statuses, the idempotency key, which jobs a batch
+takes) is lifecycle.py, the worker's own file (a symbolic link to flows/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -12,14 +14,28 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import lifecycle
 from google.cloud import firestore
+from lifecycle import (
+    BATCH_ATTEMPT,
+    CANCEL,
+    CANCELLED,
+    COLLECTION,
+    FAILED,
+    PENDING,
+    QUEUED,
+    QUEUED_PROGRESS,
+    REQUESTS,
+    RETRY,
+    TERMINAL,
+    attempt_of,
+    batch_job_ids,
+    belongs_to_batch,
+    flow_run_name,
+    idempotency_key,
+)
 
-COLLECTION = "greetingJobs"
-REQUESTS = "requests"  # greetingJobs/{jobId}/requests/{requestId}: a user's cancel or retry
-PENDING, QUEUED, FAILED, CANCELLED = "pending", "queued", "failed", "cancelled"
-TERMINAL = frozenset({"completed", FAILED, CANCELLED})
-CANCEL, RETRY = "cancel", "retry"
-QUEUED_PROGRESS = 5
+__all__ = ["CANCEL", "PENDING", "RETRY", "flow_run_name", "idempotency_key"]
 
 log = logging.getLogger("greetings.trigger")
 
@@ -30,15 +46,6 @@ class Orchestrator(Protocol):
     ) -> str: ...
 
     def cancel_flow_run_if_not_started(self, flow_run_id: str) -> bool: ...
-
-
-def idempotency_key(job_id: str, attempt: int) -> str:
-    """One flow run per job and attempt: duplicate deliveries of an event reuse the first run."""
-    return f"{job_id}:{attempt}"
-
-
-def flow_run_name(job_id: str, attempt: int) -> str:
-    return f"job-{job_id}-attempt-{attempt}"
 
 
 def _entry(status: str, attempt: int, **extra: Any) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def mark_unscheduled(db: firestore.Client, job_id: str, attempt: int) -> bool:
         data = (snapshot.to_dict() or {}) if snapshot.exists else {}
         if data.get("status") != PENDING or data.get("flowRunId"):
             return False
-        if int(data.get("retryCount") or 0) != attempt:
+        if attempt_of(data) != attempt:
             return False
         transaction.update(
             ref,
@@ -111,7 +118,7 @@ def _queued_fields(data: dict[str, Any], attempt: int, flow_run_id: str) -> dict
     A later status may have been written first (the worker is fast): then only the run id is
     recorded, if missing. Never over a later status, never on another attempt.
     """
-    if int(data.get("retryCount") or 0) != attempt:
+    if attempt_of(data) != attempt:
         return None
     if data.get("status") != PENDING:
         return None if data.get("flowRunId") else {"flowRunId": flow_run_id}
@@ -145,28 +152,6 @@ def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: st
 
 # --- batches: greetingBatches/{batchId}, one flow run for many jobs ------------------------------
 
-MAX_BATCH_JOBS = 400  # flows/job.py and firestore.rules agree
-
-
-def batch_job_ids(batch: dict[str, Any]) -> list[str]:
-    """The batch's listed job ids that can be job ids at all, once each, in order."""
-    ids = [j for j in batch.get("jobIds") or [] if isinstance(j, str) and 0 < len(j) <= 200]
-    return list(dict.fromkeys(ids))[:MAX_BATCH_JOBS]
-
-
-def belongs(
-    data: dict[str, Any] | None, batch_id: str, user_id: str, status: str | None = None
-) -> bool:
-    """A job the batch may take: the batch owner's, naming this batch, on its first attempt
-    (and in `status`, when given)."""
-    return bool(
-        data
-        and data.get("userId") == user_id
-        and data.get("batchId") == batch_id
-        and int(data.get("retryCount") or 0) == 0
-        and (status is None or data.get("status") == status)
-    )
-
 
 def start_batch(
     db: firestore.Client,
@@ -183,25 +168,27 @@ def start_batch(
     cannot be reached the jobs stay pending with a retryable note, and the sweep starts them
     one by one.
     """
-    user_id = str(batch.get("userId") or "")
     refs = [
         snapshot.reference
         for snapshot in db.get_all(
             [db.collection(COLLECTION).document(j) for j in batch_job_ids(batch)]
         )
-        if belongs(snapshot.to_dict(), batch_id, user_id, status=PENDING)
+        if belongs_to_batch(snapshot.to_dict(), batch_id, batch, frozenset({PENDING}))
     ]
     if not refs:
         log.info("batch %s: none of its listed jobs is the owner's and waiting", batch_id)
         return None
     try:
         flow_run_id = orchestrator.create_flow_run(
-            deployment, {"batch_id": batch_id}, f"batch:{batch_id}", f"batch-{batch_id}"
+            deployment,
+            {"batch_id": batch_id},
+            lifecycle.batch_idempotency_key(batch_id),
+            lifecycle.batch_flow_run_name(batch_id),
         )
     except unavailable as exc:
         log.warning("batch %s: Prefect unavailable, left pending for the sweep: %s", batch_id, exc)
         for ref in refs:
-            mark_unscheduled(db, ref.id, 0)
+            mark_unscheduled(db, ref.id, BATCH_ATTEMPT)
         return None
 
     @firestore.transactional
@@ -210,9 +197,9 @@ def start_batch(
         queued = 0
         for snapshot in transaction.get_all(refs):
             data = snapshot.to_dict() if snapshot.exists else None
-            if not belongs(data, batch_id, user_id):
+            if not belongs_to_batch(data, batch_id, batch, statuses=None):
                 continue
-            fields = _queued_fields(data or {}, 0, flow_run_id)
+            fields = _queued_fields(data or {}, BATCH_ATTEMPT, flow_run_id)
             if fields:
                 transaction.update(snapshot.reference, fields)
                 queued += fields.get("status") == QUEUED
@@ -238,7 +225,7 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
         data = (snapshot.to_dict() or {}) if snapshot.exists else {}
         if data.get("status") != FAILED:
             return None
-        retries = int(data.get("retryCount") or 0)
+        retries: int = attempt_of(data)
         if retries >= max_retries:
             error = dict(data.get("error") or {})
             error.update(
@@ -282,7 +269,7 @@ def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> boo
         data = (snapshot.to_dict() or {}) if snapshot.exists else {}
         if not data or data.get("status") in TERMINAL:
             return False, None
-        attempt = int(data.get("retryCount") or 0)
+        attempt = attempt_of(data)
         transaction.update(
             ref,
             {
@@ -292,7 +279,7 @@ def cancel(db: firestore.Client, orchestrator: Orchestrator, job_id: str) -> boo
                 "completedAt": firestore.SERVER_TIMESTAMP,
             },
         )
-        if data.get("batchId") and attempt == 0:
+        if data.get("batchId") and attempt == BATCH_ATTEMPT:
             return True, None  # its batch's run: shared with the batch's other jobs
         return True, data.get("flowRunId")
 

@@ -2,7 +2,8 @@
 
 Two providers sit behind one small `Voice` protocol: ElevenLabs (production, and any machine with
 a key) and espeak-ng (a laptop or CI without a key still gets a real, if robotic, greeting).
-`build_voice` picks one from the settings; the flow builds it once and passes it in.
+`build_voices` builds them (and the cached task) once per worker, as `Clients.voices`; the flow
+passes them in.
 
 `synthesize_speech` is the plain function (the local `greetings render` command calls it without
 Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares what a worker needs:
@@ -18,8 +19,8 @@ Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares w
   where it does not exist Prefect logs a warning and runs the call unlimited: Prefect 3's client
   has no `create_if_missing` (the server deprecated it), so creating it is a deployment step.
 
-Use `synthesize_greeting_task(settings)` in flows: it is the task with the speech cache's storage
-(a folder, or `gs://...` in production) attached.
+`speak_greeting` is the stage: it picks the voice for the job's voice id, runs the task (bound to
+the speech cache's storage: a folder, or `gs://...` in production) and writes the audio file.
 """
 
 from __future__ import annotations
@@ -542,3 +543,32 @@ def ensure_elevenlabs_limit(client: SyncPrefectClient, settings: Settings) -> No
     client.upsert_global_concurrency_limit_by_name(
         ELEVENLABS_CONCURRENCY_LIMIT, settings.elevenlabs_concurrency
     )
+
+
+# --- The stage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Voices:
+    """A worker's voices and its synthesis task, built once at start-up (`build_voices`)."""
+
+    configured: Voice  # ElevenLabs with a key, else the local voice
+    local: Voice  # speaks `espeak:<voice>` ids whatever is configured
+    task: Task[[Voice, str, str], Speech]  # synthesize_greeting bound to the speech cache
+
+
+def build_voices(settings: Settings) -> Voices:
+    return Voices(
+        configured=build_voice(settings),
+        local=EspeakVoice(settings.espeak_voice),
+        task=synthesize_greeting_task(settings),
+    )
+
+
+def speak_greeting(voices: Voices, voice_id: str, text: str, work_dir: Path) -> Path:
+    """Speaks `text` in `voice_id` (from the cache when spoken before); returns the audio file."""
+    voice = voice_for(voice_id, voices.configured, voices.local)
+    speech = voices.task(voice, text, voice_id)
+    speech_file = work_dir / f"greeting.{speech.extension}"
+    speech_file.write_bytes(speech.audio)
+    return speech_file

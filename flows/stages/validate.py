@@ -1,8 +1,9 @@
-"""The `validating-input` stage: every client field, then the media itself.
+"""The `validating-input` stage: every client field, then the upload itself.
 
-Plain functions: they take the raw job document (whose types nobody has checked yet) and a
-probe of the file, and raise `JobError` with a specific, non-retryable code and a message that
-tells the user what to change.
+Plain functions take the raw job document (whose types nobody has checked yet) and a probe of the
+file, and raise `JobError` with a specific, non-retryable code and a message that tells the user
+what to change. The stage's tasks fetch the upload from Storage (retried when Storage is down)
+and probe it; `load_upload` is what a job (or its batch, once for all its jobs) calls.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from google.cloud import storage
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows import storage as object_store
 from flows.job import DEFAULT_GREETING_TEXT, ErrorCode, JobError, upload_prefix
-from flows.media import MediaInfo
+from flows.media import MediaInfo, ProbeError, probe
+from flows.retry import RETRY_DELAYS_S, retry_if_retryable
 
 MAX_NAME_CHARS = 100
 MAX_TEMPLATE_CHARS = 200
@@ -178,7 +185,7 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
             f"The video lasts {info.duration_s:.0f} s; the limit is {max_seconds:.0f} s.",
         )
     if greeting_end_s >= info.duration_s:
-        # The field is wrong, not the video (render.py classifies it the same way).
+        # The field is wrong, not the video (the render stage classifies it the same way).
         raise JobError(
             ErrorCode.INVALID_GREETING_END,
             f"greetingEndSecond ({greeting_end_s:g} s) is past the end of the video "
@@ -192,15 +199,36 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
         )
 
 
-# More than a few audio frames off: the input's header promised media the file does not hold.
-OUTPUT_DURATION_TOLERANCE_S = 0.25
+# --- the stage's tasks --------------------------------------------------------------------------
 
 
-def check_output_duration(output_s: float, input_s: float) -> None:
-    """A render as long as its input; a shorter one means the upload was cut off."""
-    if abs(output_s - input_s) > OUTPUT_DURATION_TOLERANCE_S:
+@task(
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)
+def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -> Path:
+    """Downloads the user's upload; returns its local path."""
+    return object_store.download_input(bucket, path, dest, lambda size: check_size(size, max_bytes))
+
+
+@task(cache_policy=NO_CACHE)
+def inspect_video(video: Path) -> MediaInfo:
+    """Probes the upload; returns what it holds, or fails the job if it is no readable video."""
+    try:
+        return probe(video)
+    except ProbeError as exc:
         raise JobError(
             ErrorCode.INPUT_NOT_VIDEO,
-            f"The video says it lasts {input_s:.1f} s but holds only {output_s:.1f} s of media: "
-            "it looks truncated. Upload the complete file again.",
-        )
+            "The uploaded file is not a video we can read (empty, truncated or another format).",
+        ) from exc
+
+
+def load_upload(
+    bucket: storage.Bucket, object_path: str, dest: Path, max_bytes: int
+) -> tuple[Path, MediaInfo]:
+    """The upload at `object_path`, downloaded to `dest` and probed."""
+    video = fetch_input(bucket, object_path, dest, max_bytes)
+    return video, inspect_video(video)

@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from flows.settings import get_settings
+from greetings.settings import get_settings
 
 SECTIONS = ("render", "latency", "throughput")
 

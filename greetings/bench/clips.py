@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flows.media import run_ffmpeg
-from flows.settings import Settings
 from greetings.samples import make_sample_video, make_speech
+from greetings.settings import StackSettings
 
 # Where the sample narration's "Hey there," ends: the greeting slot a render re-voices.
 GREETING_END_S = 1.5
 
 
-def bench_dir(settings: Settings) -> Path:
+def bench_dir(settings: StackSettings) -> Path:
     return settings.state_dir / "bench"
 
 
@@ -34,7 +34,7 @@ def _cached(path: Path, what: str, make: Callable[[Path], object]) -> Path:
     return path
 
 
-def clip_60s_1080p(settings: Settings) -> Path:
+def clip_60s_1080p(settings: StackSettings) -> Path:
     """60 s, 1920x1080, 30 fps, H.264 + AAC: the render benchmark's clip."""
     return _cached(
         bench_dir(settings) / "sales-60s-1080p.mp4",
@@ -43,7 +43,7 @@ def clip_60s_1080p(settings: Settings) -> Path:
     )
 
 
-def clip_10min_1080p(settings: Settings) -> Path:
+def clip_10min_1080p(settings: StackSettings) -> Path:
     """Ten copies of the 60 s clip joined by stream copy (no re-encode): 10 minutes of 1080p."""
     one = clip_60s_1080p(settings)
 
@@ -58,7 +58,7 @@ def clip_10min_1080p(settings: Settings) -> Path:
     return _cached(bench_dir(settings) / "sales-10min-1080p.mp4", "the 10-minute clip", join)
 
 
-def clip_short(settings: Settings) -> Path:
+def clip_short(settings: StackSettings) -> Path:
     """8 s, 640x360: the latency benchmark's upload (small, so transfer time stays out of it)."""
     return _cached(
         bench_dir(settings) / "sales-8s-360p.mp4",
@@ -67,7 +67,7 @@ def clip_short(settings: Settings) -> Path:
     )
 
 
-def clip_30s_720p(settings: Settings) -> Path:
+def clip_30s_720p(settings: StackSettings) -> Path:
     """30 s, 1280x720: the throughput benchmark's upload."""
     return _cached(
         bench_dir(settings) / "sales-30s-720p.mp4",
@@ -76,7 +76,7 @@ def clip_30s_720p(settings: Settings) -> Path:
     )
 
 
-def greeting_audio(settings: Settings) -> Path:
+def greeting_audio(settings: StackSettings) -> Path:
     """A spoken "Hey John," (espeak-ng) for the render benchmark."""
     return _cached(
         bench_dir(settings) / "greeting-hey-john.wav",

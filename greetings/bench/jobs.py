@@ -21,9 +21,9 @@ from typing import Any
 from google.cloud import firestore
 
 from flows.job import COLLECTION, TERMINAL_STATUSES, JobStatus
-from flows.settings import Settings
 from greetings.client.session import Session, connect
 from greetings.errors import UsageError
+from greetings.settings import StackSettings
 
 # The way to `completed`, in order: a status seen implies every earlier one happened.
 HAPPY_PATH: tuple[str, ...] = (
@@ -43,7 +43,7 @@ FIRST_NAMES = (
 SYLLABLES = ("ba", "ko", "mi", "ren", "sa", "lu", "te", "vo", "na", "di", "ro", "ka", "le", "mo")
 
 
-def fresh_session(settings: Settings, label: str) -> Session:
+def fresh_session(settings: StackSettings, label: str) -> Session:
     """A new Auth-emulator user of its own, so its jobs never mix with anyone else's."""
     if settings.id_token is not None:
         raise UsageError(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.job import JobRequest, JobStatus
-from flows.settings import Settings
+from flows.stages.synthesize import ESPEAK_VOICE_PREFIX
 from greetings.bench import clips
 from greetings.bench.jobs import (
     JobTimes,
@@ -31,7 +31,7 @@ from greetings.bench.jobs import (
 from greetings.bench.machine import load
 from greetings.bench.stats import spread
 from greetings.client.transfer import upload_once
-from greetings.commands.submit import ESPEAK_PREFIX
+from greetings.settings import StackSettings
 
 JOB_TIMEOUT_S = 180.0
 # Keys of the JSON report, and the status each one waits for.
@@ -63,12 +63,14 @@ def samples_ms(jobs: list[JobTimes], source: str) -> dict[str, list[int | None]]
     }
 
 
-def run_latency(settings: Settings, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def run_latency(
+    settings: StackSettings, count: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
     load_start = load()
     session = fresh_session(settings, "latency")
     clip: Path = clips.clip_short(settings)
     upload = upload_once(session.uploads, session.user.uid, clip)
-    voice = ESPEAK_PREFIX + settings.espeak_voice
+    voice = ESPEAK_VOICE_PREFIX + settings.espeak_voice
     watch = JobWatch(session.listener_db, session.user.uid).start()
     jobs: list[JobTimes] = []
     timed_out: list[str] = []

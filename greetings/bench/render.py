@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from flows.media import run_ffmpeg
-from flows.settings import Settings
 from flows.stages.render import RenderReport, render_greeting
 from greetings.bench import clips
 from greetings.bench.machine import load
 from greetings.bench.stats import ratio
+from greetings.settings import StackSettings
 
 # Where "Hey there," of the sample narration ends, with a little room after it.
 GREETING_END_S = 1.6
@@ -105,7 +105,9 @@ def summarize(found: dict[str, float]) -> dict[str, Any]:
     return summary
 
 
-def run_render(settings: Settings, runs: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def run_render(
+    settings: StackSettings, runs: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
     """Both clips, every action `runs` times; the figures for the JSON report."""
     load_start = load()
     one = clips.clip_60s_1080p(settings)

@@ -24,7 +24,6 @@ from typing import Any
 import requests
 
 from flows.job import JobStatus
-from flows.settings import Settings
 from greetings.bench import clips
 from greetings.bench.jobs import JobTimes, JobWatch, fresh_session, prospect_names, reached
 from greetings.bench.machine import (
@@ -51,6 +50,7 @@ from greetings.commands.submit import (
     create_jobs,
     read_prospects,
 )
+from greetings.settings import StackSettings
 from greetings.stack.manager import Stack
 
 SECONDS_PER_JOB_TIMEOUT = 12.0
@@ -165,7 +165,7 @@ def per_job(cpu: Mapping[str, Any], jobs: int) -> dict[str, float]:
 
 
 def run_throughput(
-    settings: Settings, count: int, progress: Callable[[str], None]
+    settings: StackSettings, count: int, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     load_start = load()
     stack = Stack(settings)

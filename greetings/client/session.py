@@ -21,7 +21,6 @@ from functools import cached_property
 from google.auth.credentials import Credentials
 from google.cloud.firestore import Client as FirestoreClient
 
-from flows.settings import Settings
 from greetings.client.enduser import (
     FirestoreAsUser,
     SignedInUser,
@@ -32,6 +31,7 @@ from greetings.client.enduser import (
 )
 from greetings.client.transfer import EmulatorUploads, FirebaseStorageUploads, UploadStore
 from greetings.errors import CliError, UsageError
+from greetings.settings import StackSettings
 
 LOCAL_USER = "local-user@greetings.test"
 # The Auth emulator's users only: never a real account's password.
@@ -50,7 +50,7 @@ class StackNotRunning(CliError):
 class Session:
     """A signed-in user and the clients that act for them."""
 
-    settings: Settings
+    settings: StackSettings
     user: SignedInUser
     firestore: FirestoreAsUser  # REST with the user's token: firestore.rules apply
     uploads: UploadStore
@@ -71,7 +71,7 @@ class Session:
         )
 
 
-def _emulator_env(settings: Settings) -> dict[str, str]:
+def _emulator_env(settings: StackSettings) -> dict[str, str]:
     from greetings.stack.manager import Stack
 
     wanted = Stack(settings).client_env()
@@ -96,7 +96,7 @@ def _answers(address: str) -> bool:
         return False
 
 
-def connect(settings: Settings, user_email: str | None) -> Session:
+def connect(settings: StackSettings, user_email: str | None) -> Session:
     """Signs in and builds the user's clients, locally or in production (see the module doc)."""
     token = settings.id_token
     if token is not None:
@@ -104,7 +104,7 @@ def connect(settings: Settings, user_email: str | None) -> Session:
     return _connect_local(settings, user_email or LOCAL_USER)
 
 
-def _connect_local(settings: Settings, email: str) -> Session:
+def _connect_local(settings: StackSettings, email: str) -> Session:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.storage import Client as StorageClient
 
@@ -141,7 +141,7 @@ def _connect_local(settings: Settings, email: str) -> Session:
     )
 
 
-def _connect_production(settings: Settings, id_token: str, user_email: str | None) -> Session:
+def _connect_production(settings: StackSettings, id_token: str, user_email: str | None) -> Session:
     from google.oauth2.credentials import Credentials as OAuthCredentials
 
     if user_email is not None:

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.settings import Settings, get_settings
 from greetings.client.session import connect
 from greetings.commands.submit import (
     DEFAULT_GREETING_END_S,
@@ -21,6 +20,7 @@ from greetings.commands.submit import (
     read_prospects,
     submit_and_follow,
 )
+from greetings.settings import StackSettings, get_settings
 from greetings.stack.manager import Stack, StackError
 
 DEMO_NAMES = ("Ada Lovelace", "Grace Hopper", "Alan Turing")
@@ -35,7 +35,7 @@ SAMPLE_NARRATION = (
 )
 
 
-def sample_video(settings: Settings) -> Path:
+def sample_video(settings: StackSettings) -> Path:
     """The demo's sales video, generated once and kept in the stack's state folder."""
     from greetings.samples import make_sample_video
 

@@ -10,11 +10,11 @@ import argparse
 from typing import Any
 
 from flows.job import COLLECTION, RUNNING_STAGES, JobStatus, RequestAction
-from flows.settings import get_settings
 from greetings.client.enduser import Denied
 from greetings.client.session import Session, connect
 from greetings.client.table import JobView, json_line, newest_first, render_job_list
 from greetings.errors import CliError
+from greetings.settings import get_settings
 
 CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, *RUNNING_STAGES})
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from flows.job import JobError
 from flows.media import ProbeError, probe
-from flows.settings import get_settings
 from flows.stages.render import render_greeting
 from flows.stages.synthesize import EspeakVoice, build_voice, synthesize_speech, voice_for
 from flows.stages.validate import check_media, check_size, clean_name, greeting_end, greeting_text
+from greetings.settings import get_settings
 
 
 def render_command(args: argparse.Namespace) -> int:

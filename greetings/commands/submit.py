@@ -16,16 +16,16 @@ from typing import TextIO
 
 from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
 from flows.media import ProbeError, probe
-from flows.settings import Settings, get_settings
+from flows.stages.synthesize import ESPEAK_VOICE_PREFIX
 from flows.stages.validate import check_media, greeting_end, greeting_text
 from greetings.client.prospects import Prospects, names_from_args, names_from_csv
 from greetings.client.session import Session, connect
 from greetings.client.table import JobView, json_line
 from greetings.client.transfer import upload_once
 from greetings.errors import UsageError
+from greetings.settings import StackSettings, get_settings
 
 DEFAULT_GREETING_END_S = 1.5
-ESPEAK_PREFIX = "espeak:"
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Submission:
     greeting_text: str | None = None
 
 
-def choose_voice(requested: str | None, settings: Settings) -> str:
+def choose_voice(requested: str | None, settings: StackSettings) -> str:
     """`--voice`, or the local espeak-ng voice when no ElevenLabs key is configured."""
     if requested:
         return requested
@@ -46,7 +46,7 @@ def choose_voice(requested: str | None, settings: Settings) -> str:
             "ElevenLabs is configured (GREETINGS_ELEVENLABS_API_KEY): pick its voice with "
             "--voice VOICE_ID"
         )
-    return ESPEAK_PREFIX + settings.espeak_voice
+    return ESPEAK_VOICE_PREFIX + settings.espeak_voice
 
 
 def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> list[str]:
@@ -69,7 +69,7 @@ def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -
     return prospects.names
 
 
-def check_video(video: Path, greeting_end_s: float, settings: Settings) -> None:
+def check_video(video: Path, greeting_end_s: float, settings: StackSettings) -> None:
     """Refuses, before any upload, a file the pipeline would fail as input."""
     if not video.exists():
         raise UsageError(f"{video}: no such file")
@@ -92,7 +92,7 @@ def check_video(video: Path, greeting_end_s: float, settings: Settings) -> None:
         raise UsageError(f"{video}: {exc.message}") from exc
 
 
-def build_submission(args: argparse.Namespace, settings: Settings, err: TextIO) -> Submission:
+def build_submission(args: argparse.Namespace, settings: StackSettings, err: TextIO) -> Submission:
     try:
         end_s = greeting_end(args.greeting_end)
         if args.greeting_text is not None:

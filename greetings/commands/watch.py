@@ -22,7 +22,6 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from flows.job import COLLECTION, JobStatus
-from flows.settings import get_settings
 from greetings.client.enduser import Denied
 from greetings.client.prospects import output_filename
 from greetings.client.session import Session, connect
@@ -37,6 +36,7 @@ from greetings.client.table import (
 )
 from greetings.client.transfer import TRANSFER_ERRORS, download
 from greetings.errors import CliError
+from greetings.settings import get_settings
 
 # Firestore's `in` filter takes at most 30 values: one listener per 30 jobs.
 IDS_PER_LISTENER = 30

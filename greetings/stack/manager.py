@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flows.settings import FIREBASE_JSON, REPO_ROOT, Settings
 from flows.workdir import process_alive
+from greetings.settings import FIREBASE_JSON, REPO_ROOT, StackSettings
 from greetings.stack.procs import proc_table, rss_mb, tree
 from greetings.stack.storage_proxy import generate_signer_key
 
@@ -69,7 +69,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 class Stack:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.s = settings
         self.state = settings.state_dir
         self.logs = self.state / "logs"
@@ -613,7 +613,7 @@ class Stack:
         for path in sorted((REPO_ROOT / "flows").rglob("*.py")):
             digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
             digest.update(path.read_bytes())
-        worker = Settings(_env_file=REPO_ROOT / ".env")  # type: ignore[call-arg]
+        worker = StackSettings(_env_file=REPO_ROOT / ".env")  # type: ignore[call-arg]
         speech = {
             name: value
             for name, value in worker.model_dump(mode="json").items()

@@ -23,9 +23,9 @@ from google.cloud.firestore import SERVER_TIMESTAMP
 
 from flows.job import COLLECTION, result_path
 from flows.media import probe, run_ffmpeg
-from flows.settings import REPO_ROOT
 from greetings.client.enduser import Denied
 from greetings.samples import make_sample_video
+from greetings.settings import REPO_ROOT
 from tests.conftest import User, wait_for
 from tests.support.stackkit import (
     as_user,

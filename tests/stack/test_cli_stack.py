@@ -16,7 +16,6 @@ import pytest
 
 from flows.job import JobRequest, upload_prefix
 from flows.media import probe
-from flows.settings import REPO_ROOT
 from greetings.cli import main
 from greetings.client.enduser import (
     FirestoreAsUser,
@@ -25,6 +24,7 @@ from greetings.client.enduser import (
     sign_in_with_password,
 )
 from greetings.client.session import LOCAL_PASSWORD
+from greetings.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(150)]
 

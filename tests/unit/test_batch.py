@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from flows.batch import batch_jobs
+from flows.batch import SharedInputs, batch_jobs
 from flows.job import ErrorCode, JobError
-from flows.pipeline import SharedInputs
 
 BATCH = "b-1"
 
@@ -66,14 +65,14 @@ def test_shared_inputs_load_each_upload_once_for_concurrent_jobs(tmp_path: Path)
     calls: list[str] = []
     started = threading.Event()
 
-    def load(_clients: Any, object_path: str, dest: Path) -> tuple[Path, Any]:
+    def load(object_path: str, dest: Path) -> tuple[Path, Any]:
         calls.append(object_path)
         started.wait(1)  # everyone asks while the first download is still running
         return dest, {"probed": object_path}
 
     inputs = SharedInputs(tmp_path, load)
     with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(inputs.get, None, f"video-{i % 2}") for i in range(16)]
+        futures = [pool.submit(inputs.get, f"video-{i % 2}") for i in range(16)]
         started.set()
         results = [f.result() for f in futures]
     assert sorted(calls) == ["video-0", "video-1"]
@@ -87,7 +86,7 @@ def test_shared_inputs_keep_a_bad_upload_but_not_an_outage(tmp_path: Path) -> No
         (tmp_path / "v", {"ok": True}),
     ]
 
-    def load(_clients: Any, object_path: str, dest: Path) -> tuple[Path, Any]:
+    def load(object_path: str, dest: Path) -> tuple[Path, Any]:
         calls.append(object_path)
         if object_path == "missing":
             raise JobError(ErrorCode.INPUT_NOT_FOUND, "no such upload")
@@ -99,9 +98,9 @@ def test_shared_inputs_keep_a_bad_upload_but_not_an_outage(tmp_path: Path) -> No
     inputs = SharedInputs(tmp_path, load)
     for _ in range(3):
         with pytest.raises(JobError, match="no such upload"):
-            inputs.get(None, "missing")
+            inputs.get("missing")
     assert calls.count("missing") == 1
     with pytest.raises(JobError, match="down"):
-        inputs.get(None, "flaky")
-    assert inputs.get(None, "flaky") == (tmp_path / "v", {"ok": True})
+        inputs.get("flaky")
+    assert inputs.get("flaky") == (tmp_path / "v", {"ok": True})
     assert calls.count("flaky") == 2

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from flows.settings import Settings
 from greetings.cli import build_parser, main
 from greetings.client.enduser import SignInError, uid_from_id_token
 from greetings.client.prospects import names_from_args, names_from_csv, output_filename, slugify
@@ -40,6 +39,7 @@ from greetings.commands.jobs import refusal
 from greetings.commands.submit import choose_voice, read_prospects
 from greetings.commands.watch import Follow, LiveTable, StatusLines
 from greetings.errors import EXIT_USAGE, UsageError
+from greetings.settings import StackSettings
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -416,9 +416,9 @@ def test_an_object_holds_the_file_only_with_the_same_size_and_md5(tmp_path: Path
 
 
 def test_choose_voice() -> None:
-    assert choose_voice(None, Settings(tts_provider="espeak")) == "espeak:en-us"
-    assert choose_voice("v123", Settings(tts_provider="espeak")) == "v123"
-    eleven = Settings(tts_provider="auto", elevenlabs_api_key="k")  # type: ignore[arg-type]
+    assert choose_voice(None, StackSettings(tts_provider="espeak")) == "espeak:en-us"
+    assert choose_voice("v123", StackSettings(tts_provider="espeak")) == "v123"
+    eleven = StackSettings(tts_provider="auto", elevenlabs_api_key="k")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="--voice"):
         choose_voice(None, eleven)
     assert choose_voice("v123", eleven) == "v123"

@@ -19,7 +19,6 @@ import pytest
 
 from flows.job import ErrorCode, JobError
 from flows.media import ProbeError, mp4_duration_s, probe, run_ffmpeg
-from flows.stages import render as r
 from flows.stages.render import (
     HeadPlan,
     MixSpec,
@@ -29,6 +28,7 @@ from flows.stages.render import (
     block_powers,
     concat_list,
     copy_point,
+    ffmpeg_args,
     fit_greeting,
     gated_level_db,
     head_args,
@@ -176,9 +176,9 @@ def test_concat_list_starts_the_tail_exactly_at_its_own_time() -> None:
     lines = listing.splitlines()
     assert lines[0] == "ffconcat version 1.0"
     assert lines[1:] == [
-        f"file {r.HEAD_NAME}",
+        f"file {ffmpeg_args.HEAD_NAME}",
         f"duration {seconds_arg(68608 + 1024 + 64, 44100)}",
-        f"file {r.TAIL_NAME}",
+        f"file {ffmpeg_args.TAIL_NAME}",
         f"inpoint {seconds_arg(68608 + 1088, 44100)}",
     ]
     # The copied track was stored from its first packet (-1088) on, as if that were 0. The
@@ -247,7 +247,7 @@ def test_head_and_mux_arguments() -> None:
         bitrate=128000,
     )
     assert head[head.index("-bsf:a") + 1] == "setts=ts=TS+1024,noise=drop=gte(pts\\,76800)"
-    assert head[-3:] == ["-f", "nut", str(work / r.HEAD_NAME)]
+    assert head[-3:] == ["-f", "nut", str(work / ffmpeg_args.HEAD_NAME)]
     assert str(video) in head  # a whole argument, never part of a shell string
     mux = mux_args(
         input_video=video, work=work, plan=plan, sample_rate=48000, output=Path("/o.mp4")

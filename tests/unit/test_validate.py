@@ -10,9 +10,9 @@ import pytest
 
 from flows.job import ErrorCode, JobError
 from flows.media import AudioStream, MediaInfo, VideoStream
+from flows.stages.render import check_output_duration
 from flows.stages.validate import (
     check_media,
-    check_output_duration,
     check_size,
     clean_name,
     greeting_end,

@@ -1,4 +1,5 @@
-"""Cloud Storage at the edges of the pipeline: fetch the upload, store the result.
+"""Cloud Storage, one of the pipeline's edges (as media.py is ffmpeg's): fetch an upload, store a
+result, sign its URL. The stages call these; nothing here knows about jobs' statuses.
 
 Failures to reach Storage become retryable `storage-unavailable` errors; a missing upload is the
 user's `input-not-found`. An object appears in Cloud Storage only once its upload completes, so a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +22,6 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 from flows.job import ErrorCode, JobError
-from flows.stages.validate import check_size
 
 SIGNED_URL_LIFETIME = timedelta(days=7)
 TRANSIENT = (
@@ -39,8 +40,10 @@ def _unavailable(action: str, exc: BaseException) -> JobError:
     return JobError(ErrorCode.STORAGE_UNAVAILABLE, f"Cloud Storage failed to {action}: {exc}")
 
 
-def download_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -> Path:
-    """Downloads the user's upload after checking its size from the object's metadata."""
+def download_input(
+    bucket: storage.Bucket, path: str, dest: Path, check_size: Callable[[int], None]
+) -> Path:
+    """Downloads the user's upload after `check_size` accepted its size from the metadata."""
     try:
         blob = bucket.get_blob(path, timeout=TIMEOUT_S)
         if blob is None:
@@ -48,7 +51,7 @@ def download_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int
                 ErrorCode.INPUT_NOT_FOUND,
                 f"No uploaded file at {path}: upload the video again, then create the job.",
             )
-        check_size(int(blob.size or 0), max_bytes)
+        check_size(int(blob.size or 0))
         blob.download_to_filename(str(dest), timeout=TIMEOUT_S)
     except TRANSIENT as exc:
         dest.unlink(missing_ok=True)

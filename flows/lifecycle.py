@@ -1,0 +1,94 @@
+"""The job lifecycle's rules that the trigger and the worker must agree on, in plain Python.
+
+Firebase deploys triggers/ alone and the worker image holds flows/ alone, yet both decide which
+flow run a job's attempt gets (the idempotency key), which jobs a batch's run may take and what
+counts as finished. So these rules live once, here, with nothing but the standard library, and
+triggers/lifecycle.py is a symbolic link to this file: firebase-tools packs the file it points
+to (it reads the function source with `stat`, which follows links), and the worker image copies
+flows/. A second copy that could drift is what this module replaces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLLECTION = "greetingJobs"
+# greetingJobs/{jobId}/requests/{requestId}: what a user asks of a job (see firestore.rules).
+REQUESTS = "requests"
+# greetingBatches/{batchId}: written once after a batch's jobs, it starts them as one flow run.
+BATCHES = "greetingBatches"
+MAX_BATCH_JOBS = 400  # with their batch document, one Firestore commit (<= 500 writes)
+MAX_JOB_ID_CHARS = 200
+
+PENDING = "pending"
+QUEUED = "queued"
+VALIDATING_INPUT = "validating-input"
+PROCESSING_AUDIO = "processing-audio"
+GENERATING_VIDEO = "generating-video"
+UPLOADING_RESULT = "uploading-result"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+WAITING = frozenset({PENDING, QUEUED})  # created, no stage started yet
+QUEUED_PROGRESS = 5
+
+CANCEL = "cancel"  # a request allowed while the job is unfinished
+RETRY = "retry"  # a request allowed once it failed
+
+BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
+
+
+def attempt_of(job: dict[str, Any]) -> int:
+    """The job's current attempt (its `retryCount`): every write of another attempt is refused."""
+    return int(job.get("retryCount") or 0)
+
+
+def idempotency_key(job_id: str, attempt: int) -> str:
+    """One flow run per job and attempt; a new attempt needs a new key (keys never expire)."""
+    return f"{job_id}:{attempt}"
+
+
+def flow_run_name(job_id: str, attempt: int) -> str:
+    return f"job-{job_id}-attempt-{attempt}"
+
+
+def batch_idempotency_key(batch_id: str) -> str:
+    """One flow run per batch, however often its document's event is delivered."""
+    return f"batch:{batch_id}"
+
+
+def batch_flow_run_name(batch_id: str) -> str:
+    return f"batch-{batch_id}"
+
+
+def batch_job_ids(batch: dict[str, Any]) -> list[str]:
+    """The batch's listed job ids that can be job ids at all, once each, in order."""
+    ids = [
+        j
+        for j in batch.get("jobIds") or []
+        if isinstance(j, str) and 0 < len(j) <= MAX_JOB_ID_CHARS
+    ]
+    return list(dict.fromkeys(ids))[:MAX_BATCH_JOBS]
+
+
+def belongs_to_batch(
+    job: dict[str, Any] | None,
+    batch_id: str,
+    batch: dict[str, Any],
+    statuses: frozenset[str] | None = WAITING,
+) -> bool:
+    """A job the batch's run may take: the batch owner's, naming this batch, on its first
+    attempt, in one of `statuses` (None: in any).
+
+    The batch document's list is the client's word, which the rules cannot check against the
+    jobs it names: this is the check, on both sides.
+    """
+    return bool(
+        job
+        and batch.get("userId")
+        and job.get("userId") == batch.get("userId")
+        and job.get("batchId") == batch_id
+        and attempt_of(job) == BATCH_ATTEMPT
+        and (statuses is None or job.get("status") in statuses)
+    )

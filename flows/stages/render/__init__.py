@@ -1,0 +1,85 @@
+"""The `generating-video` stage: put the synthesized greeting over the first seconds of the video.
+
+The video stream is always copied, never re-encoded. For AAC audio in MP4/MOV (what phones and
+browsers record) only the head of the audio is re-encoded and every later packet is copied with
+its original timestamp, so the cost tracks the greeting, not the video:
+
+    presentation samples  s0 ........ 0 ...... E-X .. E ........ C ..... C+2F
+    head (re-encoded)     [lead-in]  [greeting][fade][original  ]
+    tail (copied)                                               [original packets, same pts ...]
+
+E is the end of the greeting slot, X the crossfade, C the copy point: the first boundary of the
+original's packets at least two frames (F samples each) past E where the original uses long
+windows. The head is encoded from s0 (C minus a whole number of frames, s0 <= 0) so its packets
+land on the original's packet grid, and it is fed original audio up to C + 2F so its last packet,
+which the first copied packet overlaps in the MDCT, encodes the same signal; the head's packets
+from C on are dropped. AAC encoders prepend priming samples; appending copied packets after the
+head shifts everything after it by that delay, so each side keeps explicit timestamps instead
+(concat demuxer offsets, `-copyts`).
+
+- timing: tempo, copy point, lead-in and seam choice, in samples (pure).
+- loudness: levels, speech end and the gain matching the greeting to the original (pure).
+- ffmpeg_args: the ffmpeg command lines, filter graph and concat list (pure).
+- stage: the task `render_video`, and `render_greeting` and `analyze_input`, which probe,
+  measure and run ffmpeg.
+"""
+
+from flows.stages.render.ffmpeg_args import (
+    MixSpec,
+    concat_list,
+    head_args,
+    mix_graph,
+    mux_args,
+)
+from flows.stages.render.loudness import (
+    block_powers,
+    gated_level_db,
+    match_gain_db,
+    peak_db,
+    speech_end_s,
+)
+from flows.stages.render.stage import (
+    InputAnalysis,
+    RenderReport,
+    analyze_input,
+    check_output_duration,
+    render_greeting,
+    render_video,
+)
+from flows.stages.render.timing import (
+    HeadPlan,
+    adts_window_sequences,
+    copy_point,
+    fit_greeting,
+    lead_in,
+    plan_head,
+    seconds_arg,
+    tempo_needed,
+)
+
+__all__ = [
+    "HeadPlan",
+    "InputAnalysis",
+    "MixSpec",
+    "RenderReport",
+    "adts_window_sequences",
+    "analyze_input",
+    "block_powers",
+    "check_output_duration",
+    "concat_list",
+    "copy_point",
+    "fit_greeting",
+    "gated_level_db",
+    "head_args",
+    "lead_in",
+    "match_gain_db",
+    "mix_graph",
+    "mux_args",
+    "peak_db",
+    "plan_head",
+    "render_greeting",
+    "render_video",
+    "seconds_arg",
+    "speech_end_s",
+    "tempo_needed",
+]

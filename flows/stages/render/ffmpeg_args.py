@@ -1,0 +1,253 @@
+"""ffmpeg command lines for the render (pure; filter graphs are built from numbers only): the
+analysis decode (greeting and greeting slot as PCM, plus the original audio track copied
+aside), the mix graph, the head encoder writing into a FIFO, the concat list and final mux
+that splice the head before the copied packets, and the full-audio re-encode used when the
+head cannot be spliced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.media import AudioStream
+from flows.stages.render.timing import ENCODER_PRIMING, HeadPlan, seconds_arg
+
+# Loudness and silence are measured on a mono/low-rate decode: plenty for levels, cheap in Python.
+ANALYSIS_RATE = 24000
+DEFAULT_AUDIO_BITRATE = 128_000
+MIN_AUDIO_BITRATE = 64_000
+MAX_AUDIO_BITRATE = 320_000
+HEAD_NAME = "head.nut"  # a FIFO
+TAIL_NAME = "original-audio.m4a"
+LIST_NAME = "audio.ffconcat"
+ORIGINAL_PCM_NAME = "original.f32"
+ADTS_NAME = "original-head.aac"
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    sample_rate: int
+    channels: int
+    layout: str
+    greeting_samples: int  # the greeting is cut here (its trailing silence)
+    slot_samples: int  # greeting slot: presentation samples 0 .. slot_samples
+    crossfade_samples: int
+    tempo: float
+    gain_db: float
+    start: int  # presentation sample of the graph's first output sample (<= 0)
+    original_start: int  # presentation sample of the original's first decoded sample
+    end: int | None  # presentation sample where the output stops; None: the original's end
+
+
+def channel_layout(audio: AudioStream) -> str:
+    if audio.channel_layout and audio.channel_layout.replace("(", "").replace(")", "").isalnum():
+        return audio.channel_layout
+    return {1: "mono", 2: "stereo"}.get(audio.channels, f"{audio.channels:d}c")
+
+
+def mix_graph(spec: MixSpec, *, original: str = "0:a:0", greeting: str = "1:a:0") -> str:
+    """The filter graph mixing greeting and original into `[mix]`, on sample counts, not pts."""
+    sr = spec.sample_rate
+    fade = max(1, min(spec.crossfade_samples, spec.slot_samples))
+    fade_at = spec.slot_samples - fade - spec.start  # graph sample where the crossfade starts
+    slot = spec.slot_samples - spec.start
+    fmt = f"aformat=sample_fmts=fltp:sample_rates={sr:d}:channel_layouts={spec.layout}"
+    # One mono copy per output channel: the level measured on the mono greeting is what plays.
+    spread = "|".join(f"c{i:d}=c0" for i in range(spec.channels))
+    tempo = f"atempo={spec.tempo:.6f}," if spec.tempo > 1.0 else ""
+    greeting_chain = (
+        f"[{greeting}]aresample={sr:d},aformat=sample_fmts=fltp:channel_layouts=mono,"
+        f"asetpts=N/SR/TB,atrim=end_sample={spec.greeting_samples:d},{tempo}"
+        f"volume={spec.gain_db:.2f}dB,pan={spec.channels:d}c|{spread},{fmt},"
+        f"{_delay(-spec.start)}apad=whole_len={slot:d},atrim=end_sample={slot:d},"
+        f"afade=t=out:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[greeting]"
+    )
+    original_chain = (
+        f"[{original}]{fmt},asetpts=N/SR/TB,{_delay(spec.original_start - spec.start)}"
+        f"afade=t=in:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[original]"
+    )
+    trim = f",atrim=end_sample={spec.end - spec.start:d}" if spec.end is not None else ""
+    return (
+        f"{greeting_chain};{original_chain};"
+        f"[greeting][original]amix=inputs=2:duration=longest:normalize=0{trim}[mix]"
+    )
+
+
+def _delay(samples: int) -> str:
+    # adelay keeps the input pts; re-stamping makes afade/atrim positions plain sample counts.
+    return f"adelay=delays={samples:d}S:all=1,asetpts=N/SR/TB," if samples > 0 else ""
+
+
+def audio_bitrate(audio: AudioStream) -> int:
+    rate = audio.bit_rate or DEFAULT_AUDIO_BITRATE
+    return max(MIN_AUDIO_BITRATE, min(MAX_AUDIO_BITRATE, rate))
+
+
+def head_args(
+    *,
+    input_video: Path,
+    greeting_audio: Path,
+    work: Path,
+    spec: MixSpec,
+    plan: HeadPlan,
+    bitrate: int,
+) -> list[str]:
+    """Encode the head into the FIFO, as NUT: a format that streams and keeps exact timestamps.
+
+    NUT refuses negative timestamps, so the head travels `plan.offset` samples late (its priming
+    packet at 0) and the mux moves it back. Packets from the copy point on are dropped here: they
+    only fed the encoder the signal the first copied packet overlaps.
+    """
+    decode_s = seconds_arg(plan.encode_end + spec.sample_rate // 10, spec.sample_rate)
+    stop = plan.copy_point + plan.offset
+    return [
+        "-t",
+        decode_s,
+        "-i",
+        str(input_video),
+        "-i",
+        str(greeting_audio),
+        "-filter_complex",
+        mix_graph(spec),
+        "-map",
+        "[mix]",
+        "-c:a",
+        "aac",
+        "-b:a",
+        str(bitrate),
+        "-ar",
+        str(spec.sample_rate),
+        "-bsf:a",
+        f"setts=ts=TS+{ENCODER_PRIMING:d},noise=drop=gte(pts\\,{stop:d})",
+        "-f",
+        "nut",
+        str(work / HEAD_NAME),
+    ]
+
+
+def concat_list(plan: HeadPlan, *, sample_rate: int) -> str:
+    """The head, then the original's packets from the copy point on, each at its own time.
+
+    The concat demuxer moves a file's packets by (its start in the list - its `inpoint`). The
+    copied track was stored starting at 0 (an edit list off the packet grid makes the MP4
+    demuxer seek one packet early), so the copy point sits at `copy_point - first_packet` in
+    it; the head's `duration` puts the tail where, once the mux takes the head's offset off
+    everything, each copied packet is back at its original time.
+    """
+    start = seconds_arg(plan.copy_point + plan.offset, sample_rate)
+    inpoint = seconds_arg(plan.copy_point - plan.first_packet, sample_rate)
+    return (
+        "ffconcat version 1.0\n"
+        f"file {HEAD_NAME}\nduration {start}\n"
+        f"file {TAIL_NAME}\ninpoint {inpoint}\n"
+    )
+
+
+def mux_args(
+    *, input_video: Path, work: Path, plan: HeadPlan, sample_rate: int, output: Path
+) -> list[str]:
+    return [
+        "-copyts",
+        "-i",
+        str(input_video),
+        "-itsoffset",
+        seconds_arg(-plan.offset, sample_rate),
+        "-f",
+        "concat",
+        "-i",
+        str(work / LIST_NAME),
+        "-map",
+        "0:V:0",
+        "-map",
+        "1:a:0",
+        "-c",
+        "copy",
+        *_output_args(output),
+    ]
+
+
+def full_args(
+    *, input_video: Path, greeting_audio: Path, spec: MixSpec, bitrate: int, output: Path
+) -> list[str]:
+    return [
+        "-copyts",
+        "-i",
+        str(input_video),
+        "-i",
+        str(greeting_audio),
+        "-filter_complex",
+        mix_graph(spec),
+        "-map",
+        "0:V:0",
+        "-map",
+        "[mix]",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a",
+        str(bitrate),
+        "-ar",
+        str(spec.sample_rate),
+        *_output_args(output),
+    ]
+
+
+def _output_args(output: Path) -> list[str]:
+    return [
+        "-map_metadata",
+        "0",
+        "-map_metadata:s:a",
+        "0:s:a:0",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(output),
+    ]
+
+
+PCM_ARGS = ["-ar", str(ANALYSIS_RATE), "-c:a", "pcm_f32le", "-f", "f32le"]
+
+
+def analysis_args(
+    *,
+    greeting_audio: Path | None,
+    input_video: Path,
+    seconds: float,
+    work: Path,
+    copy_tail: bool,
+    scan_s: float = 0.0,
+) -> list[str]:
+    """One ffmpeg run: decode for measurement the greeting (mono, to stdout) and the original's
+    greeting slot (its own channels, to a file); with `copy_tail`, also copy the original audio
+    track, timestamps untouched, into an MP4 the concat demuxer can seek in.
+
+    The copy is speculative (only the head-reencode path uses it), but it rides along a process
+    that runs anyway instead of costing a start-up of its own. Without `greeting_audio` only the
+    input is analysed (a batch's shared analysis; its greetings are decoded one by one).
+    """
+    args = ["-copyts"]
+    if greeting_audio is not None:
+        args += ["-i", str(greeting_audio)]
+    original = 0 if greeting_audio is None else 1  # the input index of the original
+    args += ["-t", f"{seconds:.6f}", "-i", str(input_video)]
+    if copy_tail:
+        args += ["-i", str(input_video)]
+    if greeting_audio is not None:
+        args += ["-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]
+    args += ["-map", f"{original}:a:0", *PCM_ARGS, str(work / ORIGINAL_PCM_NAME)]
+    if copy_tail:
+        tail = original + 1
+        args += ["-map", f"{tail}:a:0", "-c", "copy", "-bsf:a", "setts=ts=TS-STARTPTS"]
+        args += ["-f", "mp4", str(work / TAIL_NAME)]
+        # The packets where the cut may go, so the cut can avoid window switches.
+        args += ["-map", f"{tail}:a:0", "-c", "copy", "-t", f"{scan_s:.6f}", "-f", "adts"]
+        args += [str(work / ADTS_NAME)]
+    return args
+
+
+def greeting_pcm_args(greeting_audio: Path) -> list[str]:
+    """Decode the greeting alone for measurement, as `analysis_args` decodes it."""
+    return ["-copyts", "-i", str(greeting_audio), "-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]

@@ -1,0 +1,462 @@
+"""The `generating-video` stage itself. `render_video` is its task: render, then check the
+output. `render_greeting` renders one greeting over one input, and `analyze_input` does the part
+that depends only on the input and its greeting slot, once for a whole batch. Processes, as
+start-up is most of the cost for a short head: ffprobe runs beside one ffmpeg that decodes what
+gets measured and copies the original audio track; then the head encoder streams into a FIFO
+while the final mux, already started, reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from array import array
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.job import ErrorCode, JobError
+from flows.media import (
+    AudioStream,
+    FfmpegError,
+    MediaInfo,
+    ProbeError,
+    mp4_duration_s,
+    probe_with_first_packets,
+    run_ffmpeg,
+    run_ffmpeg_piped,
+)
+from flows.settings import Settings
+from flows.stages.render.ffmpeg_args import (
+    ADTS_NAME,
+    ANALYSIS_RATE,
+    HEAD_NAME,
+    LIST_NAME,
+    ORIGINAL_PCM_NAME,
+    TAIL_NAME,
+    MixSpec,
+    analysis_args,
+    audio_bitrate,
+    channel_layout,
+    concat_list,
+    full_args,
+    greeting_pcm_args,
+    head_args,
+    mux_args,
+)
+from flows.stages.render.loudness import (
+    block_powers,
+    gated_level_db,
+    match_gain_db,
+    peak_db,
+    speech_end_s,
+)
+from flows.stages.render.timing import (
+    SEAM_SCAN_S,
+    HeadPlan,
+    adts_window_sequences,
+    fit_greeting,
+    plan_head,
+    to_samples,
+)
+
+log = logging.getLogger(__name__)
+
+RenderPath = Literal["head-reencode", "full-audio-reencode"]
+_T = TypeVar("_T")
+
+# Kept after the end of speech that `speech_end_s` finds.
+SPEECH_TAIL_S = 0.03
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    path: Path
+    duration_s: float
+    tempo: float
+    gain_db: float
+    path_taken: RenderPath
+    seconds: float
+    copy_point_s: float | None = None  # where copied audio starts (head-reencode only)
+
+
+@dataclass(frozen=True)
+class _Inspection:
+    info: MediaInfo
+    audio: AudioStream
+    first_pts: int | None  # of the audio stream's first packet
+    tail_ready: bool  # the original audio track was copied into the work folder
+    windows: list[int | None]  # window sequence of the original's first packets
+    greeting_pcm: array[float]  # mono, ANALYSIS_RATE
+    original_pcm: array[float]  # the greeting slot, interleaved, ANALYSIS_RATE
+
+
+@dataclass(frozen=True)
+class _Fit:
+    greeting_s: float
+    tempo: float
+    gain_db: float
+
+
+def render_greeting(
+    input_video: Path,
+    greeting_audio: Path,
+    greeting_end_s: float,
+    output: Path,
+    *,
+    max_tempo: float = 1.3,
+    crossfade_ms: int = 40,
+    work_dir: Path | None = None,
+    shared: InputAnalysis | None = None,
+) -> RenderReport:
+    """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did.
+
+    `shared`, an `analyze_input` of this input and slot, spares the input's probe and decode.
+    """
+    started = time.perf_counter()
+    if not greeting_end_s > 0:
+        raise JobError(ErrorCode.INVALID_GREETING_END, "greetingEndSecond must be above 0.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Beside the output so the final rename is atomic; ffmpeg creates it with the usual mode.
+    part = output.with_name(f".{output.name}.{uuid.uuid4().hex}.part")
+    try:
+        with tempfile.TemporaryDirectory(prefix="render-", dir=work_dir) as tmp:
+            work = Path(tmp)
+            seen = _inspect(input_video, greeting_audio, greeting_end_s, work, shared)
+            fit = _fit_greeting(seen, greeting_end_s, max_tempo)
+            audio, sr = seen.audio, seen.audio.sample_rate
+            plan, why_full = _head_plan(seen, greeting_end_s)
+            spec = MixSpec(
+                sample_rate=sr,
+                channels=audio.channels,
+                layout=channel_layout(audio),
+                greeting_samples=to_samples(fit.greeting_s, sr),
+                slot_samples=to_samples(greeting_end_s, sr),
+                crossfade_samples=to_samples(crossfade_ms / 1000, sr),
+                tempo=fit.tempo,
+                gain_db=fit.gain_db,
+                start=plan.head_start if plan else 0,
+                original_start=max(0, to_samples(audio.start_s, sr)),
+                end=plan.encode_end if plan else None,
+            )
+            bitrate = audio_bitrate(audio)
+            if plan is not None:
+                os.mkfifo(work / HEAD_NAME)
+                (work / LIST_NAME).write_text(concat_list(plan, sample_rate=sr))
+                run_ffmpeg_piped(
+                    head_args(
+                        input_video=input_video,
+                        greeting_audio=greeting_audio,
+                        work=work,
+                        spec=spec,
+                        plan=plan,
+                        bitrate=bitrate,
+                    ),
+                    mux_args(
+                        input_video=input_video, work=work, plan=plan, sample_rate=sr, output=part
+                    ),
+                )
+            else:
+                # Correct but slower: the whole track through the mix and the AAC encoder (MP4
+                # players expect AAC, so Opus and the rest become AAC too).
+                log.info("re-encoding all audio of %s: %s", input_video.name, why_full)
+                run_ffmpeg(
+                    full_args(
+                        input_video=input_video,
+                        greeting_audio=greeting_audio,
+                        spec=spec,
+                        bitrate=bitrate,
+                        output=part,
+                    )
+                )
+        os.replace(part, output)
+    except FfmpegError as exc:
+        raise JobError(
+            ErrorCode.RENDER_FAILED, f"ffmpeg could not render the video: {exc}"
+        ) from exc
+    finally:
+        part.unlink(missing_ok=True)
+
+    return RenderReport(
+        path=output,
+        # Every stream of the output is the input's, cut nowhere: the input's duration.
+        duration_s=seen.info.duration_s,
+        tempo=round(fit.tempo, 4),
+        gain_db=fit.gain_db,
+        path_taken="head-reencode" if plan else "full-audio-reencode",
+        seconds=round(time.perf_counter() - started, 3),
+        copy_point_s=plan.copy_point / sr if plan else None,
+    )
+
+
+@dataclass(frozen=True)
+class InputAnalysis:
+    """What rendering learns from an input for one greeting slot, whatever the greeting.
+
+    Every job of a batch renders the same video with the same slot: flows/pipeline.py's
+    SharedInputs computes this once and each job then decodes only its own greeting. `folder`
+    holds the copied original audio track the head-reencode path splices in.
+    """
+
+    input_video: Path
+    greeting_end_s: float
+    folder: Path
+    info: MediaInfo
+    audio: AudioStream
+    first_pts: int | None
+    tail_ready: bool
+    windows: list[int | None]
+    original_pcm: array[float]
+
+
+def analyze_input(input_video: Path, greeting_end_s: float, folder: Path) -> InputAnalysis:
+    """Probe the input while decoding its greeting slot and copying its audio track."""
+    folder.mkdir(parents=True, exist_ok=True)
+    analysis, _ = _probe_and_decode(input_video, None, greeting_end_s, folder)
+    return analysis
+
+
+def _inspect(
+    input_video: Path,
+    greeting_audio: Path,
+    greeting_end_s: float,
+    work: Path,
+    shared: InputAnalysis | None,
+) -> _Inspection:
+    """What gets measured: the input's analysis (or the shared one) and the greeting's samples.
+
+    With a shared analysis of the same input and slot, only the greeting is decoded.
+    """
+    if (
+        shared is not None
+        and shared.input_video == input_video
+        and shared.greeting_end_s == greeting_end_s
+    ):
+        greeting_raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(greeting_audio)))
+        if shared.tail_ready:
+            _link(shared.folder / TAIL_NAME, work / TAIL_NAME)
+        analysis = shared
+    else:
+        analysis, greeting_raw = _probe_and_decode(
+            input_video, greeting_audio, greeting_end_s, work
+        )
+    return _Inspection(
+        info=analysis.info,
+        audio=analysis.audio,
+        first_pts=analysis.first_pts,
+        tail_ready=analysis.tail_ready,
+        windows=analysis.windows,
+        greeting_pcm=_floats(greeting_raw),
+        original_pcm=analysis.original_pcm,
+    )
+
+
+def _checked_probe(
+    result: Callable[[], tuple[MediaInfo, dict[int, int]]], greeting_end_s: float
+) -> tuple[MediaInfo, dict[int, int]]:
+    try:
+        info, first_pts = result()
+    except ProbeError as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO, f"The input is not a readable video: {exc}"
+        ) from exc
+    if info.video is None:
+        raise JobError(ErrorCode.INPUT_NO_VIDEO_STREAM, "The input has no video stream.")
+    if info.audio is None:
+        raise JobError(ErrorCode.INPUT_NO_AUDIO_STREAM, "The input has no audio stream.")
+    if greeting_end_s >= info.duration_s:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            f"greetingEndSecond ({greeting_end_s:g} s) must be before the end of the "
+            f"video ({info.duration_s:.2f} s).",
+        )
+    return info, first_pts
+
+
+def _probe_and_decode(
+    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, folder: Path
+) -> tuple[InputAnalysis, bytes]:
+    """Probe the input while one ffmpeg decodes what gets measured: two processes at once.
+
+    Returns the input's analysis and the greeting's samples (empty without a greeting).
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        probed = pool.submit(probe_with_first_packets, input_video)
+        decoded = pool.submit(
+            _decode_for_analysis, input_video, greeting_audio, greeting_end_s, folder
+        )
+        info, first_pts = _checked_probe(probed.result, greeting_end_s)
+        greeting_raw, tail_ready = _decoding(decoded.result)
+    analysis = _analysis(input_video, greeting_end_s, folder, info, first_pts, tail_ready)
+    return analysis, greeting_raw
+
+
+def _decoding(decode: Callable[[], _T]) -> _T:
+    try:
+        return decode()
+    except FfmpegError as exc:
+        raise JobError(
+            ErrorCode.RENDER_FAILED, f"Could not decode the greeting audio: {exc}"
+        ) from exc
+
+
+def _analysis(
+    input_video: Path,
+    greeting_end_s: float,
+    folder: Path,
+    info: MediaInfo,
+    first_pts: dict[int, int],
+    tail_ready: bool,
+) -> InputAnalysis:
+    audio = info.audio
+    assert audio is not None  # _checked_probe refused a video without audio
+    return InputAnalysis(
+        input_video=input_video,
+        greeting_end_s=greeting_end_s,
+        folder=folder,
+        info=info,
+        audio=audio,
+        first_pts=first_pts.get(audio.index),
+        tail_ready=tail_ready,
+        windows=adts_window_sequences((folder / ADTS_NAME).read_bytes()) if tail_ready else [],
+        original_pcm=_floats((folder / ORIGINAL_PCM_NAME).read_bytes()),
+    )
+
+
+def _link(source: Path, dest: Path) -> None:
+    """The shared file in this job's folder, without copying it where the filesystem allows."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def _decode_for_analysis(
+    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, work: Path
+) -> tuple[bytes, bool]:
+    """The greeting's samples (if any), and whether the original audio track was copied too."""
+
+    def args(copy_tail: bool) -> list[str]:
+        return analysis_args(
+            greeting_audio=greeting_audio,
+            input_video=input_video,
+            seconds=greeting_end_s,
+            work=work,
+            copy_tail=copy_tail,
+            scan_s=greeting_end_s + SEAM_SCAN_S,
+        )
+
+    try:
+        return run_ffmpeg(args(copy_tail=True)), True
+    except FfmpegError as exc:
+        # MP4 cannot hold every codec (Vorbis, ...); such tracks take the full re-encode anyway.
+        log.info("audio of %s not copied (%s); decoding without the copy", input_video.name, exc)
+        return run_ffmpeg(args(copy_tail=False)), False
+
+
+def _fit_greeting(seen: _Inspection, greeting_end_s: float, max_tempo: float) -> _Fit:
+    """How long the greeting really is (its trailing silence cut), its tempo and its gain."""
+    powers = block_powers(seen.greeting_pcm, channels=1, sample_rate=ANALYSIS_RATE)
+    greeting_s = min(len(seen.greeting_pcm) / ANALYSIS_RATE, speech_end_s(powers) + SPEECH_TAIL_S)
+    if greeting_s <= SPEECH_TAIL_S:
+        raise JobError(ErrorCode.RENDER_FAILED, "The synthesized greeting is silent or empty.")
+    tempo = fit_greeting(greeting_s, greeting_end_s, max_tempo)
+    spoken = seen.greeting_pcm[: round(greeting_s * ANALYSIS_RATE)]
+    original_powers = block_powers(
+        seen.original_pcm, channels=seen.audio.channels, sample_rate=ANALYSIS_RATE
+    )
+    gain_db = match_gain_db(
+        gated_level_db(original_powers),
+        gated_level_db(block_powers(spoken, channels=1, sample_rate=ANALYSIS_RATE)),
+        peak_db(spoken),
+    )
+    return _Fit(greeting_s=greeting_s, tempo=tempo, gain_db=gain_db)
+
+
+def _floats(raw: bytes) -> array[float]:
+    samples = array("f")
+    samples.frombytes(raw[: len(raw) - len(raw) % 4])
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples
+
+
+def _head_plan(seen: _Inspection, greeting_end_s: float) -> tuple[HeadPlan | None, str]:
+    """The head-reencode plan, or None and why the whole audio track must be re-encoded."""
+    info, audio = seen.info, seen.audio
+    sr = audio.sample_rate
+    if audio.codec != "aac" or audio.profile != "LC" or audio.frame_size is None:
+        # Copied packets must decode with the head's codec configuration; our encoder makes
+        # AAC-LC only, and Opus/Vorbis/HE-AAC tails cannot follow an AAC-LC head.
+        return None, f"audio is {audio.codec} {audio.profile or ''}".strip()
+    if not {"mov", "mp4"} & set(info.format_name.split(",")):
+        return None, f"container {info.format_name}: only MP4/MOV keep exact audio timestamps"
+    if not seen.tail_ready:
+        return None, "its audio track could not be copied"
+    if audio.time_base != Fraction(1, sr) or seen.first_pts is None:
+        return None, "audio timestamps are not in samples"
+    plan = plan_head(
+        slot_end=to_samples(greeting_end_s, sr),
+        first_packet_pts=seen.first_pts,
+        frame_size=audio.frame_size,
+        audio_end=to_samples(info.duration_s, sr),
+        windows=seen.windows,
+    )
+    if plan is None:
+        return None, "the greeting ends too close to the end of the video"
+    return plan, ""
+
+
+# More than a few audio frames off: the input's header promised media the file does not hold.
+OUTPUT_DURATION_TOLERANCE_S = 0.25
+
+
+def check_output_duration(output_s: float, input_s: float) -> None:
+    """A render as long as its input; a shorter one means the upload was cut off."""
+    if abs(output_s - input_s) > OUTPUT_DURATION_TOLERANCE_S:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The video says it lasts {input_s:.1f} s but holds only {output_s:.1f} s of media: "
+            "it looks truncated. Upload the complete file again.",
+        )
+
+
+@task(cache_policy=NO_CACHE)
+def render_video(
+    video: Path,
+    info: MediaInfo,
+    speech_file: Path,
+    greeting_end_s: float,
+    work_dir: Path,
+    settings: Settings,
+    shared: InputAnalysis | None = None,
+) -> Path:
+    """Replaces the greeting; returns the rendered video, checked to be as long as its input."""
+    output = work_dir / "output.mp4"
+    render_greeting(
+        video,
+        speech_file,
+        greeting_end_s,
+        output,
+        max_tempo=settings.max_tempo,
+        crossfade_ms=settings.crossfade_ms,
+        work_dir=work_dir,  # the run's scratch folder: gone with the run, whatever happens
+        shared=shared,
+    )
+    try:
+        output_s = mp4_duration_s(output)
+    except ProbeError as exc:
+        raise JobError(ErrorCode.RENDER_FAILED, f"The rendered video is unreadable: {exc}") from exc
+    check_output_duration(output_s, info.duration_s)
+    return output

@@ -1,0 +1,168 @@
+"""A job run's own paths without the stack: the stages are swapped for recorders, and the status
+writer is a list, so cancel and failure are seen exactly where they happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import pipeline
+from flows.clients import Clients
+from flows.job import ErrorCode, JobError, JobStatus
+from flows.media import AudioStream, MediaInfo, VideoStream
+from flows.settings import Settings
+from flows.transitions import Transition, TransitionRefused
+
+USER = "u-1"
+JOB = {
+    "userId": USER,
+    "inputVideo": f"user-uploads/{USER}/pitch.mp4",
+    "prospectName": "Dr. Anna-Lena Smith",
+    "voiceId": "espeak:en-us",
+    "greetingEndSecond": 1.5,
+    "status": "queued",
+}
+INFO = MediaInfo(
+    duration_s=8.0,
+    size_bytes=1000,
+    format_name="mov,mp4,m4a,3gp,3g2,mj2",
+    video=VideoStream(index=0, codec="h264", width=640, height=360, fps=30.0, rotation=0),
+    audio=AudioStream(
+        index=1,
+        codec="aac",
+        profile="LC",
+        sample_rate=48000,
+        channels=2,
+        channel_layout="stereo",
+        bit_rate=128000,
+        frame_size=1024,
+        time_base=Fraction(1, 48000),
+    ),
+)
+
+
+@dataclass
+class Writes:
+    """The status writer: records every transition, refuses the one named in `refuse`."""
+
+    refuse: JobStatus | None = None
+    current: JobStatus = JobStatus.CANCELLED
+    seen: list[Transition] = field(default_factory=list)
+
+    def __call__(self, job_id: str, change: Transition) -> dict[str, Any]:
+        if change.to == self.refuse:
+            raise TransitionRefused(job_id, "refused by the test", self.current)
+        self.seen.append(change)
+        return dict(JOB)
+
+    @property
+    def statuses(self) -> list[JobStatus]:
+        return [change.to for change in self.seen]
+
+
+@dataclass
+class Uploads:
+    asked: list[str] = field(default_factory=list)
+
+    def get(self, object_path: str) -> tuple[Path, MediaInfo]:
+        self.asked.append(object_path)
+        return Path("input.mp4"), INFO
+
+    def analysis(self, object_path: str, video: Path, greeting_end_s: float) -> None:
+        return None
+
+
+@pytest.fixture
+def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
+    """Each stage's edge replaced by a recorder; returns what ran, in order."""
+    ran: list[str] = []
+
+    def speak(voices: Any, voice_id: str, text: str, work_dir: Path) -> Path:
+        ran.append(f"speak {text}")
+        return work_dir / "greeting.wav"
+
+    def render(video: Path, info: MediaInfo, speech: Path, end_s: float, *_: Any) -> Path:
+        ran.append(f"render {end_s}")
+        return tmp_path / "output.mp4"
+
+    def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:
+        ran.append(f"upload {user_id}/{job_id}")
+        return f"greeting-results/{user_id}/{job_id}.mp4", "https://example.test/video"
+
+    def withdraw(bucket: Any, path: str) -> None:
+        ran.append(f"withdraw {path}")
+
+    monkeypatch.setattr(pipeline, "speak_greeting", speak)
+    monkeypatch.setattr(pipeline, "render_video", render)
+    monkeypatch.setattr(pipeline, "upload_result", upload)
+    monkeypatch.setattr(pipeline, "withdraw_result", withdraw)
+    return ran
+
+
+def job_run(writes: Writes) -> pipeline.JobRun:
+    clients = Clients(Settings(), db=None, bucket=None, voices=None)  # type: ignore[arg-type]
+    return pipeline.JobRun(clients, "job-1", 0, "run-1", writes)
+
+
+def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: Path) -> None:
+    writes, uploads = Writes(), Uploads()
+    assert job_run(writes).run(uploads, tmp_path) == f"greeting-results/{USER}/job-1.mp4"
+    assert writes.statuses == [
+        JobStatus.VALIDATING_INPUT,
+        JobStatus.PROCESSING_AUDIO,
+        JobStatus.GENERATING_VIDEO,
+        JobStatus.UPLOADING_RESULT,
+        JobStatus.COMPLETED,
+    ]
+    assert writes.seen[-1].fields == {
+        "outputPath": f"greeting-results/{USER}/job-1.mp4",
+        "downloadUrl": "https://example.test/video",
+    }
+    assert uploads.asked == [JOB["inputVideo"]]
+    assert stages == ["speak Hey Dr. Anna-Lena Smith,", "render 1.5", f"upload {USER}/job-1"]
+
+
+def test_cancelled_while_uploading_withdraws_the_stored_result(
+    stages: list[str], tmp_path: Path
+) -> None:
+    writes = Writes(refuse=JobStatus.COMPLETED)
+    with pytest.raises(TransitionRefused) as refused:
+        job_run(writes).run(Uploads(), tmp_path)
+    assert refused.value.cancelled
+    assert stages[-2:] == [f"upload {USER}/job-1", f"withdraw greeting-results/{USER}/job-1.mp4"]
+    assert JobStatus.COMPLETED not in writes.statuses
+
+
+def test_cancelled_before_a_stage_runs_nothing_more(stages: list[str], tmp_path: Path) -> None:
+    writes = Writes(refuse=JobStatus.GENERATING_VIDEO)
+    with pytest.raises(TransitionRefused):
+        job_run(writes).run(Uploads(), tmp_path)
+    assert stages == ["speak Hey Dr. Anna-Lena Smith,"]  # no render, no upload
+
+
+def test_a_bad_field_fails_before_the_upload_is_fetched(stages: list[str], tmp_path: Path) -> None:
+    uploads = Uploads()
+    run = job_run(Writes())
+    run.write = lambda job_id, change: {**JOB, "greetingEndSecond": 0}
+    with pytest.raises(JobError) as failed:
+        run.run(uploads, tmp_path)
+    assert failed.value.code == ErrorCode.INVALID_GREETING_END
+    assert uploads.asked == [] and stages == []
+
+
+def test_a_failure_is_recorded_with_its_code_unless_the_job_moved_on() -> None:
+    writes = Writes()
+    run = job_run(writes)
+    pipeline._record_failure(run, JobError(ErrorCode.INPUT_NOT_VIDEO, "not a video"))
+    assert writes.statuses == [JobStatus.FAILED]
+    error = writes.seen[0].error
+    assert error is not None
+    assert (error.code, error.retryable) == (ErrorCode.INPUT_NOT_VIDEO, False)
+
+    cancelled = Writes(refuse=JobStatus.FAILED)
+    pipeline._record_failure(job_run(cancelled), JobError(ErrorCode.INTERNAL, "bug"))
+    assert cancelled.seen == []  # a cancelled job stays cancelled, and nothing raises
