@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from flows.job import JobError
 
 # Exponential backoff; each task adds jitter (retry_jitter_factor) so retries do not align.
@@ -24,3 +27,14 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     # The engine hands over `Failed(data=<the exception>)` before anything is persisted.
     exc = state.data if isinstance(state.data, BaseException) else None
     return is_retryable(exc)
+
+
+# A task that may meet a transient outage (Storage, here): retried with backoff and jitter, never
+# cached (its result is a file of this run's scratch folder, or a write that must happen).
+transient_task = task(
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS_S,
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_if_retryable,
+    cache_policy=NO_CACHE,
+)

@@ -134,6 +134,22 @@ def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_video(path, seconds=8, width=640, height=360)
 
 
+@dataclass
+class Uploaded:
+    """A fresh user with the sample video in their own upload folder."""
+
+    user: User
+    path: str  # the object path a job's inputVideo names
+
+
+@pytest.fixture
+def uploaded(make_user: Callable[[], User], clients: Any, sample_video: Path) -> Uploaded:
+    from tests.support.stackkit import upload
+
+    user = make_user()
+    return Uploaded(user, upload(clients, user, sample_video))
+
+
 @pytest.fixture(scope="session")
 def prefect_client(stack: Any) -> Iterator[Any]:
     """A real Prefect client on the stack's server (the sweep's side of orchestration).

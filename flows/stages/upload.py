@@ -10,21 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from google.cloud import storage
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from flows import storage as object_store
 from flows.job import result_path
-from flows.retry import RETRY_DELAYS_S, retry_if_retryable
+from flows.retry import transient_task
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=RETRY_DELAYS_S,
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_retryable,
-    cache_policy=NO_CACHE,
-)
+@transient_task
 def store_result(bucket: storage.Bucket, video: Path, path: str, public_url: str) -> str:
     """Uploads the finished video; returns the owner's download URL."""
     return object_store.download_url(object_store.upload_result(bucket, video, path), public_url)

@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import storage as object_store
 from flows.job import DEFAULT_GREETING_TEXT, ErrorCode, JobError, upload_prefix
 from flows.media import MediaInfo, ProbeError, probe
-from flows.retry import RETRY_DELAYS_S, retry_if_retryable
+from flows.retry import transient_task
 
 MAX_NAME_CHARS = 100
 MAX_TEMPLATE_CHARS = 200
@@ -202,13 +202,7 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
 # --- the stage's tasks --------------------------------------------------------------------------
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=RETRY_DELAYS_S,
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_if_retryable,
-    cache_policy=NO_CACHE,
-)
+@transient_task
 def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -> Path:
     """Downloads the user's upload; returns its local path."""
     return object_store.download_input(bucket, path, dest, lambda size: check_size(size, max_bytes))

@@ -10,7 +10,7 @@ from typing import Any
 import requests
 
 from flows.job import BATCHES, JobRequest, RequestAction, result_path
-from tests.conftest import User
+from tests.conftest import Uploaded, User
 from tests.support.stackkit import (
     RUN_STAGES,
     as_user,
@@ -55,10 +55,10 @@ def batch_runs(stack: Any, batch_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_batch_runs_as_one_flow_run_and_each_job_moves_on_its_own(
-    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+    stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
-    user = make_user()
-    video = upload(clients, user, sample_video)
+    user, video = uploaded.user, uploaded.path
+    video = video
     batch_id, job_ids = create_batch(stack, user, video, ["Anna", "Ben", "Cara", "Dev"])
 
     jobs = {job_id: wait_finished(clients, job_id, 120) for job_id in job_ids}
@@ -121,10 +121,10 @@ def test_duplicate_batch_event_starts_nothing_and_foreign_jobs_are_left_alone(
 
 
 def test_cancelling_one_job_leaves_the_rest_of_its_batch_running(
-    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+    stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
-    user = make_user()
-    video = upload(clients, user, sample_video)
+    user, video = uploaded.user, uploaded.path
+    video = video
     batch_id, job_ids = create_batch(stack, user, video, [f"Name {i}" for i in range(6)])
     last = job_ids[-1]
     as_user(stack, user).request(last, user.uid, RequestAction.CANCEL)
@@ -142,15 +142,11 @@ def test_cancelling_one_job_leaves_the_rest_of_its_batch_running(
 
 
 def test_jobs_whose_batch_document_never_came_are_started_by_the_sweep(
-    stack: Any,
-    clients: Any,
-    prefect_client: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
+    stack: Any, clients: Any, prefect_client: Any, uploaded: Uploaded
 ) -> None:
     """A client that died between its jobs and its batch document loses nothing."""
-    user = make_user()
-    video = upload(clients, user, sample_video)
+    user, video = uploaded.user, uploaded.path
+    video = video
     job_id = new_job_id()
     as_user(stack, user).create_job(
         job_id, JobRequest(**request_fields(user, video, batch_id="never-written"))

@@ -19,7 +19,7 @@ import pytest
 from flows.job import result_path
 from flows.stages.synthesize import TTS_RETRIES
 from greetings.stack.manager import Stack
-from tests.conftest import FAKE_ELEVENLABS_PORT, FAKE_ELEVENLABS_TIMEOUT_S, User, wait_for
+from tests.conftest import FAKE_ELEVENLABS_PORT, FAKE_ELEVENLABS_TIMEOUT_S, Uploaded, User, wait_for
 from tests.support.fake_elevenlabs import (
     FakeElevenLabs,
     hang,
@@ -185,14 +185,10 @@ def test_elevenlabs_hung_answer_times_out_and_the_retry_completes_the_job(
 
 
 def test_prefect_down_when_the_trigger_fires_the_sweep_starts_the_job_once_it_is_back(
-    stack: Stack,
-    clients: Any,
-    prefect_client: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
+    stack: Stack, clients: Any, prefect_client: Any, uploaded: Uploaded
 ) -> None:
-    user = make_user()
-    video = upload(clients, user, sample_video)
+    user, video = uploaded.user, uploaded.path
+    video = video
     worker_pid = stack.pid("prefect-worker")
     assert worker_pid is not None
     server = next(svc for svc in stack.services() if svc.name == "prefect-server")

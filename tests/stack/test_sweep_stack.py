@@ -8,29 +8,23 @@ runs the `retry-failed-jobs` flow itself, in process, with the production thresh
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from flows.job import result_path
-from tests.conftest import User
+from tests.conftest import Uploaded
 from tests.support.stackkit import (
     RUN_STAGES,
+    completed_once,
     flow_run,
     flow_runs,
-    outputs,
     read_job,
     seed,
     seed_pending_without_trigger,
     statuses,
     sweep_once,
-    upload,
-    wait_finished,
-    wait_run_finished,
 )
 
 pytestmark = pytest.mark.stack
@@ -81,32 +75,11 @@ def unpooled_run(stack: Any, job_id: str, state: dict[str, Any]) -> str:
     return run_id
 
 
-def assert_completed_on_attempt(
-    stack: Any, clients: Any, user: User, job_id: str, attempt: int
-) -> dict[str, Any]:
-    job: dict[str, Any] = wait_finished(clients, job_id, 120)
-    assert job["status"] == "completed", job.get("error")
-    assert job.get("retryCount", 0) == attempt
-    assert "error" not in job
-    assert [s for s in statuses(job, attempt) if s != "queued"][-5:] == [*RUN_STAGES, "completed"]
-    assert statuses(job).count("completed") == 1
-    run = flow_run(stack, job["flowRunId"])
-    assert run["idempotency_key"] == f"{job_id}:{attempt}"
-    assert run["parameters"] == {"job_id": job_id, "attempt": attempt}
-    assert wait_run_finished(stack, job["flowRunId"])["state_type"] == "COMPLETED"
-    assert outputs(clients, user) == [result_path(user.uid, job_id)]
-    return job
-
-
 def test_a_retryable_failure_is_retried_as_a_new_attempt_and_completes(
-    stack: Any,
-    clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
-    prefect_client: Any,
+    stack: Any, clients: Any, uploaded: Uploaded, prefect_client: Any
 ) -> None:
-    user = make_user()
-    job_id = seed(clients, user, upload(clients, user, sample_video), **failed_retryable(ago(1)))
+    user, video = uploaded.user, uploaded.path
+    job_id = seed(clients, user, video, **failed_retryable(ago(1)))
 
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "retry", "retried")]
     job = read_job(clients, job_id)
@@ -114,7 +87,7 @@ def test_a_retryable_failure_is_retried_as_a_new_attempt_and_completes(
     assert job["status"] != "failed"
     assert "completedAt" not in job or job["status"] == "completed"
 
-    job = assert_completed_on_attempt(stack, clients, user, job_id, 1)
+    job = completed_once(stack, clients, user, job_id, 1)
     assert statuses(job, 1)[0] == "pending"
     assert [r["idempotency_key"] for r in flow_runs(stack, job_id)] == [f"{job_id}:1"]
     # Nothing left to do for it.
@@ -122,15 +95,10 @@ def test_a_retryable_failure_is_retried_as_a_new_attempt_and_completes(
 
 
 def test_a_stuck_job_is_reaped_its_run_marked_crashed_then_retried(
-    stack: Any,
-    clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
-    prefect_client: Any,
+    stack: Any, clients: Any, uploaded: Uploaded, prefect_client: Any
 ) -> None:
     """A worker died mid-render: heartbeat stale, its Prefect run still says Running."""
-    user = make_user()
-    input_video = upload(clients, user, sample_video)
+    user, input_video = uploaded.user, uploaded.path
     # The dead worker's run: Running, in no work pool, so no worker will ever pick it up.
     job_id = seed(clients, user, input_video, status="seeding")
     dead_run = unpooled_run(stack, job_id, {"type": "RUNNING", "name": "Running"})
@@ -159,7 +127,7 @@ def test_a_stuck_job_is_reaped_its_run_marked_crashed_then_retried(
     assert flow_run(stack, dead_run)["state_type"] == "CRASHED"
 
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "retry", "retried")]
-    job = assert_completed_on_attempt(stack, clients, user, job_id, 1)
+    job = completed_once(stack, clients, user, job_id, 1)
     assert statuses(job, 0)[-1] == "failed"
     runs = flow_runs(stack, job_id)
     assert [(r["id"], r["state_type"]) for r in runs] == [
@@ -169,31 +137,24 @@ def test_a_stuck_job_is_reaped_its_run_marked_crashed_then_retried(
 
 
 def test_a_pending_job_whose_trigger_was_lost_is_started(
-    stack: Any,
-    clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
-    prefect_client: Any,
+    stack: Any, clients: Any, uploaded: Uploaded, prefect_client: Any
 ) -> None:
-    user = make_user()
+    user, video = uploaded.user, uploaded.path
     # Past this test's grace (0 s), not yet past the scheduled sweep's (60 s), which would
     # otherwise race this test for the job.
-    job_id = seed_pending_without_trigger(
-        clients, user, upload(clients, user, sample_video), createdAt=ago(30)
-    )
+    job_id = seed_pending_without_trigger(clients, user, video, createdAt=ago(30))
     assert "flowRunId" not in read_job(clients, job_id)
     assert flow_runs(stack, job_id) == []
 
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "start", "started")]
-    job = assert_completed_on_attempt(stack, clients, user, job_id, 0)
+    job = completed_once(stack, clients, user, job_id, 0)
     assert [r["id"] for r in flow_runs(stack, job_id)] == [job["flowRunId"]]
 
 
 def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     stack: Any,
     clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
+    uploaded: Uploaded,
     prefect_client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -206,9 +167,9 @@ def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     """
     from flows import sweep
 
-    user = make_user()
-    job_id = seed(clients, user, upload(clients, user, sample_video), **failed_retryable(ago(600)))
-    fresh = seed(clients, user, upload(clients, user, sample_video), **failed_retryable(ago(1)))
+    user, video = uploaded.user, uploaded.path
+    job_id = seed(clients, user, video, **failed_retryable(ago(600)))
+    fresh = seed(clients, user, video, **failed_retryable(ago(1)))
     mine = {job_id, fresh}
     load_all = sweep.load_candidates
     monkeypatch.setattr(
@@ -244,19 +205,15 @@ def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     sweep_run = flow_run(stack, artifact["flow_run_id"])
     assert sweep_run["state_type"] == "COMPLETED"
 
-    assert_completed_on_attempt(stack, clients, user, job_id, 1)
+    completed_once(stack, clients, user, job_id, 1)
 
 
 def test_a_queued_job_waiting_for_a_worker_is_not_reaped(
-    stack: Any,
-    clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
-    prefect_client: Any,
+    stack: Any, clients: Any, uploaded: Uploaded, prefect_client: Any
 ) -> None:
     """A long queue is not a dead worker: while its run waits in Prefect, the job is left alone."""
-    user = make_user()
-    job_id = seed(clients, user, upload(clients, user, sample_video), status="seeding")
+    user, video = uploaded.user, uploaded.path
+    job_id = seed(clients, user, video, status="seeding")
     # Scheduled an hour from now and in no work pool: it waits, as behind a long queue.
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     waiting_run = unpooled_run(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from flows.job import COLLECTION, REQUESTS, RequestAction, result_path
-from tests.conftest import User, wait_for
+from tests.conftest import Uploaded, User, wait_for
 from tests.support.stackkit import (
     DEAD_PREFECT,
     RUN_STAGES,
@@ -46,11 +46,11 @@ pytestmark = pytest.mark.stack
 
 
 def test_duplicate_deliveries_make_one_flow_run_and_one_result(
-    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+    stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
     """The created event handled once by the trigger and three more times: one run, one result."""
-    user = make_user()
-    job_id = submit(stack, user, upload(clients, user, sample_video))
+    user, video = uploaded.user, uploaded.path
+    job_id = submit(stack, user, video)
 
     # Three more deliveries, concurrent with the trigger's own and with each other. (The local
     # Prefect server's SQLite may answer a burst of writes with 503 "retry"; PrefectApi retries
@@ -98,10 +98,10 @@ def test_duplicate_deliveries_make_one_flow_run_and_one_result(
 
 
 def test_cancel_right_after_creation_cancels_the_job_and_its_run(
-    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+    stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
-    user = make_user()
-    job_id = submit(stack, user, upload(clients, user, sample_video))
+    user, video = uploaded.user, uploaded.path
+    job_id = submit(stack, user, video)
     # Still pending (or queued): allowed.
     as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
 
@@ -124,7 +124,7 @@ def test_cancel_right_after_creation_cancels_the_job_and_its_run(
 
 
 def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
-    stack: Any, clients: Any, make_user: Callable[[], User], sample_video: Path
+    stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
     """A run holding a stage sees the cancel at its next transition and its heartbeat stops.
 
@@ -136,12 +136,12 @@ def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
     from flows.job import JobStatus
     from flows.transitions import Transition, TransitionRefused, touch_heartbeat, transition
 
-    user = make_user()
+    user, video = uploaded.user, uploaded.path
     now = datetime.now(UTC)
     job_id = seed(
         clients,
         user,
-        upload(clients, user, sample_video),
+        video,
         status="generating-video",
         retryCount=0,
         progress=55,
@@ -243,16 +243,10 @@ def test_user_retry_over_the_limit_fails_again_without_a_run(
 
 
 def test_prefect_down_leaves_the_job_pending_for_the_sweep_which_starts_it(
-    stack: Any,
-    clients: Any,
-    make_user: Callable[[], User],
-    sample_video: Path,
-    prefect_client: Any,
+    stack: Any, clients: Any, uploaded: Uploaded, prefect_client: Any
 ) -> None:
-    user = make_user()
-    job_id = seed_pending_without_trigger(
-        clients, user, upload(clients, user, sample_video), createdAt=datetime.now(UTC)
-    )
+    user, video = uploaded.user, uploaded.path
+    job_id = seed_pending_without_trigger(clients, user, video, createdAt=datetime.now(UTC))
     dead = prefect_api.PrefectApi(DEAD_PREFECT, timeout_s=2, connect_retries=0)
     assert start_attempt(clients, dead, job_id, 0) is None
 

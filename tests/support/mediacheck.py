@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from flows.media import AudioStream, MediaInfo, VideoStream
+
 
 @dataclass(frozen=True)
 class Pcm:
@@ -144,3 +146,28 @@ def lagged(a: array[float], b: array[float], lag: int, channels: int) -> float:
     if step >= 0:
         return correlation(a[step:], b)
     return correlation(a, b[-step:])
+
+
+def media_info(video: bool = True, audio: bool = True, duration: float = 20.0) -> MediaInfo:
+    """A probe of an H.264/AAC upload as ffprobe would describe it (no file needed)."""
+    return MediaInfo(
+        size_bytes=1000,
+        duration_s=duration,
+        format_name="mov,mp4",
+        video=VideoStream(index=0, codec="h264", width=640, height=360, fps=30.0, rotation=0)
+        if video
+        else None,
+        audio=AudioStream(
+            index=1,
+            codec="aac",
+            profile="LC",
+            sample_rate=48000,
+            channels=2,
+            channel_layout="stereo",
+            bit_rate=128000,
+            frame_size=1024,
+            time_base=Fraction(1, 48000),
+        )
+        if audio
+        else None,
+    )

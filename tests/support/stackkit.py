@@ -16,7 +16,7 @@ import jobs as trigger_jobs  # triggers/ is on the path (pyproject: pytest pytho
 import prefect_api
 import requests
 
-from flows.job import COLLECTION, JobRequest
+from flows.job import COLLECTION, JobRequest, result_path
 from flows.settings import Settings
 from greetings.client.enduser import FirestoreAsUser
 from tests.conftest import User, wait_for
@@ -182,3 +182,22 @@ def sweep_once(
         outcome, _ = act(clients.db, prefect_client, action)
         done.append((action.job_id, action.kind, outcome))
     return done
+
+
+def completed_once(
+    stack: Any, clients: Any, user: User, job_id: str, attempt: int = 0
+) -> dict[str, Any]:
+    """The job once it completed exactly once, on `attempt`: each stage once, one completed flow
+    run with that attempt's key, one result (the test fails otherwise)."""
+    job: dict[str, Any] = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    assert job.get("retryCount", 0) == attempt
+    assert "error" not in job
+    assert [s for s in statuses(job, attempt) if s != "queued"][-5:] == [*RUN_STAGES, "completed"]
+    assert statuses(job).count("completed") == 1
+    run = flow_run(stack, job["flowRunId"])
+    assert run["idempotency_key"] == f"{job_id}:{attempt}"
+    assert run["parameters"] == {"job_id": job_id, "attempt": attempt}
+    assert wait_run_finished(stack, job["flowRunId"])["state_type"] == "COMPLETED"
+    assert outputs(clients, user) == [result_path(user.uid, job_id)]
+    return job

@@ -4,7 +4,6 @@ writer is a list, so cancel and failure are seen exactly where they happen."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,10 @@ import pytest
 from flows import pipeline
 from flows.clients import Clients
 from flows.job import ErrorCode, JobError, JobStatus
-from flows.media import AudioStream, MediaInfo, VideoStream
+from flows.media import MediaInfo
 from flows.settings import Settings
 from flows.transitions import Transition, TransitionRefused
+from tests.support.mediacheck import media_info
 
 USER = "u-1"
 JOB = {
@@ -26,23 +26,7 @@ JOB = {
     "greetingEndSecond": 1.5,
     "status": "queued",
 }
-INFO = MediaInfo(
-    duration_s=8.0,
-    size_bytes=1000,
-    format_name="mov,mp4,m4a,3gp,3g2,mj2",
-    video=VideoStream(index=0, codec="h264", width=640, height=360, fps=30.0, rotation=0),
-    audio=AudioStream(
-        index=1,
-        codec="aac",
-        profile="LC",
-        sample_rate=48000,
-        channels=2,
-        channel_layout="stereo",
-        bit_rate=128000,
-        frame_size=1024,
-        time_base=Fraction(1, 48000),
-    ),
-)
+INFO = media_info(duration=8.0)
 
 
 @dataclass

@@ -19,28 +19,23 @@ import pytest
 
 from flows.job import ErrorCode, JobError
 from flows.media import ProbeError, mp4_duration_s, probe, run_ffmpeg
-from flows.stages.render import (
-    HeadPlan,
-    MixSpec,
-    RenderReport,
-    adts_window_sequences,
-    analyze_input,
+from flows.stages.render import RenderReport, analyze_input, ffmpeg_args, render_greeting
+from flows.stages.render.ffmpeg_args import MixSpec, concat_list, head_args, mix_graph, mux_args
+from flows.stages.render.loudness import (
     block_powers,
-    concat_list,
-    copy_point,
-    ffmpeg_args,
-    fit_greeting,
     gated_level_db,
-    head_args,
-    lead_in,
     match_gain_db,
-    mix_graph,
-    mux_args,
     peak_db,
-    plan_head,
-    render_greeting,
-    seconds_arg,
     speech_end_s,
+)
+from flows.stages.render.timing import (
+    HeadPlan,
+    adts_window_sequences,
+    copy_point,
+    fit_greeting,
+    lead_in,
+    plan_head,
+    seconds_arg,
     tempo_needed,
 )
 from greetings.samples import make_sample_video, make_speech, make_tone

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any
 
 import pytest
 
 from flows.job import ErrorCode, JobError
-from flows.media import AudioStream, MediaInfo, VideoStream
 from flows.stages.render import check_output_duration
 from flows.stages.validate import (
     check_media,
@@ -20,6 +18,7 @@ from flows.stages.validate import (
     input_path,
     validate_request,
 )
+from tests.support.mediacheck import media_info as media
 
 
 def job(**overrides: Any) -> dict[str, Any]:
@@ -120,30 +119,6 @@ def test_size_limits() -> None:
     assert code_of(check_size, 0, 100) == ErrorCode.INPUT_NOT_VIDEO
     assert code_of(check_size, 101, 100) == ErrorCode.INPUT_TOO_LARGE
     check_size(100, 100)
-
-
-def media(video: bool = True, audio: bool = True, duration: float = 20.0) -> MediaInfo:
-    return MediaInfo(
-        size_bytes=1000,
-        duration_s=duration,
-        format_name="mov,mp4",
-        video=VideoStream(index=0, codec="h264", width=640, height=360, fps=30.0, rotation=0)
-        if video
-        else None,
-        audio=AudioStream(
-            index=1,
-            codec="aac",
-            profile="LC",
-            sample_rate=48000,
-            channels=2,
-            channel_layout="stereo",
-            bit_rate=128000,
-            frame_size=1024,
-            time_base=Fraction(1, 48000),
-        )
-        if audio
-        else None,
-    )
 
 
 def test_media_checks() -> None:

@@ -24,20 +24,6 @@ head shifts everything after it by that delay, so each side keeps explicit times
   measure and run ffmpeg.
 """
 
-from flows.stages.render.ffmpeg_args import (
-    MixSpec,
-    concat_list,
-    head_args,
-    mix_graph,
-    mux_args,
-)
-from flows.stages.render.loudness import (
-    block_powers,
-    gated_level_db,
-    match_gain_db,
-    peak_db,
-    speech_end_s,
-)
 from flows.stages.render.stage import (
     InputAnalysis,
     RenderReport,
@@ -46,40 +32,12 @@ from flows.stages.render.stage import (
     render_greeting,
     render_video,
 )
-from flows.stages.render.timing import (
-    HeadPlan,
-    adts_window_sequences,
-    copy_point,
-    fit_greeting,
-    lead_in,
-    plan_head,
-    seconds_arg,
-    tempo_needed,
-)
 
 __all__ = [
-    "HeadPlan",
     "InputAnalysis",
-    "MixSpec",
     "RenderReport",
-    "adts_window_sequences",
     "analyze_input",
-    "block_powers",
     "check_output_duration",
-    "concat_list",
-    "copy_point",
-    "fit_greeting",
-    "gated_level_db",
-    "head_args",
-    "lead_in",
-    "match_gain_db",
-    "mix_graph",
-    "mux_args",
-    "peak_db",
-    "plan_head",
     "render_greeting",
     "render_video",
-    "seconds_arg",
-    "speech_end_s",
-    "tempo_needed",
 ]
