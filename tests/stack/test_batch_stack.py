@@ -58,7 +58,6 @@ def test_a_batch_runs_as_one_flow_run_and_each_job_moves_on_its_own(
     stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
     user, video = uploaded.user, uploaded.path
-    video = video
     batch_id, job_ids = create_batch(stack, user, video, ["Anna", "Ben", "Cara", "Dev"])
 
     jobs = {job_id: wait_finished(clients, job_id, 120) for job_id in job_ids}
@@ -124,7 +123,6 @@ def test_cancelling_one_job_leaves_the_rest_of_its_batch_running(
     stack: Any, clients: Any, uploaded: Uploaded
 ) -> None:
     user, video = uploaded.user, uploaded.path
-    video = video
     batch_id, job_ids = create_batch(stack, user, video, [f"Name {i}" for i in range(6)])
     last = job_ids[-1]
     as_user(stack, user).request(last, user.uid, RequestAction.CANCEL)
@@ -146,7 +144,6 @@ def test_jobs_whose_batch_document_never_came_are_started_by_the_sweep(
 ) -> None:
     """A client that died between its jobs and its batch document loses nothing."""
     user, video = uploaded.user, uploaded.path
-    video = video
     job_id = new_job_id()
     as_user(stack, user).create_job(
         job_id, JobRequest(**request_fields(user, video, batch_id="never-written"))

@@ -188,7 +188,6 @@ def test_prefect_down_when_the_trigger_fires_the_sweep_starts_the_job_once_it_is
     stack: Stack, clients: Any, prefect_client: Any, uploaded: Uploaded
 ) -> None:
     user, video = uploaded.user, uploaded.path
-    video = video
     worker_pid = stack.pid("prefect-worker")
     assert worker_pid is not None
     server = next(svc for svc in stack.services() if svc.name == "prefect-server")
