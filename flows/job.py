@@ -19,7 +19,10 @@ from flows.lifecycle import BATCHES, COLLECTION, MAX_BATCH_JOBS, REQUESTS
 
 __all__ = ["BATCHES", "COLLECTION", "MAX_BATCH_JOBS", "REQUESTS"]  # and the names defined below
 
-DEFAULT_GREETING_TEXT = "Hey {name},"
+# Prospects are greeted by first name ("Hey Anna-Lena,"), as people greet people; a name with
+# nothing to call the person by gets the fallback word ("Hey there,").
+DEFAULT_GREETING_TEXT = "Hey {firstName},"
+DEFAULT_GREETING_FALLBACK = "there"
 
 
 class JobStatus(StrEnum):
@@ -159,6 +162,8 @@ class JobRequest(_Camel):
     voice_id: str
     greeting_end_second: float
     greeting_text: str | None = None
+    first_name: str | None = None  # what to call the prospect; derived from prospectName if unset
+    greeting_fallback: str | None = None  # spoken when there is no first name (default "there")
     batch_id: str | None = None
 
 

@@ -9,17 +9,25 @@ and probe it; `load_upload` is what a job (or its batch, once for all its jobs) 
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from google.cloud import storage
+from nameparser import HumanName
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows import storage as object_store
-from flows.job import DEFAULT_GREETING_TEXT, ErrorCode, JobError, upload_prefix
+from flows.job import (
+    DEFAULT_GREETING_FALLBACK,
+    DEFAULT_GREETING_TEXT,
+    ErrorCode,
+    JobError,
+    upload_prefix,
+)
 from flows.media import MediaInfo, ProbeError, probe
 from flows.retry import transient_task
 
@@ -31,7 +39,9 @@ MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
 # refused: quotes, brackets, `$`, backticks, `<`/`>` (markup to a TTS engine), emoji, controls.
 # Apostrophes and hyphens as people and word processors type them (U+2019, U+2018, U+2010, U+2013).
 NAME_PUNCTUATION = frozenset(".,'-&()\u2019\u2018\u2010\u2013")
-NAME_PLACEHOLDER = "{name}"
+MAX_FALLBACK_CHARS = 40
+# What a greeting template may name: the whole name as given, the first name, the last name.
+PLACEHOLDERS = ("{name}", "{firstName}", "{lastName}")
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class ValidRequest:
     prospect_name: str
     voice_id: str
     greeting_end_s: float
-    greeting_text: str  # the template with the name filled in: what is spoken
+    greeting_text: str  # the template with the names filled in: what is spoken
 
 
 def _refused_characters(text: str, allowed_extra: frozenset[str] = frozenset()) -> list[str]:
@@ -86,8 +96,73 @@ def clean_name(raw: Any) -> str:
     return name
 
 
-def greeting_text(template: Any, name: str) -> str:
-    """The words to speak: the template with `{name}` replaced, taken literally (no format())."""
+@dataclass(frozen=True)
+class SpokenName:
+    """The parts of a prospect's name a greeting template can use."""
+
+    full: str  # {name}: as the user gave it, cleaned
+    first: str  # {firstName}: what to call them, or the fallback word
+    last: str  # {lastName}: the family name, or the whole name when there is none
+
+
+def _is_initial(word: str) -> bool:
+    return len(word.rstrip(".")) <= 1
+
+
+def first_name_of(name: str) -> str:
+    """What to call a person named `name` ("" if nothing): titles dropped, hyphens kept.
+
+    "Dr. Anna-Lena Smith" -> "Anna-Lena"; "Dr. Smith" -> "Dr. Smith" (a title with a family
+    name only is how such a person is addressed); "J. R. R. Tolkien" -> the whole name (an
+    initial is nothing to call anyone by). nameparser knows the titles and the "Last, First" order.
+    """
+    parsed = HumanName(name)
+    if parsed.first and not _is_initial(parsed.first):
+        return str(parsed.first)
+    if parsed.first:
+        return " ".join(str(p) for p in (parsed.first, parsed.middle, parsed.last) if p)
+    if parsed.title and parsed.last:
+        return f"{parsed.title} {parsed.last}"
+    return str(parsed.last)
+
+
+def spoken_name(prospect_name: str, first_name: Any = None, fallback: Any = None) -> SpokenName:
+    """The name parts to speak for a cleaned `prospect_name`.
+
+    An explicit `first_name` (the client's `firstName`) wins over the derived one; a blank one
+    asks for the fallback word.
+    """
+    if fallback is None:
+        fallback = DEFAULT_GREETING_FALLBACK
+    elif not isinstance(fallback, str) or len(fallback) > MAX_FALLBACK_CHARS:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"greetingFallback must be a word or two of text (at most {MAX_FALLBACK_CHARS} "
+            'characters), e.g. "there".',
+        )
+    else:
+        fallback = _spoken_part(fallback, "greetingFallback")
+    if first_name is None:
+        first = first_name_of(prospect_name)
+    elif not isinstance(first_name, str):
+        raise JobError(ErrorCode.INVALID_NAME, "firstName must be text.")
+    else:
+        first = _spoken_part(first_name, "firstName") if first_name.strip() else ""
+    last = str(HumanName(prospect_name).last) or prospect_name
+    return SpokenName(prospect_name, first or fallback, last)
+
+
+def _spoken_part(raw: str, field: str) -> str:
+    try:
+        return clean_name(raw)
+    except JobError as exc:
+        raise JobError(exc.code, exc.message.replace("The prospect name", field)) from None
+
+
+def greeting_text(template: Any, name: str | SpokenName) -> str:
+    """The words to speak: the template's `{name}`, `{firstName}` and `{lastName}` filled in,
+    taken literally (no format(): braces are refused everywhere else)."""
+    spoken = spoken_name(name) if isinstance(name, str) else name
     if template is None:
         template = DEFAULT_GREETING_TEXT
     if not isinstance(template, str) or not template.strip():
@@ -97,16 +172,21 @@ def greeting_text(template: Any, name: str) -> str:
             ErrorCode.INVALID_GREETING_TEXT,
             f"The greeting text is longer than {MAX_TEMPLATE_CHARS} characters.",
         )
-    refused = _refused_characters(
-        template.replace(NAME_PLACEHOLDER, ""), allowed_extra=frozenset("!?")
-    )
+    bare = template
+    for placeholder in PLACEHOLDERS:
+        bare = bare.replace(placeholder, "")
+    refused = _refused_characters(bare, allowed_extra=frozenset("!?"))
     if refused:
         raise JobError(
             ErrorCode.INVALID_GREETING_TEXT,
             f"The greeting text contains characters that cannot be spoken ({_describe(refused)}). "
-            'Write it as plain words with "{name}" where the name goes, e.g. "Hey {name},".',
+            "Write it as plain words with {firstName}, {lastName} or {name} where the name "
+            'goes, e.g. "Hey {firstName},".',
         )
-    return " ".join(template.replace(NAME_PLACEHOLDER, name).split())
+    # One pass over the placeholders, so a name is never read as a placeholder itself.
+    values = {"{name}": spoken.full, "{firstName}": spoken.first, "{lastName}": spoken.last}
+    filled = re.sub(r"\{(?:name|firstName|lastName)\}", lambda m: values[m.group(0)], template)
+    return " ".join(filled.split())
 
 
 def greeting_end(raw: Any) -> float:
@@ -154,7 +234,10 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
         prospect_name=name,
         voice_id=voice_id.strip(),
         greeting_end_s=greeting_end(raw.get("greetingEndSecond")),
-        greeting_text=greeting_text(raw.get("greetingText"), name),
+        greeting_text=greeting_text(
+            raw.get("greetingText"),
+            spoken_name(name, raw.get("firstName"), raw.get("greetingFallback")),
+        ),
     )
 
 

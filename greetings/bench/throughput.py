@@ -180,9 +180,11 @@ def run_throughput(
         csv_path = Path(tmp) / "prospects.csv"
         names = prospect_names(count, random.Random())
         csv_path.write_text("name\n" + "".join(f"{name}\n" for name in names), encoding="utf-8")
-        names = read_prospects(None, str(csv_path), sys.stderr)
+        prospects = read_prospects(None, str(csv_path), sys.stderr)
     check_video(clip, clips.GREETING_END_S, settings)
-    submission = Submission(clip, names, choose_voice(None, settings), clips.GREETING_END_S)
+    submission = Submission(
+        clip, prospects.names, choose_voice(None, settings), clips.GREETING_END_S
+    )
 
     # Followed by reading the jobs every POLL_S: a listener would cost this machine more CPU
     # than the trigger does (see JobWatch.refresh); the times come from the jobs' history.

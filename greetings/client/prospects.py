@@ -14,10 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flows.job import JobError
-from flows.stages.validate import clean_name
+from flows.stages.validate import clean_name, spoken_name
 from greetings.errors import UsageError
 
 NAME_COLUMNS = ("name", "prospectname", "prospect_name", "prospect name")
+# An optional column saying what to call the prospect (the job's `firstName`); blank cells ask
+# for the greeting's fallback word.
+FIRST_NAME_COLUMNS = ("firstname", "first_name", "first name")
 SLUG_FALLBACK = "prospect"
 MAX_SLUG_CHARS = 60
 # Letters NFKD does not split into an ASCII base and a mark.
@@ -40,19 +43,22 @@ class Skipped:
 class Prospects:
     names: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    # Per name, in the same order: its explicit first name, or None to derive it from the name.
+    first_names: list[str | None] = field(default_factory=list)
 
 
-def pick_names(entries: Iterable[tuple[str, str | None]]) -> Prospects:
-    """The usable names of `(where, raw name)` entries, in order; blanks, repeats and names the
-    pipeline would refuse are skipped with the reason."""
+def pick_names(entries: Iterable[tuple[str, str | None, str | None]]) -> Prospects:
+    """The usable names of `(where, raw name, raw first name)` entries, in order; blanks, repeats
+    and names (or first names) the pipeline would refuse are skipped with the reason."""
     picked = Prospects()
     first_seen: dict[str, str] = {}
-    for where, raw in entries:
+    for where, raw, raw_first in entries:
         if raw is None or not raw.strip():
             picked.skipped.append(Skipped(where, "blank name"))
             continue
         try:
             name = clean_name(raw)
+            first = None if raw_first is None else spoken_name(name, raw_first).first
         except JobError as exc:
             picked.skipped.append(Skipped(where, f"{raw.strip()!r}: {exc.message}"))
             continue
@@ -64,15 +70,18 @@ def pick_names(entries: Iterable[tuple[str, str | None]]) -> Prospects:
             continue
         first_seen[key] = where
         picked.names.append(name)
+        # A blank first-name cell is kept blank: the job then greets with the fallback word.
+        picked.first_names.append(None if raw_first is None else first if raw_first.strip() else "")
     return picked
 
 
 def names_from_args(names: Iterable[str]) -> Prospects:
-    return pick_names((f"--name #{i}", name) for i, name in enumerate(names, start=1))
+    return pick_names((f"--name #{i}", name, None) for i, name in enumerate(names, start=1))
 
 
 def names_from_csv(text: str, source: str) -> Prospects:
-    """Names from a CSV with a header naming a `name` (or `prospectName`) column."""
+    """Names from a CSV with a header naming a `name` (or `prospectName`) column, and
+    optionally a `firstName` (or `first_name`) column."""
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     header = reader.fieldnames
     if not header:
@@ -84,10 +93,13 @@ def names_from_csv(text: str, source: str) -> Prospects:
             f"{source} has no `name` (or `prospectName`) column; its header is {shown}"
         )
 
-    def rows() -> Iterable[tuple[str, str | None]]:
+    first = next((c for c in header if c and c.strip().casefold() in FIRST_NAME_COLUMNS), None)
+
+    def rows() -> Iterable[tuple[str, str | None, str | None]]:
         for row in reader:
             # line_num is the row's last physical line (a quoted name may span lines).
-            yield f"{source} line {reader.line_num}", row.get(column)
+            given = (row.get(first) or "") if first else None
+            yield f"{source} line {reader.line_num}", row.get(column), given
 
     return pick_names(rows())
 

@@ -51,7 +51,7 @@ def sample_video(settings: StackSettings) -> Path:
 def demo_command(args: argparse.Namespace) -> int:
     settings = get_settings()
     # The user's own material is checked before anything starts.
-    names = read_prospects(None, args.names_csv, sys.stderr) if args.names_csv else DEMO_NAMES
+    prospects = read_prospects(None, args.names_csv, sys.stderr) if args.names_csv else None
     voice = choose_voice(args.voice, settings)
     if args.video:
         check_video(Path(args.video), DEFAULT_GREETING_END_S, settings)
@@ -72,7 +72,13 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"signed in as {session.user.email} (uid {session.user.uid})")
     code = submit_and_follow(
         session,
-        Submission(video, list(names), voice, DEFAULT_GREETING_END_S),
+        Submission(
+            video,
+            prospects.names if prospects else list(DEMO_NAMES),
+            voice,
+            DEFAULT_GREETING_END_S,
+            first_names=prospects.first_names if prospects else None,
+        ),
         wait=True,
         out_dir=OUT_DIR,
         json_output=False,

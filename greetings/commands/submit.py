@@ -35,6 +35,7 @@ class Submission:
     voice_id: str
     greeting_end_s: float
     greeting_text: str | None = None
+    first_names: list[str | None] | None = None  # per name; None: derived from the name
 
 
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
@@ -49,7 +50,7 @@ def choose_voice(requested: str | None, settings: StackSettings) -> str:
     return ESPEAK_VOICE_PREFIX + settings.espeak_voice
 
 
-def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> list[str]:
+def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> Prospects:
     """The names to greet; skipped ones are reported on `err`, one line each."""
     if csv_path is not None:
         path = Path(csv_path)
@@ -66,7 +67,7 @@ def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -
         err.write(f"warning: {skipped}\n")
     if not prospects.names:
         raise UsageError("no prospect names left to greet")
-    return prospects.names
+    return prospects
 
 
 def check_video(video: Path, greeting_end_s: float, settings: StackSettings) -> None:
@@ -100,10 +101,12 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
     except JobError as exc:
         raise UsageError(exc.message) from exc
     voice = choose_voice(args.voice, settings)
-    names = read_prospects(args.name, args.names_csv, err)
+    prospects = read_prospects(args.name, args.names_csv, err)
     video = Path(args.video)
     check_video(video, end_s, settings)
-    return Submission(video, names, voice, end_s, args.greeting_text)
+    return Submission(
+        video, prospects.names, voice, end_s, args.greeting_text, prospects.first_names
+    )
 
 
 def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[str, str]:
@@ -113,6 +116,7 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
     out.write(f"video {verb}: {upload.path} ({upload.size / 1e6:.1f} MB)\n")
     jobs: dict[str, str] = {}
     names = list(submission.names)
+    first_names = submission.first_names or [None] * len(names)
     # One batch (one flow run) per MAX_BATCH_JOBS names: a batch is one Firestore commit.
     for start in range(0, len(names), MAX_BATCH_JOBS):
         batch_id = uuid.uuid4().hex
@@ -124,9 +128,14 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
                 voice_id=submission.voice_id,
                 greeting_end_second=submission.greeting_end_s,
                 greeting_text=submission.greeting_text,
+                first_name=first_name,
                 batch_id=batch_id,
             )
-            for name in names[start : start + MAX_BATCH_JOBS]
+            for name, first_name in zip(
+                names[start : start + MAX_BATCH_JOBS],
+                first_names[start : start + MAX_BATCH_JOBS],
+                strict=True,
+            )
         }
         session.firestore.create_batch(batch_id, requests)
         for job_id, request in requests.items():

@@ -73,6 +73,8 @@ def test_owner_creates_a_valid_job(stack: Any, alice: User) -> None:
 
 def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
+    create(stack, alice, new_job(alice, firstName="Anna-Lena", greetingFallback="friend"))
+    create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
 
 
 def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
@@ -99,6 +101,10 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("greetingEndSecond a string", {"greetingEndSecond": "1.5"}),
         ("voiceId empty", {"voiceId": ""}),
         ("greetingText too long", {"greetingText": "x" * 201}),
+        ("firstName too long", {"firstName": "x" * 101}),
+        ("firstName not a string", {"firstName": 7}),
+        ("greetingFallback empty", {"greetingFallback": ""}),
+        ("greetingFallback too long", {"greetingFallback": "x" * 41}),
         ("missing voiceId", {"voiceId": _DROP}),
         ("input outside uploads", {"inputVideo": "greeting-results/someone/x.mp4"}),
         ("input path traversal", {"inputVideo": "user-uploads/{uid}/../other/x.mp4"}),

@@ -93,6 +93,17 @@ def test_names_the_pipeline_would_refuse_are_skipped_with_its_reason() -> None:
     assert "at most 100" in reasons[2]
 
 
+def test_a_csv_may_say_what_to_call_each_prospect() -> None:
+    text = "Name,First Name\nDr. Anna-Lena Smith,\nRobert Jones,Bob\nKim Lee,$(id)\nAl Roe,Al\n"
+    prospects = names_from_csv(text, "names.csv")
+    assert prospects.names == ["Dr. Anna-Lena Smith", "Robert Jones", "Al Roe"]
+    # A blank cell asks for the fallback word; a first name the pipeline would refuse is skipped.
+    assert prospects.first_names == ["", "Bob", "Al"]
+    assert "names.csv line 4" in str(prospects.skipped[0])
+    without = names_from_csv("name\nRobert Jones\n", "names.csv")
+    assert without.first_names == [None]  # derived from the name by the pipeline
+
+
 def test_read_prospects_reports_skips_and_refuses_when_none_are_left(tmp_path: Path) -> None:
     csv_file = tmp_path / "names.csv"
     csv_file.write_text("name\n\n,\n")

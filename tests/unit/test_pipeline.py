@@ -107,7 +107,7 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         "downloadUrl": "https://example.test/video",
     }
     assert uploads.asked == [JOB["inputVideo"]]
-    assert stages == ["speak Hey Dr. Anna-Lena Smith,", "render 1.5", f"upload {USER}/job-1"]
+    assert stages == ["speak Hey Anna-Lena,", "render 1.5", f"upload {USER}/job-1"]
 
 
 def test_cancelled_while_uploading_withdraws_the_stored_result(
@@ -125,7 +125,7 @@ def test_cancelled_before_a_stage_runs_nothing_more(stages: list[str], tmp_path:
     writes = Writes(refuse=JobStatus.GENERATING_VIDEO)
     with pytest.raises(TransitionRefused):
         job_run(writes).run(Uploads(), tmp_path)
-    assert stages == ["speak Hey Dr. Anna-Lena Smith,"]  # no render, no upload
+    assert stages == ["speak Hey Anna-Lena,"]  # no render, no upload
 
 
 def test_a_bad_field_fails_before_the_upload_is_fetched(stages: list[str], tmp_path: Path) -> None:

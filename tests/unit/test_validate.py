@@ -44,8 +44,79 @@ def code_of(fn: Any, *args: Any) -> ErrorCode:
 def test_valid_request_is_normalised() -> None:
     request = validate_request(job())
     assert request.prospect_name == "Jane Doe"
-    assert request.greeting_text == "Hey Jane Doe,"
+    assert request.greeting_text == "Hey Jane,"  # by first name, as people greet people
     assert request.greeting_end_s == 1.5
+
+
+def test_an_explicit_first_name_and_fallback_win() -> None:
+    assert validate_request(job(firstName="Janie")).greeting_text == "Hey Janie,"
+    blank = job(firstName=" ", greetingFallback="friend")
+    assert validate_request(blank).greeting_text == "Hey friend,"
+    template = job(greetingText="Hello {firstName} {lastName}, dear {name}!")
+    assert validate_request(template).greeting_text == "Hello Jane Doe, dear Jane Doe!"
+    assert code_of(validate_request, job(firstName="$(id)")) == ErrorCode.INVALID_NAME
+    assert code_of(validate_request, job(firstName=7)) == ErrorCode.INVALID_NAME
+    assert code_of(validate_request, job(greetingFallback="x" * 41)) == (
+        ErrorCode.INVALID_GREETING_TEXT
+    )
+
+
+# Full names as they stand in a sales team's CSV: titles, hyphens, diacritics, particles, three
+# parts, "Last, First", initials, one-word names. What a greeting calls each of them.
+REAL_NAMES = {
+    "Christopher Montgomery": "Christopher",
+    "Dr. Anna-Lena Smith": "Anna-Lena",
+    "Oluwaseun Adebayo-Johnson": "Oluwaseun",
+    "Mr. Jean-Luc Picard": "Jean-Luc",
+    "Ms. Priya Raghunathan": "Priya",
+    "Prof. Dr. Hans-Peter Müller": "Hans-Peter",
+    "Sir Patrick Stewart": "Patrick",
+    "Mrs. Zoë Saldaña-Perego": "Zoë",
+    "José María García Márquez": "José",
+    "Ludwig van Beethoven": "Ludwig",
+    "Ngozi Okonjo-Iweala": "Ngozi",
+    "Nguyễn Thị Minh Khai": "Nguyễn",
+    "Søren Kierkegaard": "Søren",
+    "Siobhán O'Sullivan": "Siobhán",
+    "Mary Ann Smith-Jones": "Mary",
+    "Dr. Smith": "Dr. Smith",
+    "J. R. R. Tolkien": "J. R. R. Tolkien",
+    "van der Berg, Hans": "Hans",
+    "Björk": "Björk",
+    "Madonna": "Madonna",
+    "Dr. Martin Luther King Jr.": "Martin",
+    "Ms. Ana Lucía de la Cruz": "Ana",
+    "Kwame Nkrumah": "Kwame",
+    "Ayşe Gül Yılmaz": "Ayşe",  # noqa: RUF001 (a Turkish dotless i)
+    "Łukasz Żółkiewski": "Łukasz",
+    "François-Xavier Dupont": "François-Xavier",
+    "Zhang Wei": "Zhang",
+    "Mohammed bin Salman": "Mohammed",
+    "Mr. John Q. Public": "John",
+    "Rev. Desmond Tutu": "Desmond",
+    "Capt. Jean Marie Dubois": "Jean",
+    "Lt. Nyota Uhura": "Nyota",
+    "Ines Sainz-de-Baranda": "Ines",
+    "Aarav Patel": "Aarav",
+    "Dr. Ólafur Ragnar Grímsson": "Ólafur",
+    "Mx. Robin Taylor": "Robin",
+    "Chiamaka Obi-Eze": "Chiamaka",
+    "Hiroshi Tanaka": "Hiroshi",
+    "Ms. Élodie Lefèvre": "Élodie",
+    "Pieter de Vries": "Pieter",
+}
+
+
+@pytest.mark.parametrize(("name", "first"), REAL_NAMES.items())
+def test_real_names_are_greeted_by_what_people_call_them(name: str, first: str) -> None:
+    assert clean_name(name) == name
+    assert validate_request(job(prospectName=name)).greeting_text == f"Hey {first},"
+
+
+def test_a_name_with_nothing_to_call_gets_the_fallback_word() -> None:
+    assert validate_request(job(prospectName="Dr.")).greeting_text == "Hey there,"
+    fallback = job(prospectName="Dr.", greetingFallback="friend")
+    assert validate_request(fallback).greeting_text == "Hey friend,"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +154,9 @@ def test_hostile_or_broken_names_fail_with_invalid_name(name: Any) -> None:
 
 def test_template_is_taken_literally() -> None:
     assert greeting_text("Hi {name}!", "Ann") == "Hi Ann!"
-    assert greeting_text(None, "Ann") == "Hey Ann,"
+    assert greeting_text(None, "Ann Lee") == "Hey Ann,"
+    assert greeting_text("{lastName}, {firstName} ({name})", "Ann Lee") == "Lee, Ann (Ann Lee)"
+    assert greeting_text("Hi {firstName}!", "{name} Lee") == "Hi {name}!"  # never a placeholder
     assert (
         code_of(greeting_text, "Hi {name} {0.__class__}", "Ann") == ErrorCode.INVALID_GREETING_TEXT
     )

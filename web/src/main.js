@@ -12,7 +12,8 @@ import { MAX_NAME_CHARS, namesFromCsv, namesFromText, pickNames } from './names.
 import { errorMessage, uploadVideo } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
-const DEFAULT_TEMPLATE = 'Hey {name},';
+const DEFAULT_TEMPLATE = 'Hey {firstName},';
+const PLACEHOLDERS = ['{firstName}', '{lastName}', '{name}'];
 const MAX_GREETING_END = 10;
 const MIN_TAIL_S = 1; // the video must go on at least this long after the greeting (validate.py)
 const MAX_TEMPLATE_CHARS = 200;
@@ -317,7 +318,7 @@ async function main() {
     if (voiceId.length > 100) throw new Error('The voice id is longer than 100 characters.');
     const template = $('greeting-text').value.trim();
     if (template.length > MAX_TEMPLATE_CHARS) throw new Error(`The greeting text is longer than ${MAX_TEMPLATE_CHARS} characters.`);
-    if (template && !template.includes('{name}')) throw new Error('The greeting text needs {name} where the prospect\'s name goes, e.g. “Hey {name},”.');
+    if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw new Error('The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
     return {
       names,
       voiceId,
