@@ -21,7 +21,10 @@ def work_root(state_dir: Path) -> Path:
 
 def run_dir(root: Path, job_id: str) -> tempfile.TemporaryDirectory[str]:
     """A scratch folder for one run of one job, removed when the context exits."""
-    return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-{job_id}-", dir=root)
+    # The id only helps a person find the folder: bounded and plain, it can never make a name
+    # too long for the file system (the rules bound ids; an admin-written job may not be).
+    label = "".join(c if c.isalnum() or c in "_-" else "_" for c in job_id[:64])
+    return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-{label}-", dir=root)
 
 
 def remove_orphans(root: Path) -> list[Path]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote
 
 import httpx
 from elevenlabs import ElevenLabs, VoiceSettings
@@ -181,7 +182,9 @@ class ElevenLabsVoice:
             # The SDK streams: errors (HTTP or network) surface while the chunks are joined.
             audio = b"".join(
                 self._client.text_to_speech.convert(
-                    voice_id,
+                    # The SDK puts the id into the URL path as it is: escaped, `../x` stays a
+                    # (refused) voice id instead of reaching another endpoint with our key.
+                    quote(voice_id, safe=""),
                     text=text,
                     model_id=self.model_id,
                     output_format=self.output_format,

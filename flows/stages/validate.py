@@ -40,6 +40,15 @@ MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
 # Apostrophes and hyphens as people and word processors type them (U+2019, U+2018, U+2010, U+2013).
 NAME_PUNCTUATION = frozenset(".,'-&()\u2019\u2018\u2010\u2013")
 MAX_FALLBACK_CHARS = 40
+# What may reach the voice once the template is filled: a greeting is a few words, and a provider
+# bills by the character (a 200-character template of 33 `{name}`s would be 3,000).
+MAX_SPOKEN_CHARS = 120
+# The voice ids there are: an ElevenLabs id (20 letters and digits), a local voice by name
+# (`espeak:en-us`, `piper:joe`), or `clone`. Nothing else reaches a provider's URL or a command.
+VOICE_ID = re.compile(r"[A-Za-z0-9]{20}|(?:espeak|piper):[A-Za-z0-9][A-Za-z0-9_+.-]{0,62}|clone")
+# An upload's object name: what the clients write (`<sha256>.<ext>`) and names like it; no
+# separators, encoded or not, no `..`, nothing a URL or a shell would read twice.
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # What a greeting template may name: the whole name as given, the first name, the last name.
 PLACEHOLDERS = ("{name}", "{firstName}", "{lastName}")
 
@@ -186,7 +195,14 @@ def greeting_text(template: Any, name: str | SpokenName) -> str:
     # One pass over the placeholders, so a name is never read as a placeholder itself.
     values = {"{name}": spoken.full, "{firstName}": spoken.first, "{lastName}": spoken.last}
     filled = re.sub(r"\{(?:name|firstName|lastName)\}", lambda m: values[m.group(0)], template)
-    return " ".join(filled.split())
+    text = " ".join(filled.split())
+    if len(text) > MAX_SPOKEN_CHARS:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"The greeting to speak is {len(text)} characters long; at most {MAX_SPOKEN_CHARS} "
+            'are spoken. Use fewer words or {firstName}, e.g. "Hey {firstName},".',
+        )
+    return text
 
 
 def greeting_end(raw: Any) -> float:
@@ -216,6 +232,12 @@ def input_path(raw: Any, user_id: str) -> str:
             ErrorCode.INPUT_PATH_FORBIDDEN,
             f"inputVideo must be a file in your own upload folder ({prefix}…).",
         )
+    if not UPLOAD_NAME.fullmatch(raw.removeprefix(prefix)):
+        raise JobError(
+            ErrorCode.INPUT_PATH_FORBIDDEN,
+            f"inputVideo must name a file directly in your upload folder ({prefix}…) with "
+            "letters, digits, '.', '_' and '-' only: upload the video again.",
+        )
     return raw
 
 
@@ -226,8 +248,12 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
         raise JobError(ErrorCode.INTERNAL, "The job has no owner (userId).", retryable=False)
     name = clean_name(raw.get("prospectName"))
     voice_id = raw.get("voiceId")
-    if not isinstance(voice_id, str) or not voice_id.strip() or len(voice_id) > 100:
-        raise JobError(ErrorCode.INVALID_VOICE, "voiceId must be a voice id (1-100 characters).")
+    if not isinstance(voice_id, str) or not VOICE_ID.fullmatch(voice_id.strip()):
+        raise JobError(
+            ErrorCode.INVALID_VOICE,
+            "voiceId must be an ElevenLabs voice id (20 letters and digits), a local voice "
+            "such as espeak:en-us, or clone.",
+        )
     return ValidRequest(
         user_id=user_id,
         input_video=input_path(raw.get("inputVideo"), user_id),

@@ -17,7 +17,7 @@ from typing import TextIO
 from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
 from flows.media import ProbeError, probe
 from flows.stages.synthesize import ESPEAK_VOICE_PREFIX
-from flows.stages.validate import check_media, greeting_end, greeting_text
+from flows.stages.validate import VOICE_ID, check_media, greeting_end, greeting_text
 from greetings.client.prospects import Prospects, names_from_args, names_from_csv
 from greetings.client.session import Session, connect
 from greetings.client.table import JobView, json_line
@@ -41,6 +41,11 @@ class Submission:
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
     """`--voice`, or the local espeak-ng voice when no ElevenLabs key is configured."""
     if requested:
+        if not VOICE_ID.fullmatch(requested):
+            raise UsageError(
+                f"--voice {requested!r} is no voice id: an ElevenLabs voice id (20 letters and "
+                "digits), a local voice such as espeak:en-us, or clone"
+            )
         return requested
     if settings.use_elevenlabs:
         raise UsageError(

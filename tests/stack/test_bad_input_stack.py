@@ -345,8 +345,16 @@ MATRIX = [
     Case(
         "voice id that is a path",
         "invalid-voice",
-        "espeak-ng has no voice",
+        "ElevenLabs voice id (20 letters and digits)",
         overrides={"voiceId": "espeak:../../etc/passwd"},
+        rules_refuse=True,
+    ),
+    Case(
+        "voice id that names another ElevenLabs endpoint",
+        "invalid-voice",
+        "ElevenLabs voice id (20 letters and digits)",
+        overrides={"voiceId": "../../v1/sound-generation"},
+        rules_refuse=True,
     ),
 ]
 

@@ -49,8 +49,8 @@ def bob(make_user: Callable[[], User]) -> User:
     return make_user()
 
 
-def create(stack: Any, user: User | None, fields: dict[str, Any]) -> str:
-    job_id = f"rules-{uuid.uuid4().hex[:16]}"
+def create(stack: Any, user: User | None, fields: dict[str, Any], job_id: str = "") -> str:
+    job_id = job_id or f"rules-{uuid.uuid4().hex[:16]}"
     as_user(stack, user).create(COLLECTION, job_id, fields, ("createdAt",))
     return job_id
 
@@ -77,6 +77,19 @@ def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
 
 
+def test_every_kind_of_voice_id_is_allowed(stack: Any, alice: User) -> None:
+    for voice in ("JBFqnCBsd6RMkjVDRZzb", "espeak:en-us+f3", "piper:joe", "clone"):
+        create(stack, alice, new_job(alice, voiceId=voice))
+
+
+def test_job_ids_are_bounded(stack: Any, alice: User) -> None:
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(alice), job_id="x" * 129)
+    with pytest.raises(Denied):
+        create(stack, alice, new_job(alice), job_id="a.b")
+    create(stack, alice, new_job(alice), job_id=f"ok-{uuid.uuid4().hex}" + "x" * 93)  # 128
+
+
 def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingEndSecond=2))
 
@@ -100,6 +113,10 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("greetingEndSecond NaN", {"greetingEndSecond": float("nan")}),
         ("greetingEndSecond a string", {"greetingEndSecond": "1.5"}),
         ("voiceId empty", {"voiceId": ""}),
+        ("voiceId a path", {"voiceId": "../../v1/sound-generation"}),
+        ("voiceId of no kind", {"voiceId": "voice-1"}),
+        ("input name with an encoded separator", {"inputVideo": "user-uploads/{uid}/a%2Fb.mp4"}),
+        ("batchId with a slash", {"batchId": "a/b"}),
         ("greetingText too long", {"greetingText": "x" * 201}),
         ("firstName too long", {"firstName": "x" * 101}),
         ("firstName not a string", {"firstName": 7}),

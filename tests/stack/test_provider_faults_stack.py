@@ -63,7 +63,7 @@ def submit_spoken(
     stack: Stack, clients: Any, fake: FakeElevenLabs, user: User, video: Path
 ) -> tuple[str, str]:
     """A job the fake speaks, in a new voice of its own; returns (job id, voice id)."""
-    voice = f"it-voice-{uuid.uuid4().hex[:12]}"
+    voice = f"itvoice{uuid.uuid4().hex[:13]}"  # an ElevenLabs id's shape: 20 alphanumerics
     fake.add_voice(voice)
     job_id = submit(stack, user, upload(clients, user, video), prospect_name="Ada", voice_id=voice)
     return job_id, voice

@@ -426,13 +426,18 @@ def test_an_object_holds_the_file_only_with_the_same_size_and_md5(tmp_path: Path
     assert not holds(None, digest)
 
 
+VOICE = "JBFqnCBsd6RMkjVDRZzb"  # an ElevenLabs voice id's shape
+
+
 def test_choose_voice() -> None:
     assert choose_voice(None, StackSettings(tts_provider="espeak")) == "espeak:en-us"
-    assert choose_voice("v123", StackSettings(tts_provider="espeak")) == "v123"
+    assert choose_voice(VOICE, StackSettings(tts_provider="espeak")) == VOICE
+    with pytest.raises(UsageError, match="no voice id"):
+        choose_voice("../../v1/sound-generation", StackSettings(tts_provider="espeak"))
     eleven = StackSettings(tts_provider="auto", elevenlabs_api_key="k")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="--voice"):
         choose_voice(None, eleven)
-    assert choose_voice("v123", eleven) == "v123"
+    assert choose_voice(VOICE, eleven) == VOICE
 
 
 def _jwt(claims: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ def job(**overrides: Any) -> dict[str, Any]:
         "userId": "u1",
         "inputVideo": "user-uploads/u1/video.mp4",
         "prospectName": "  Jane   Doe ",
-        "voiceId": "voice-1",
+        "voiceId": "espeak:en-us",
         "greetingEndSecond": 1.5,
     }
     fields.update(overrides)
@@ -46,6 +46,49 @@ def test_valid_request_is_normalised() -> None:
     assert request.prospect_name == "Jane Doe"
     assert request.greeting_text == "Hey Jane,"  # by first name, as people greet people
     assert request.greeting_end_s == 1.5
+
+
+@pytest.mark.parametrize(
+    "voice",
+    ["JBFqnCBsd6RMkjVDRZzb", "espeak:en-us", "espeak:en-us+f3", "piper:joe", "clone"],
+)
+def test_voice_ids_of_every_kind_pass(voice: str) -> None:
+    assert validate_request(job(voiceId=voice)).voice_id == voice
+
+
+@pytest.mark.parametrize(
+    "voice",
+    [
+        "../../v1/sound-generation",  # reached another ElevenLabs endpoint with our key
+        "../../v1/voices/add#",
+        "JBFqnCBsd6RMkjVDRZz",  # 19
+        "JBFqnCBsd6RMkjVDRZzb1",  # 21
+        "espeak:../../etc/passwd",
+        "espeak:",
+        "voice id",
+        "",
+        None,
+        7,
+    ],
+)
+def test_voice_ids_of_no_kind_fail_before_any_provider(voice: Any) -> None:
+    assert code_of(validate_request, job(voiceId=voice)) == ErrorCode.INVALID_VOICE
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a%2Fb.mp4", "sub/dir.mp4", ".hidden.mp4", "x?.mp4", "x#y.mp4", "back\\slash.mp4"],
+)
+def test_upload_names_with_separators_are_refused_up_front(name: str) -> None:
+    refused = job(inputVideo=f"user-uploads/u1/{name}")
+    assert code_of(validate_request, refused) == ErrorCode.INPUT_PATH_FORBIDDEN
+
+
+def test_the_spoken_text_has_its_own_cap_after_the_template_is_filled() -> None:
+    long_name = "Bartholomew Montgomery-Fitzwilliam Featherstonehaugh" + " Jr" * 15
+    many = job(prospectName=long_name[:100], greetingText="{name} " * 3)
+    assert code_of(validate_request, many) == ErrorCode.INVALID_GREETING_TEXT
+    assert validate_request(job(greetingText="{name} " * 2)).greeting_text == "Jane Doe Jane Doe"
 
 
 def test_an_explicit_first_name_and_fallback_win() -> None:

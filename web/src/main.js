@@ -315,7 +315,7 @@ async function main() {
       voiceId = $('voice-id').value.trim();
       if (!voiceId) throw new Error('Enter the ElevenLabs voice id, or pick the local voice.');
     }
-    if (voiceId.length > 100) throw new Error('The voice id is longer than 100 characters.');
+    if (!/^([A-Za-z0-9]{20}|(espeak|piper):[A-Za-z0-9][A-Za-z0-9_+.-]{0,62}|clone)$/.test(voiceId)) throw new Error('The voice id is not one: an ElevenLabs voice id is 20 letters and digits.');
     const template = $('greeting-text').value.trim();
     if (template.length > MAX_TEMPLATE_CHARS) throw new Error(`The greeting text is longer than ${MAX_TEMPLATE_CHARS} characters.`);
     if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw new Error('The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
