@@ -15,9 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from flows import lifecycle
-from flows.lifecycle import BATCHES, COLLECTION, MAX_BATCH_JOBS, REQUESTS
+from flows.lifecycle import (
+    BATCHES,
+    COLLECTION,
+    MAX_BATCH_JOBS,
+    REQUESTS,
+    result_path,
+    upload_prefix,
+)
 
-__all__ = ["BATCHES", "COLLECTION", "MAX_BATCH_JOBS", "REQUESTS"]  # and the names defined below
+# Re-exported: the job's contract names them too.
+__all__ = [
+    "BATCHES",
+    "COLLECTION",
+    "MAX_BATCH_JOBS",
+    "REQUESTS",
+    "result_path",
+    "upload_prefix",
+]  # and the names defined below
 
 # Prospects are greeted by first name ("Hey Anna-Lena,"), as people greet people; a name with
 # nothing to call the person by gets the fallback word ("Hey there,").
@@ -97,6 +112,7 @@ class ErrorCode(StrEnum):
     TTS_REJECTED = "tts-rejected"
     TTS_UNAVAILABLE = "tts-unavailable"
     RENDER_FAILED = "render-failed"
+    RENDER_TIMEOUT = "render-timeout"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     ORCHESTRATOR_UNAVAILABLE = "orchestrator-unavailable"
     WORKER_LOST = "worker-lost"
@@ -205,11 +221,3 @@ class BatchRequest(_Camel):
 
     user_id: str
     job_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
-
-
-def upload_prefix(user_id: str) -> str:
-    return f"user-uploads/{user_id}/"
-
-
-def result_path(user_id: str, job_id: str) -> str:
-    return f"greeting-results/{user_id}/{job_id}.mp4"

@@ -39,6 +39,16 @@ RETRY = "retry"  # a request allowed once it failed
 BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
 
 
+def upload_prefix(user_id: str) -> str:
+    """The user's own upload folder: the only place a job's inputVideo may name."""
+    return f"user-uploads/{user_id}/"
+
+
+def result_path(user_id: str, job_id: str) -> str:
+    """Where a job's video is stored: the same path on every attempt."""
+    return f"greeting-results/{user_id}/{job_id}.mp4"
+
+
 def attempt_of(job: dict[str, Any]) -> int:
     """The job's current attempt (its `retryCount`): every write of another attempt is refused."""
     return int(job.get("retryCount") or 0)

@@ -2,15 +2,26 @@
 
 Parsing ffprobe's JSON is a pure function (`media_info_from_ffprobe`); `probe` only adds the
 subprocess call, so the parsing is unit-tested without media files.
+
+A user's upload is hostile until shown otherwise. ffmpeg guesses a format from the bytes, so a
+file named `.mp4` holding an HLS playlist opened other users' media by absolute path. An upload
+is therefore opened only as the container its first bytes claim (`sniff_container`), through
+the one demuxer of that container, with only the `file` protocol (`upload_input_options`); and
+every ffprobe/ffmpeg process runs in its own session under an address-space and CPU limit with a
+wall-clock timeout (`ProcessLimits`, set per job with `limited`), so one upload cannot hold a
+worker's memory or threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import shutil
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,8 +32,105 @@ FFPROBE = "ffprobe"
 STDERR_TAIL_LINES = 12
 
 
+# Containers an upload may be, named by what its first bytes say, and the demuxers that may read
+# each: no playlist, concat list, image sequence or reference can be opened as one of them.
+UPLOAD_CONTAINERS = {"mov": "mov,mp4,m4a,3gp,3g2,mj2", "matroska": "matroska,webm"}
+# The first box of an MP4/MOV file (QuickTime files may open with any of these).
+_MOV_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"  # Matroska and WebM
+
+
 class ProbeError(Exception):
     """ffprobe could not read the file as media (empty, text, truncated, ...)."""
+
+
+class MediaTooLarge(ProbeError):
+    """Reading the file needed more memory than a media process may have (huge frames)."""
+
+
+class MediaTimeout(Exception):
+    """A media process ran past its wall-clock limit and was killed."""
+
+    def __init__(self, program: str, seconds: float) -> None:
+        super().__init__(f"{program} ran longer than {seconds:g} s and was stopped")
+        self.seconds = seconds
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """What one ffmpeg/ffprobe process may use. Our processes never decode video (the video
+    stream is copied), so 1 GiB of address space is ample for any allowed input, and a frame
+    that needs more is a hostile one."""
+
+    timeout_s: float = 120.0
+    memory_bytes: int = 1 << 30
+    cpu_s: int = 120
+
+
+_LIMITS: contextvars.ContextVar[ProcessLimits] = contextvars.ContextVar(
+    "media_limits",
+    default=ProcessLimits(),  # noqa: B039 (frozen: never mutated)
+)
+
+
+@contextlib.contextmanager
+def limited(limits: ProcessLimits) -> Iterator[None]:
+    """Media processes started in this context (a job's run) get `limits`."""
+    token = _LIMITS.set(limits)
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
+def _limited_command(cmd: Sequence[str]) -> list[str]:
+    """`cmd` under the current limits: `prlimit` (util-linux, in Debian and the worker image)
+    sets them for the process it becomes, so nothing runs in between (no preexec_fn in a
+    threaded worker)."""
+    limits = _LIMITS.get()
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        return list(cmd)
+    return [prlimit, f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_s}", "--", *cmd]
+
+
+def _run(cmd: Sequence[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Runs a media process in its own session under the current limits."""
+    limits = _LIMITS.get()
+    try:
+        return subprocess.run(
+            _limited_command(cmd),
+            input=stdin,
+            capture_output=True,
+            check=False,
+            timeout=limits.timeout_s,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MediaTimeout(Path(cmd[0]).name, limits.timeout_s) from exc
+
+
+def sniff_container(path: Path) -> str:
+    """The container an upload's first bytes claim (`mov` or `matroska`); ProbeError if none."""
+    with path.open("rb") as file:
+        head = file.read(12)
+    if head[:4] == _EBML_MAGIC:
+        return "matroska"
+    if len(head) >= 8 and head[4:8] in _MOV_FIRST_BOXES:
+        return "mov"
+    raise ProbeError("not an MP4, MOV, WebM or Matroska file (by its first bytes)")
+
+
+def upload_input_options(container: str) -> list[str]:
+    """ffmpeg/ffprobe options placed before an upload's path: one demuxer, local file only."""
+    return [
+        "-f",
+        container,
+        "-format_whitelist",
+        UPLOAD_CONTAINERS[container],
+        "-protocol_whitelist",
+        "file",
+    ]
 
 
 class FfmpegError(Exception):
@@ -66,6 +174,9 @@ class MediaInfo:
     format_name: str
     video: VideoStream | None
     audio: AudioStream | None
+    video_streams: int = 0  # cover art is no video stream
+    audio_streams: int = 0
+    container: str = ""  # for an upload: what `sniff_container` found
 
 
 def stderr_tail(stderr: str, lines: int = STDERR_TAIL_LINES) -> str:
@@ -79,7 +190,7 @@ def run_ffmpeg(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
     if stdin is not None:
         # -nostdin would stop ffmpeg reading the data we pipe in.
         cmd.remove("-nostdin")
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    proc = _run(cmd, stdin)
     if proc.returncode != 0:
         raise FfmpegError(cmd, proc.returncode, proc.stderr.decode(errors="replace"))
     return proc.stdout
@@ -92,14 +203,28 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     FIFO waits for its peer, so when either fails the other is killed rather than left waiting.
     The producer's failure is the one reported: the consumer's would only be its consequence.
     """
+    limits = _LIMITS.get()
     procs = [
         subprocess.Popen(
-            [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+            _limited_command(
+                [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         for args in (producer, consumer)
     ]
+    # Both are killed at the deadline; a FIFO whose peer died would otherwise wait for ever.
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for proc in procs:
+            proc.kill()
+
+    deadline = threading.Timer(limits.timeout_s, expire)
+    deadline.daemon = True
     stderr: list[bytes] = [b"", b""]
     killed: set[int] = set()
     lock = threading.Lock()
@@ -113,15 +238,19 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
 
     watchers = [threading.Thread(target=watch, args=(i,), daemon=True) for i in (0, 1)]
     try:
+        deadline.start()
         for thread in watchers:
             thread.start()
         for thread in watchers:
             thread.join()
     finally:
+        deadline.cancel()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    if expired.is_set():
+        raise MediaTimeout(FFMPEG, limits.timeout_s)
     for i in (0, 1):
         if procs[i].returncode != 0 and i not in killed:
             args = [str(a) for a in (producer, consumer)[i]]
@@ -130,9 +259,15 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
 
 def run_ffprobe(args: Sequence[str]) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-print_format", "json", *args]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    proc = _run(cmd)
     if proc.returncode != 0:
-        raise ProbeError(stderr_tail(proc.stderr.decode(errors="replace")) or "ffprobe failed")
+        said = stderr_tail(proc.stderr.decode(errors="replace"))
+        # Out of address space: an allocation failed, a library could not be mapped, or the
+        # kernel stopped it (SIGSEGV/SIGKILL/SIGXCPU).
+        out_of_memory = ("Cannot allocate memory", "failed to map segment")
+        if any(words in said for words in out_of_memory) or proc.returncode < 0:
+            raise MediaTooLarge(said or f"ffprobe was stopped (signal {-proc.returncode})")
+        raise ProbeError(said or "ffprobe failed")
     try:
         data = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError as exc:
@@ -151,6 +286,20 @@ def probe(path: Path) -> MediaInfo:
     if "mov" in info.format_name.split(",") and isobmff_truncated(path):
         raise ProbeError(f"{path.name} is truncated: it ends inside its last MP4 box")
     return info
+
+
+def probe_upload(path: Path) -> MediaInfo:
+    """`probe` for a user's upload: opened only as the container its first bytes claim."""
+    if not path.is_file():
+        raise ProbeError(f"{path} is not a file")
+    container = sniff_container(path)
+    data = run_ffprobe(
+        ["-show_format", "-show_streams", *upload_input_options(container), str(path)]
+    )
+    info = media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
+    if container == "mov" and isobmff_truncated(path):
+        raise ProbeError(f"{path.name} is truncated: it ends inside its last MP4 box")
+    return replace(info, container=container)
 
 
 def isobmff_truncated(path: Path) -> bool:
@@ -289,6 +438,11 @@ def media_info_from_ffprobe(data: Mapping[str, Any], *, size_bytes: int) -> Medi
         format_name=str(fmt.get("format_name", "")),
         video=video,
         audio=audio,
+        video_streams=sum(
+            s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+            for s in streams
+        ),
+        audio_streams=sum(s.get("codec_type") == "audio" for s in streams),
     )
 
 

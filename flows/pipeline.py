@@ -21,7 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from flows.clients import Clients, worker_clients
 from flows.job import ErrorCode, ErrorInfo, JobError, JobStatus
-from flows.media import MediaInfo
+from flows.media import MediaInfo, MediaTimeout, ProcessLimits, limited
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import speak_greeting
 from flows.stages.upload import upload_result, withdraw_result
@@ -143,12 +143,19 @@ def run_job(
     """
     logger = get_run_logger()
     run = JobRun(clients, job_id, attempt, flow_run_id, write)
+    settings = clients.settings
+    limits = ProcessLimits(
+        timeout_s=settings.media_timeout_seconds,
+        memory_bytes=settings.media_memory_mb << 20,
+        cpu_s=int(settings.media_timeout_seconds),
+    )
     with (
-        run_dir(work_root(clients.settings.state_dir), job_id) as tmp,
+        run_dir(work_root(settings.state_dir), job_id) as tmp,
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
+        limited(limits),
     ):
         work_dir = Path(tmp)
-        own = OwnUpload(clients.bucket, work_dir, clients.settings.max_input_bytes)
+        own = OwnUpload(clients.bucket, work_dir, settings.max_input_bytes)
         try:
             path = run.run(uploads or own, work_dir)
         except TransitionRefused as refused:
@@ -156,7 +163,8 @@ def run_job(
             if refused.cancelled:
                 return Cancelled(message=str(refused))
             return Completed(message=f"nothing to do: {refused}")
-        except JobError as error:
+        except (JobError, MediaTimeout) as failure:
+            error = failure if isinstance(failure, JobError) else _timed_out(failure)
             logger.warning("job %s failed: %s", job_id, error)
             _record_failure(run, error)
             return Failed(message=f"{error.code}: {error.message}")
@@ -166,6 +174,15 @@ def run_job(
             _record_failure(run, unexpected)
             return Failed(message=str(exc))
     return Completed(message=f"wrote {path}")
+
+
+def _timed_out(timeout: MediaTimeout) -> JobError:
+    # Not retryable: the same input takes as long again. Allowed inputs finish far sooner.
+    return JobError(
+        ErrorCode.RENDER_TIMEOUT,
+        f"Processing the video took longer than {timeout.seconds:g} s and was stopped: "
+        "upload a shorter or simpler recording (an MP4 from a phone or a browser).",
+    )
 
 
 def _record_failure(run: JobRun, error: JobError) -> None:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # --- Rendering (generating-video) ---------------------------------------------------------
     max_tempo: float = 1.3
     crossfade_ms: int = 40
+    # Every ffmpeg/ffprobe process of a job: wall-clock and CPU seconds, address space. A head
+    # render of an allowed video takes about a second and a whole-audio re-encode of 600 s a few,
+    # so these only ever stop a hostile or broken input.
+    media_timeout_seconds: float = 120.0
+    media_memory_mb: int = 1024
 
     # --- Retries and the sweep ----------------------------------------------------------------
     max_retries: int = 3

@@ -299,3 +299,38 @@ def mark_request_handled(
     db.collection(COLLECTION).document(job_id).collection(REQUESTS).document(request_id).update(
         {"outcome": outcome, "message": message, "handledAt": firestore.SERVER_TIMESTAMP}
     )
+
+
+# --- deletion: a deleted job takes its result, and its upload once no job names it ----------------
+
+
+def forget_job(db: firestore.Client, bucket: Any, job_id: str, job: dict[str, Any]) -> list[str]:
+    """Removes what a deleted job leaves in Storage; returns the object paths removed.
+
+    Its result goes (a signed link to it stops working: there is nothing left to serve), and its
+    upload goes when no other job of the same user names it. A prospect who asks to be forgotten
+    is. Objects already gone are fine: deletions are delivered at least once.
+    """
+    user_id = job.get("userId")
+    if not isinstance(user_id, str) or not user_id:
+        return []
+    paths = [lifecycle.result_path(user_id, job_id)]
+    upload = job.get("inputVideo")
+    if isinstance(upload, str) and upload.startswith(lifecycle.upload_prefix(user_id)):
+        others = (
+            db.collection(COLLECTION)
+            .where(filter=firestore.FieldFilter("userId", "==", user_id))
+            .where(filter=firestore.FieldFilter("inputVideo", "==", upload))
+            .limit(1)
+            .get()
+        )
+        if not others:
+            paths.append(upload)
+    removed = []
+    for path in paths:
+        blob = bucket.blob(path)
+        if blob.exists():
+            blob.delete()
+            removed.append(path)
+    log.info("job %s deleted: removed %s", job_id, removed or "nothing")
+    return removed

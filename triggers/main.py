@@ -163,6 +163,14 @@ def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) 
     jobs.mark_request_handled(_db(), job_id, request_id, outcome, message)
 
 
+@firestore_fn.on_document_deleted(document="greetingJobs/{jobId}")
+def on_job_deleted(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
+    """A deleted job (firestore.rules: its owner, once finished) takes its objects with it."""
+    if event.data is None:
+        return
+    jobs.forget_job(_db(), _bucket(), event.params["jobId"], event.data.to_dict() or {})
+
+
 _app()  # at import: before on_call's token check or firestore_fn reach for the default app
 
 

@@ -28,12 +28,23 @@ from flows.job import (
     JobError,
     upload_prefix,
 )
-from flows.media import MediaInfo, ProbeError, probe
+from flows.media import MediaInfo, MediaTimeout, MediaTooLarge, ProbeError, probe_upload
 from flows.retry import transient_task
 
 MAX_NAME_CHARS = 100
 MAX_TEMPLATE_CHARS = 200
 MAX_GREETING_END_S = 10.0
+# What an upload may hold, checked from its header before anything is decoded. A phone records
+# 4K at most; anything beyond is a mistake or an attack (a 3 MB PNG-in-MOV of 16000x16000 took a
+# render to 1.6 GB). The codecs are what phones, cameras and browsers record.
+MAX_WIDTH = MAX_HEIGHT = 4096
+MAX_PIXELS = 4096 * 2304
+MAX_FPS = 120.0
+MAX_AUDIO_STREAMS = 4
+VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
+AUDIO_CODECS = frozenset(
+    {"aac", "opus", "mp3", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"}
+)
 MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
 # Punctuation that real names use. Everything else that is not a letter, mark, digit or space is
 # refused: quotes, brackets, `$`, backticks, `<`/`>` (markup to a TTS engine), emoji, controls.
@@ -288,6 +299,7 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
             ErrorCode.INPUT_NO_AUDIO_STREAM,
             "The video has no sound track, so there is no greeting to replace.",
         )
+    check_streams(info)
     if info.duration_s > max_seconds:
         raise JobError(
             ErrorCode.INPUT_TOO_LONG,
@@ -308,6 +320,45 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
         )
 
 
+def check_streams(info: MediaInfo) -> None:
+    """One video stream and a few audio streams, of sizes and codecs a recording has."""
+    video, audio = info.video, info.audio
+    assert video is not None and audio is not None  # check_media looked first
+    if info.video_streams > 1:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The file holds {info.video_streams} video streams; upload a recording with one.",
+        )
+    if info.audio_streams > MAX_AUDIO_STREAMS:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The file holds {info.audio_streams} audio tracks; at most {MAX_AUDIO_STREAMS} "
+            "are accepted: export the recording with its voice track only.",
+        )
+    if (
+        video.width > MAX_WIDTH
+        or video.height > MAX_HEIGHT
+        or video.width * video.height > MAX_PIXELS
+    ):
+        raise JobError(
+            ErrorCode.INPUT_TOO_LARGE,
+            f"The video is {video.width}x{video.height}; at most 4K (4096x2304) is accepted: "
+            "export it at 1080p or 4K.",
+        )
+    if video.fps > MAX_FPS:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The video runs at {video.fps:.0f} frames per second; at most {MAX_FPS:.0f}.",
+        )
+    if video.codec not in VIDEO_CODECS or audio.codec not in AUDIO_CODECS:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The video is {video.codec} with {audio.codec} sound; upload a recording in "
+            "H.264, HEVC, VP8, VP9 or AV1 with AAC, Opus or MP3 sound (what phones, cameras "
+            "and browsers record).",
+        )
+
+
 # --- the stage's tasks --------------------------------------------------------------------------
 
 
@@ -321,11 +372,22 @@ def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -
 def inspect_video(video: Path) -> MediaInfo:
     """Probes the upload; returns what it holds, or fails the job if it is no readable video."""
     try:
-        return probe(video)
+        return probe_upload(video)
+    except MediaTooLarge as exc:
+        raise JobError(
+            ErrorCode.INPUT_TOO_LARGE,
+            "The video's frames are too large to read: upload it at 4K (4096x2304) or less.",
+        ) from exc
+    except MediaTimeout as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            "The uploaded file could not be read in time: upload it again as an MP4 or WebM.",
+        ) from exc
     except ProbeError as exc:
         raise JobError(
             ErrorCode.INPUT_NOT_VIDEO,
-            "The uploaded file is not a video we can read (empty, truncated or another format).",
+            "The uploaded file is not a video we can read: upload an MP4, MOV or WebM "
+            f"recording ({exc}).",
         ) from exc
 
 

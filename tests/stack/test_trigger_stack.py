@@ -22,6 +22,7 @@ from tests.support.stackkit import (
     DEAD_PREFECT,
     RUN_STAGES,
     as_user,
+    completed_once,
     finished,
     flow_runs,
     outputs,
@@ -264,3 +265,29 @@ def test_prefect_down_leaves_the_job_pending_for_the_sweep_which_starts_it(
     runs = flow_runs(stack, job_id)
     assert [(r["id"], r["idempotency_key"]) for r in runs] == [(job["flowRunId"], f"{job_id}:0")]
     assert outputs(clients, user) == [result_path(user.uid, job_id)]
+
+
+# --- delete ---------------------------------------------------------------------------------------
+
+
+def test_deleting_a_job_removes_its_result_and_its_upload_once_no_job_names_it(
+    stack: Any, clients: Any, uploaded: Uploaded
+) -> None:
+    """A prospect who asks to be forgotten is: the result goes (its link serves nothing), and
+    the upload goes with the last job that names it."""
+    user, video = uploaded.user, uploaded.path
+    first_id = submit(stack, user, video)
+    completed_once(stack, clients, user, first_id)
+    second_id = submit(stack, user, video, prospect_name="Grace")
+    second = wait_finished(clients, second_id, 120)
+    assert second["status"] == "completed", second.get("error")
+    bucket = clients.bucket
+
+    as_user(stack, user).delete(COLLECTION, first_id)
+    wait_for(lambda: bucket.blob(result_path(user.uid, first_id)).exists(), lambda e: not e, 30)
+    assert bucket.blob(video).exists(), "the upload went while a job still names it"
+    assert bucket.blob(result_path(user.uid, second_id)).exists()
+
+    as_user(stack, user).delete(COLLECTION, second_id)
+    wait_for(lambda: bucket.blob(video).exists(), lambda e: not e, 30)
+    assert outputs(clients, user) == []

@@ -1,0 +1,136 @@
+"""Uploads that are not what they claim: opened only as their container, under limits.
+
+Real ffmpeg/ffprobe on real files. An HLS playlist named `.mp4` once made a render read another
+user's video by absolute path; a PNG-in-MOV of huge frames took a worker to gigabytes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.job import ErrorCode, JobError
+from flows.media import (
+    MediaTimeout,
+    MediaTooLarge,
+    ProbeError,
+    ProcessLimits,
+    limited,
+    probe_upload,
+    run_ffmpeg,
+    sniff_container,
+)
+from flows.stages.validate import check_media, inspect_video
+from greetings.samples import make_sample_video
+
+pytestmark = pytest.mark.media
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another user's video on the worker's disk, as a result or a batch's download is."""
+    return make_sample_video(tmp_path_factory.mktemp("victim") / "result.mp4", seconds=4)
+
+
+def hls_playlist(path: Path, target: Path) -> Path:
+    path.write_text(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        f"#EXTINF:4.0,\n{target}\n#EXT-X-ENDLIST\n"
+    )
+    return path
+
+
+def test_a_playlist_named_mp4_is_no_video_and_opens_nothing(tmp_path: Path, victim: Path) -> None:
+    upload = hls_playlist(tmp_path / "x.mp4", victim)
+    with pytest.raises(ProbeError, match="first bytes"):
+        sniff_container(upload)
+    with pytest.raises(JobError) as refused:
+        inspect_video.fn(upload)
+    assert refused.value.code == ErrorCode.INPUT_NOT_VIDEO
+    assert "MP4, MOV or WebM" in refused.value.message
+
+
+def test_a_playlist_behind_an_mp4_header_is_read_as_mp4_only(tmp_path: Path, victim: Path) -> None:
+    # First bytes that claim MP4, the rest a playlist: the mov demuxer alone reads it, and finds
+    # no media; ffmpeg's guess would have followed the playlist.
+    upload = tmp_path / "x.mp4"
+    upload.write_bytes(b"\x00\x00\x00\x08ftyp" + hls_playlist(tmp_path / "p", victim).read_bytes())
+    with pytest.raises(ProbeError):
+        probe_upload(upload)
+
+
+def test_containers_are_named_by_their_first_bytes(tmp_path: Path) -> None:
+    mp4 = make_sample_video(tmp_path / "a.mp4", seconds=2)
+    webm = make_sample_video(
+        tmp_path / "a.webm",
+        seconds=2,
+        container="webm",
+        video_codec="libvpx-vp9",
+        audio_codec="libopus",
+    )
+    assert sniff_container(mp4) == "mov"
+    assert sniff_container(webm) == "matroska"
+    assert probe_upload(mp4).container == "mov"
+    assert probe_upload(webm).container == "matroska"
+    renamed = tmp_path / "webm-named.mp4"  # the name says nothing; the bytes do
+    renamed.write_bytes(webm.read_bytes())
+    assert probe_upload(renamed).container == "matroska"
+
+
+def test_frames_too_large_to_decode_are_read_from_the_header_under_the_limit(
+    tmp_path: Path,
+) -> None:
+    huge = tmp_path / "huge.mov"  # 8000x8000 rgba64: 512 MB a frame, a few MB a file
+    making = ["-f", "lavfi", "-i", "color=c=red:s=8000x8000:r=1:d=2", "-f", "lavfi", "-i", "sine"]
+    frame = ["-t", "2", "-c:v", "png", "-pix_fmt", "rgba64be", "-c:a", "aac"]
+    with limited(ProcessLimits(memory_bytes=8 << 30)):
+        run_ffmpeg([*making, *frame, "-f", "mov", str(huge)])
+    # Unlimited, ffprobe decodes the frame (550 MB here, 2 GB at 16000x16000); under the limit
+    # the decode fails, the header's sizes are still read, and the job is refused on them.
+    with limited(ProcessLimits(memory_bytes=600 << 20)):
+        info = probe_upload(huge)
+    assert info.video is not None and (info.video.width, info.video.height) == (8000, 8000)
+    with pytest.raises(JobError) as refused:
+        check_media(info, 0.5, 600)
+    assert refused.value.code == ErrorCode.INPUT_TOO_LARGE
+
+
+def test_a_probe_killed_for_memory_is_too_large_not_a_crash(tmp_path: Path) -> None:
+    video = make_sample_video(tmp_path / "v.mp4", seconds=2)
+    # Too little address space even to load ffprobe's libraries: the process dies.
+    with limited(ProcessLimits(memory_bytes=64 << 20)), pytest.raises(MediaTooLarge):
+        probe_upload(video)
+    with limited(ProcessLimits(memory_bytes=64 << 20)), pytest.raises(JobError) as refused:
+        inspect_video.fn(video)
+    assert refused.value.code == ErrorCode.INPUT_TOO_LARGE
+
+
+def test_what_a_header_says_is_checked_before_anything_is_decoded(tmp_path: Path) -> None:
+    big = tmp_path / "big.mov"
+    making = ["-f", "lavfi", "-i", "color=c=red:s=5000x300:d=2", "-f", "lavfi", "-i", "sine=d=2"]
+    run_ffmpeg([*making, "-c:v", "png", "-c:a", "aac", "-f", "mov", str(big)])
+    info = probe_upload(big)
+    with pytest.raises(JobError) as refused:
+        check_media(info, 0.5, 600)
+    assert refused.value.code == ErrorCode.INPUT_TOO_LARGE
+    assert "5000x300" in refused.value.message
+
+
+def test_many_audio_tracks_are_refused(tmp_path: Path) -> None:
+    source = make_sample_video(tmp_path / "one.mp4", seconds=3)
+    many = tmp_path / "many.mp4"
+    maps = [arg for _ in range(6) for arg in ("-map", "0:a:0")]
+    run_ffmpeg(["-i", str(source), "-map", "0:v:0", *maps, "-c", "copy", str(many)])
+    with pytest.raises(JobError) as refused:
+        check_media(probe_upload(many), 1.0, 600)
+    assert refused.value.code == ErrorCode.INPUT_NOT_VIDEO
+    assert "6 audio tracks" in refused.value.message
+
+
+def test_a_media_process_past_its_time_is_stopped() -> None:
+    began = time.monotonic()
+    with limited(ProcessLimits(timeout_s=1.0)), pytest.raises(MediaTimeout):
+        run_ffmpeg(["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "null", "-"])
+    assert time.monotonic() - began < 5
