@@ -19,6 +19,7 @@ from firebase_admin import firestore as admin_firestore
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import firestore, storage
 
+from flows.media import UserSlots
 from flows.settings import Settings, get_settings
 from flows.stages.synthesize import Voices, build_voices
 
@@ -52,6 +53,7 @@ class Clients:
     db: firestore.Client
     bucket: storage.Bucket
     voices: Voices
+    user_slots: UserSlots  # how many media processes each user runs at once
 
 
 def build_clients(settings: Settings) -> Clients:
@@ -65,7 +67,9 @@ def build_clients(settings: Settings) -> Clients:
     else:
         storage_client = storage.Client(project=settings.project_id)
     bucket = storage_client.bucket(settings.default_bucket)
-    return Clients(settings, db, bucket, build_voices(settings))
+    return Clients(
+        settings, db, bucket, build_voices(settings), UserSlots(settings.media_slots_per_user)
+    )
 
 
 @cache

@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -48,6 +51,10 @@ class MediaTooLarge(ProbeError):
     """Reading the file needed more memory than a media process may have (huge frames)."""
 
 
+class MediaCancelled(Exception):
+    """The job was cancelled: its media processes were killed."""
+
+
 class MediaTimeout(Exception):
     """A media process ran past its wall-clock limit and was killed."""
 
@@ -71,16 +78,116 @@ _LIMITS: contextvars.ContextVar[ProcessLimits] = contextvars.ContextVar(
     "media_limits",
     default=ProcessLimits(),  # noqa: B039 (frozen: never mutated)
 )
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "media_cancel", default=None
+)
+_SLOT: contextvars.ContextVar[threading.Semaphore | None] = contextvars.ContextVar(
+    "media_slot", default=None
+)
+# How often a running process's supervisor looks at the clock and the cancel flag.
+SUPERVISE_EVERY_S = 0.1
 
 
 @contextlib.contextmanager
-def limited(limits: ProcessLimits) -> Iterator[None]:
-    """Media processes started in this context (a job's run) get `limits`."""
-    token = _LIMITS.set(limits)
+def limited(limits: ProcessLimits, cancel: threading.Event | None = None) -> Iterator[None]:
+    """Media processes started in this context (a job's run) get `limits`, and are killed as
+    soon as `cancel` is set (the job was cancelled)."""
+    tokens = _LIMITS.set(limits), _CANCEL.set(cancel)
     try:
         yield
     finally:
-        _LIMITS.reset(token)
+        _LIMITS.reset(tokens[0])
+        _CANCEL.reset(tokens[1])
+
+
+class UserSlots:
+    """How many media processes each user may run at once on this worker.
+
+    A worker runs many jobs on threads; without this, one user's hostile or huge uploads held
+    every thread's ffmpeg for minutes while another user's one-second job waited. A job takes
+    its user's slot for each process it runs, and waits for one (a thread, not a core), so
+    other users' processes start at once.
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self._per_user = per_user
+        self._guard = threading.Lock()
+        self._slots: dict[str, threading.Semaphore] = {}
+
+    def of(self, user_id: str) -> threading.Semaphore:
+        with self._guard:
+            if user_id not in self._slots:
+                self._slots[user_id] = threading.BoundedSemaphore(self._per_user)
+            return self._slots[user_id]
+
+
+@contextlib.contextmanager
+def for_user(slot: threading.Semaphore) -> Iterator[None]:
+    """Media processes started in this context take one of `slot`'s places while they run."""
+    token = _SLOT.set(slot)
+    try:
+        yield
+    finally:
+        _SLOT.reset(token)
+
+
+@contextlib.contextmanager
+def _user_slot() -> Iterator[None]:
+    slot = _SLOT.get()
+    if slot is None:
+        yield
+        return
+    cancel = _CANCEL.get()
+    # Waiting for a slot can be cancelled too (and ends with the process's own time limit).
+    deadline = time.monotonic() + _LIMITS.get().timeout_s
+    while not slot.acquire(timeout=SUPERVISE_EVERY_S):
+        if cancel is not None and cancel.is_set():
+            raise MediaCancelled("the job was cancelled")
+        if time.monotonic() > deadline:
+            raise MediaTimeout("a media slot", _LIMITS.get().timeout_s)
+    try:
+        yield
+    finally:
+        slot.release()
+
+
+class _Supervisor:
+    """Kills `procs` (their whole sessions) at the deadline or when the job is cancelled."""
+
+    def __init__(self, procs: Sequence[subprocess.Popen[bytes]], program: str) -> None:
+        self._procs = procs
+        self._program = program
+        self._limits = _LIMITS.get()
+        self._cancel = _CANCEL.get()
+        self._done = threading.Event()
+        self.stopped_by: str | None = None  # "timeout" or "cancel"
+        self._thread = threading.Thread(target=self._watch, name="media-supervisor", daemon=True)
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self._limits.timeout_s
+        while not self._done.wait(SUPERVISE_EVERY_S):
+            if self._cancel is not None and self._cancel.is_set():
+                self.stopped_by = "cancel"
+            elif time.monotonic() > deadline:
+                self.stopped_by = "timeout"
+            else:
+                continue
+            for proc in self._procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return
+
+    def __enter__(self) -> _Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+        if self.stopped_by == "cancel":
+            raise MediaCancelled("the job was cancelled")
+        if self.stopped_by == "timeout":
+            raise MediaTimeout(self._program, self._limits.timeout_s)
 
 
 def _limited_command(cmd: Sequence[str]) -> list[str]:
@@ -95,19 +202,22 @@ def _limited_command(cmd: Sequence[str]) -> list[str]:
 
 
 def _run(cmd: Sequence[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Runs a media process in its own session under the current limits."""
-    limits = _LIMITS.get()
-    try:
-        return subprocess.run(
-            _limited_command(cmd),
-            input=stdin,
-            capture_output=True,
-            check=False,
-            timeout=limits.timeout_s,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise MediaTimeout(Path(cmd[0]).name, limits.timeout_s) from exc
+    """Runs a media process in its own session under the current limits and cancel flag."""
+    with _user_slot():
+        return _run_now(cmd, stdin)
+
+
+def _run_now(cmd: Sequence[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.Popen(
+        _limited_command(cmd),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    with _Supervisor([proc], Path(cmd[0]).name):
+        stdout, stderr = proc.communicate(stdin)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def sniff_container(path: Path) -> str:
@@ -203,7 +313,11 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     FIFO waits for its peer, so when either fails the other is killed rather than left waiting.
     The producer's failure is the one reported: the consumer's would only be its consequence.
     """
-    limits = _LIMITS.get()
+    with _user_slot():
+        _run_piped(producer, consumer)
+
+
+def _run_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     procs = [
         subprocess.Popen(
             _limited_command(
@@ -215,16 +329,6 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
         )
         for args in (producer, consumer)
     ]
-    # Both are killed at the deadline; a FIFO whose peer died would otherwise wait for ever.
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        for proc in procs:
-            proc.kill()
-
-    deadline = threading.Timer(limits.timeout_s, expire)
-    deadline.daemon = True
     stderr: list[bytes] = [b"", b""]
     killed: set[int] = set()
     lock = threading.Lock()
@@ -237,20 +341,18 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
                 procs[1 - i].kill()
 
     watchers = [threading.Thread(target=watch, args=(i,), daemon=True) for i in (0, 1)]
-    try:
-        deadline.start()
-        for thread in watchers:
-            thread.start()
-        for thread in watchers:
-            thread.join()
-    finally:
-        deadline.cancel()
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    if expired.is_set():
-        raise MediaTimeout(FFMPEG, limits.timeout_s)
+    # Both are killed at the deadline or on cancel (a FIFO whose peer died would wait for ever).
+    with _Supervisor(procs, FFMPEG):
+        try:
+            for thread in watchers:
+                thread.start()
+            for thread in watchers:
+                thread.join()
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     for i in (0, 1):
         if procs[i].returncode != 0 and i not in killed:
             args = [str(a) for a in (producer, consumer)[i]]

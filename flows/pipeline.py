@@ -21,12 +21,25 @@ from prefect.states import Cancelled, Completed, Failed
 
 from flows.clients import Clients, worker_clients
 from flows.job import ErrorCode, ErrorInfo, JobError, JobStatus
-from flows.media import MediaInfo, MediaTimeout, ProcessLimits, limited
+from flows.media import (
+    MediaCancelled,
+    MediaInfo,
+    MediaTimeout,
+    ProcessLimits,
+    for_user,
+    limited,
+)
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import speak_greeting
 from flows.stages.upload import upload_result, withdraw_result
-from flows.stages.validate import check_media, load_upload, validate_request
-from flows.transitions import Heartbeat, Transition, TransitionRefused, transition
+from flows.stages.validate import ValidRequest, check_media, load_upload, validate_request
+from flows.transitions import (
+    Heartbeat,
+    Transition,
+    TransitionRefused,
+    cancel_watch,
+    transition,
+)
 from flows.workdir import run_dir, work_root
 
 HEARTBEAT_INTERVAL_S = 15.0
@@ -88,9 +101,13 @@ class JobRun:
 
     def run(self, uploads: Uploads, work_dir: Path) -> str:
         """Runs every stage; returns the result's object path."""
-        settings, bucket = self.clients.settings, self.clients.bucket
-
         request = validate_request(self.move(JobStatus.VALIDATING_INPUT))
+        # From here on every ffmpeg/ffprobe of the job takes one of its user's media slots.
+        with for_user(self.clients.user_slots.of(request.user_id)):
+            return self._run_stages(request, uploads, work_dir)
+
+    def _run_stages(self, request: ValidRequest, uploads: Uploads, work_dir: Path) -> str:
+        settings, bucket = self.clients.settings, self.clients.bucket
         video, info = uploads.get(request.input_video)
         check_media(info, request.greeting_end_s, settings.max_input_seconds)
 
@@ -152,7 +169,8 @@ def run_job(
     with (
         run_dir(work_root(settings.state_dir), job_id) as tmp,
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
-        limited(limits),
+        cancel_watch(clients.db, job_id, attempt) as cancelled,
+        limited(limits, cancelled),
     ):
         work_dir = Path(tmp)
         own = OwnUpload(clients.bucket, work_dir, settings.max_input_bytes)
@@ -163,6 +181,10 @@ def run_job(
             if refused.cancelled:
                 return Cancelled(message=str(refused))
             return Completed(message=f"nothing to do: {refused}")
+        except MediaCancelled:
+            # Killed mid-process: the job document says cancelled (or moved on) already.
+            logger.info("job %s: cancelled; its media processes were stopped", job_id)
+            return Cancelled(message="cancelled while processing")
         except (JobError, MediaTimeout) as failure:
             error = failure if isinstance(failure, JobError) else _timed_out(failure)
             logger.warning("job %s failed: %s", job_id, error)

@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     # Scratch folders of runs (work/) and, unless speech_cache says otherwise, the speech cache.
     state_dir: Path = CODE_ROOT / ".greetings"
     work_pool: str = "greetings-local"
-    # Flow runs the in-process worker (flows/worker.py) runs at once.
-    worker_threads: int = 8
+    # Flow runs the in-process worker (flows/worker.py) runs at once. Threads, not cores: the
+    # media work is bounded per user (media_slots_per_user), so a waiting run costs little.
+    worker_threads: int = 16
     # Jobs of one batch (flows/batch.py) a flow run works on at once.
     batch_concurrency: int = 4
     # Where browsers fetch results when Storage itself is not reachable from them: locally the
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     # so these only ever stop a hostile or broken input.
     media_timeout_seconds: float = 120.0
     media_memory_mb: int = 1024
+    # ffmpeg/ffprobe processes one user may run at once on a worker: another user's job never
+    # waits behind them. As many as a batch works on at once.
+    media_slots_per_user: int = 4
 
     # --- Retries and the sweep ----------------------------------------------------------------
     max_retries: int = 3

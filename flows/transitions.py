@@ -8,8 +8,9 @@ flow run can never regress a job, and a user's cancel request stops the run at i
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,6 +190,33 @@ class Heartbeat:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def cancel_watch(db: firestore.Client, job_id: str, attempt: int) -> Iterator[threading.Event]:
+    """An event set as soon as this attempt stops being current (cancelled, retried, deleted).
+
+    A snapshot listener, not a poll: Firestore pushes the user's cancel to the worker within
+    tens of milliseconds, and the job's media processes are killed on it (flows/media.py), so a
+    cancelled job stops costing at once, not at its next stage.
+    """
+    stopped = threading.Event()
+
+    def on_change(snapshots: list[Any], *_: object) -> None:
+        for snapshot in snapshots:
+            data = snapshot.to_dict() if snapshot.exists else None
+            if (
+                not data
+                or data.get("status") == JobStatus.CANCELLED
+                or int(data.get("retryCount") or 0) != attempt
+            ):
+                stopped.set()
+
+    watch = db.collection(COLLECTION).document(job_id).on_snapshot(on_change)
+    try:
+        yield stopped
+    finally:
+        watch.unsubscribe()  # type: ignore[no-untyped-call]
 
 
 def start_new_attempt(db: firestore.Client, job_id: str, attempt: int) -> int | None:

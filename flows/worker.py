@@ -33,7 +33,7 @@ from flows.settings import get_settings
 from flows.workdir import remove_orphans, work_root
 
 WORKER_TYPE = "greetings-in-process"
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 16  # flows/settings.py worker_threads
 
 
 class InProcessJobConfiguration(BaseJobConfiguration):

@@ -386,8 +386,8 @@ def inspect_video(video: Path) -> MediaInfo:
     except ProbeError as exc:
         raise JobError(
             ErrorCode.INPUT_NOT_VIDEO,
-            "The uploaded file is not a video we can read: upload an MP4, MOV or WebM "
-            f"recording ({exc}).",
+            "The uploaded file is not a video we can read (empty, truncated or another "
+            "format): upload an MP4, MOV or WebM recording.",
         ) from exc
 
 

@@ -6,6 +6,8 @@ user's video by absolute path; a PNG-in-MOV of huge frames took a worker to giga
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -13,13 +15,17 @@ import pytest
 
 from flows.job import ErrorCode, JobError
 from flows.media import (
+    MediaCancelled,
     MediaTimeout,
     MediaTooLarge,
     ProbeError,
     ProcessLimits,
+    UserSlots,
+    for_user,
     limited,
     probe_upload,
     run_ffmpeg,
+    run_ffmpeg_piped,
     sniff_container,
 )
 from flows.stages.validate import check_media, inspect_video
@@ -134,3 +140,52 @@ def test_a_media_process_past_its_time_is_stopped() -> None:
     with limited(ProcessLimits(timeout_s=1.0)), pytest.raises(MediaTimeout):
         run_ffmpeg(["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "null", "-"])
     assert time.monotonic() - began < 5
+
+
+def test_a_cancelled_jobs_media_processes_stop_at_once() -> None:
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    began = time.monotonic()
+    with limited(ProcessLimits(), cancelled), pytest.raises(MediaCancelled):
+        run_ffmpeg(["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "null", "-"])
+    assert time.monotonic() - began < 2
+
+
+def test_a_cancel_stops_both_processes_of_a_piped_render(tmp_path: Path) -> None:
+    fifo = tmp_path / "head.nut"
+    os.mkfifo(fifo)
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    producer = ["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "nut", str(fifo)]
+    consumer = ["-i", str(fifo), "-f", "null", "-"]
+    began = time.monotonic()
+    with limited(ProcessLimits(), cancelled), pytest.raises(MediaCancelled):
+        run_ffmpeg_piped(producer, consumer)
+    assert time.monotonic() - began < 2
+
+
+def test_one_users_media_work_never_holds_up_anothers() -> None:
+    slots = UserSlots(per_user=1)
+    slow = ["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "3", "-f", "null", "-"]
+    quick = ["-f", "lavfi", "-i", "anullsrc", "-t", "0.1", "-f", "null", "-"]
+    finished: dict[str, float] = {}
+    began = time.monotonic()
+
+    def run(user: str, label: str, args: list[str]) -> None:
+        with for_user(slots.of(user)):
+            run_ffmpeg(args)
+        finished[label] = time.monotonic() - began
+
+    threads = [threading.Thread(target=run, args=("mallory", "mallory-1", slow))]
+    threads[0].start()
+    time.sleep(0.5)  # mallory's first process holds her only slot
+    threads += [
+        threading.Thread(target=run, args=("mallory", "mallory-2", quick)),
+        threading.Thread(target=run, args=("alice", "alice", quick)),
+    ]
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert finished["alice"] < 2.0  # at once, beside mallory's
+    assert finished["mallory-2"] > finished["mallory-1"]  # after her first one

@@ -12,7 +12,7 @@ import pytest
 from flows import pipeline
 from flows.clients import Clients
 from flows.job import ErrorCode, JobError, JobStatus
-from flows.media import MediaInfo
+from flows.media import MediaInfo, UserSlots
 from flows.settings import Settings
 from flows.transitions import Transition, TransitionRefused
 from tests.support.mediacheck import media_info
@@ -88,7 +88,7 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
 
 
 def job_run(writes: Writes) -> pipeline.JobRun:
-    clients = Clients(Settings(), db=None, bucket=None, voices=None)  # type: ignore[arg-type]
+    clients = Clients(Settings(), None, None, None, UserSlots(4))  # type: ignore[arg-type]
     return pipeline.JobRun(clients, "job-1", 0, "run-1", writes)
 
 
