@@ -90,7 +90,8 @@ def packets(path: Path, stream: str = "v:0") -> list[Packet]:
         if line.startswith("#tb 0:"):
             time_base = Fraction(line.split(":", 1)[1].strip())
         elif line and not line.startswith("#"):
-            _, _, pts, _, size, md5 = (field.strip() for field in line.split(","))
+            # Side data (an audio packet's skip samples, ...) follows the six fields.
+            _, _, pts, _, size, md5 = (field.strip() for field in line.split(",")[:6])
             found.append(Packet(int(pts) * time_base, int(size), md5))
     return found
 
@@ -171,3 +172,44 @@ def media_info(video: bool = True, audio: bool = True, duration: float = 20.0) -
         if audio
         else None,
     )
+
+
+def make_narrated_clip(
+    path: Path,
+    narration: Path,
+    *,
+    seconds: float,
+    sample_rate: int,
+    channels: int,
+    audio_args: list[str],
+    noise_dbfs: float | None = None,
+    size: str = "320x180",
+) -> Path:
+    """`narration` looped without a break under `testsrc2` (30 fps), optionally over white noise
+    whose RMS is `noise_dbfs`; the audio encoded with `audio_args`, the container chosen by
+    `path`'s suffix (H.264 for MP4/MOV/MKV, VP9 for WebM). The report's clips are made this way.
+    """
+    inputs = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30"]
+    inputs += ["-stream_loop", "-1", "-i", str(narration)]
+    speech = f"[1:a]aresample={sample_rate:d}"
+    if noise_dbfs is None:
+        audio = ["-filter_complex", f"{speech}[a]"]
+    else:
+        # Uniform white noise of peak A has an RMS of A / sqrt(3).
+        peak = 10 ** (noise_dbfs / 20) * math.sqrt(3)
+        noise = f"anoisesrc=color=white:amplitude={peak:.6f}:seed=11:sample_rate={sample_rate:d}"
+        audio = [
+            "-filter_complex",
+            f"{speech}[s];{noise}[n];[s][n]amix=inputs=2:duration=first:normalize=0[a]",
+        ]
+    if path.suffix == ".webm":
+        video = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+    else:
+        video = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "60"]
+    args = [
+        "ffmpeg", "-v", "error", "-nostdin", "-y", *inputs, *audio,
+        "-map", "0:v", "-map", "[a]", "-t", f"{seconds:g}", *video,
+        "-ar", str(sample_rate), "-ac", str(channels), *audio_args, "-shortest", str(path),
+    ]  # fmt: skip
+    subprocess.run(args, capture_output=True, check=True)
+    return path

@@ -17,6 +17,10 @@ from C on are dropped. AAC encoders prepend priming samples; appending copied pa
 head shifts everything after it by that delay, so each side keeps explicit timestamps instead
 (concat demuxer offsets, `-copyts`).
 
+Any other audio (Opus, MP3, WebM/MKV, a slot too near the end) is re-encoded whole. There the
+encoder's padding is put before time 0 too (the lead-in of `timing.full_lead`), so the track
+keeps the original's sample count instead of growing to a whole last frame.
+
 - timing: tempo, copy point, lead-in and seam choice, in samples (pure).
 - loudness: levels, speech end and the gain matching the greeting to the original (pure).
 - ffmpeg_args: the ffmpeg command lines, filter graph and concat list (pure).

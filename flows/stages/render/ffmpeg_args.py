@@ -40,6 +40,15 @@ class MixSpec:
     end: int | None  # presentation sample where the output stops; None: the original's end
 
 
+# Re-stamps frames by sample count. asetpts truncates its result, and N/SR/TB in doubles comes out
+# a hair under N for about one N in seven at 22.05/32/44.1 kHz (8160/44100/(1/44100) is
+# 8159.99999...; 3 in 10,000 at 48 kHz): such a frame came out a sample early, apad carried that
+# on to the end of the head, and the head's packet overlapping the first copied one then passed
+# `gte(pts, stop)` one sample under `stop`: an extra frame, everything after it 1024 samples late.
+# Rounded, the stamp is exact for any time base.
+RESTAMP = "asetpts=round(N/SR/TB)"
+
+
 def channel_layout(audio: AudioStream) -> str:
     if audio.channel_layout and audio.channel_layout.replace("(", "").replace(")", "").isalnum():
         return audio.channel_layout
@@ -58,13 +67,13 @@ def mix_graph(spec: MixSpec, *, original: str = "0:a:0", greeting: str = "1:a:0"
     tempo = f"atempo={spec.tempo:.6f}," if spec.tempo > 1.0 else ""
     greeting_chain = (
         f"[{greeting}]aresample={sr:d},aformat=sample_fmts=fltp:channel_layouts=mono,"
-        f"asetpts=N/SR/TB,atrim=end_sample={spec.greeting_samples:d},{tempo}"
+        f"{RESTAMP},atrim=end_sample={spec.greeting_samples:d},{tempo}"
         f"volume={spec.gain_db:.2f}dB,pan={spec.channels:d}c|{spread},{fmt},"
         f"{_delay(-spec.start)}apad=whole_len={slot:d},atrim=end_sample={slot:d},"
         f"afade=t=out:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[greeting]"
     )
     original_chain = (
-        f"[{original}]{fmt},asetpts=N/SR/TB,{_delay(spec.original_start - spec.start)}"
+        f"[{original}]{fmt},{RESTAMP},{_delay(spec.original_start - spec.start)}"
         f"afade=t=in:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[original]"
     )
     trim = f",atrim=end_sample={spec.end - spec.start:d}" if spec.end is not None else ""
@@ -76,7 +85,7 @@ def mix_graph(spec: MixSpec, *, original: str = "0:a:0", greeting: str = "1:a:0"
 
 def _delay(samples: int) -> str:
     # adelay keeps the input pts; re-stamping makes afade/atrim positions plain sample counts.
-    return f"adelay=delays={samples:d}S:all=1,asetpts=N/SR/TB," if samples > 0 else ""
+    return f"adelay=delays={samples:d}S:all=1,{RESTAMP}," if samples > 0 else ""
 
 
 def audio_bitrate(audio: AudioStream) -> int:
@@ -170,6 +179,11 @@ def mux_args(
 def full_args(
     *, input_video: Path, greeting_audio: Path, spec: MixSpec, bitrate: int, output: Path
 ) -> list[str]:
+    """The whole audio track through the mix and the encoder. The graph starts at `spec.start`
+    (the lead from `timing.full_lead`, <= 0) and its first sample keeps that time, so the
+    priming and the lead go before 0 where the MP4 edit list skips them.
+    """
+    shift = ["-bsf:a", f"setts=ts=TS{spec.start:+d}"] if spec.start else []
     return [
         "-copyts",
         "-i",
@@ -190,7 +204,29 @@ def full_args(
         str(bitrate),
         "-ar",
         str(spec.sample_rate),
+        *shift,
         *_output_args(output),
+    ]
+
+
+COUNT_NAME = "original-count.u8"
+
+
+def count_args(input_video: Path, work: Path) -> list[str]:
+    """Decode the whole original audio track to one byte per sample frame: its file size is the
+    number of samples a player decodes, which the full re-encode must end on."""
+    return [
+        "-i",
+        str(input_video),
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-c:a",
+        "pcm_u8",
+        "-f",
+        "u8",
+        str(work / COUNT_NAME),
     ]
 
 

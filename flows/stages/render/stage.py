@@ -41,6 +41,7 @@ from flows.settings import Settings
 from flows.stages.render.ffmpeg_args import (
     ADTS_NAME,
     ANALYSIS_RATE,
+    COUNT_NAME,
     HEAD_NAME,
     LIST_NAME,
     ORIGINAL_PCM_NAME,
@@ -50,6 +51,7 @@ from flows.stages.render.ffmpeg_args import (
     audio_bitrate,
     channel_layout,
     concat_list,
+    count_args,
     full_args,
     greeting_pcm_args,
     head_args,
@@ -67,6 +69,7 @@ from flows.stages.render.timing import (
     HeadPlan,
     adts_window_sequences,
     fit_greeting,
+    full_lead,
     plan_head,
     to_samples,
 )
@@ -137,6 +140,15 @@ def render_greeting(
             fit = _fit_greeting(seen, greeting_end_s, max_tempo)
             audio, sr = seen.audio, seen.audio.sample_rate
             plan, why_full = _head_plan(seen, greeting_end_s)
+            original_start = max(0, to_samples(audio.start_s, sr))
+            if plan is not None:
+                start = plan.head_start
+            else:
+                # Correct but slower: the whole track through the mix and the AAC encoder (MP4
+                # players expect AAC, so Opus and the rest become AAC too).
+                log.info("re-encoding all audio of %s: %s", input_video.name, why_full)
+                decoded = _decoded_samples(input_video, work)
+                start = -full_lead(original_start + decoded, to_samples(greeting_end_s, sr))
             spec = MixSpec(
                 sample_rate=sr,
                 channels=audio.channels,
@@ -146,8 +158,8 @@ def render_greeting(
                 crossfade_samples=to_samples(crossfade_ms / 1000, sr),
                 tempo=fit.tempo,
                 gain_db=fit.gain_db,
-                start=plan.head_start if plan else 0,
-                original_start=max(0, to_samples(audio.start_s, sr)),
+                start=start,
+                original_start=original_start,
                 end=plan.encode_end if plan else None,
             )
             bitrate = audio_bitrate(audio)
@@ -168,9 +180,6 @@ def render_greeting(
                     ),
                 )
             else:
-                # Correct but slower: the whole track through the mix and the AAC encoder (MP4
-                # players expect AAC, so Opus and the rest become AAC too).
-                log.info("re-encoding all audio of %s: %s", input_video.name, why_full)
                 run_ffmpeg(
                     full_args(
                         input_video=input_video,
@@ -332,6 +341,16 @@ def _analysis(
         windows=adts_window_sequences((folder / ADTS_NAME).read_bytes()) if tail_ready else [],
         original_pcm=_floats((folder / ORIGINAL_PCM_NAME).read_bytes()),
     )
+
+
+def _decoded_samples(input_video: Path, work: Path) -> int:
+    """How many samples the original audio track decodes to (one decode, about 0.15 s a minute)."""
+    run_ffmpeg(count_args(input_video, work))
+    counted = work / COUNT_NAME
+    try:
+        return counted.stat().st_size
+    finally:
+        counted.unlink(missing_ok=True)
 
 
 def _link(source: Path, dest: Path) -> None:

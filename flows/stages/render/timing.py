@@ -23,6 +23,8 @@ SCE, CPE, LFE = 0, 1, 3
 ONLY_LONG = 0
 # The priming samples ffmpeg's AAC encoder puts before the first input sample.
 ENCODER_PRIMING = 1024
+# Samples per packet of that encoder (AAC-LC), which makes every re-encoded track.
+ENCODER_FRAME = 1024
 
 
 def to_samples(seconds: float, sample_rate: int) -> int:
@@ -66,6 +68,17 @@ def copy_point(first_packet_pts: int, frame_size: int, min_sample: int) -> int:
 def lead_in(copy_at: int, frame_size: int) -> int:
     """Samples of silence before time 0 so the head's packets fall on the original's grid."""
     return (-copy_at) % frame_size
+
+
+def full_lead(audio_end: int, slot_end: int) -> int:
+    """Samples of silence encoded before time 0 when the whole track is re-encoded.
+
+    The encoder pads its last packet to a whole frame, and ffmpeg 5.1's MP4 demuxer honours an
+    edit list at the front only: at the end, that padding made the track up to a frame longer
+    than the original (+640 samples for 5 s of Opus). Put before time 0, where the edit list
+    skips it with the priming, it leaves the track ending on the original's last sample.
+    """
+    return lead_in(max(audio_end, slot_end), ENCODER_FRAME)
 
 
 @dataclass(frozen=True)
