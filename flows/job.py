@@ -176,7 +176,7 @@ class JobRequest(_Camel):
     input_video: str
     prospect_name: str
     voice_id: str
-    greeting_end_second: float
+    greeting_end_second: float | None = None  # None: found from the recording
     greeting_text: str | None = None
     first_name: str | None = None  # what to call the prospect; derived from prospectName if unset
     greeting_fallback: str | None = None  # spoken when there is no first name (default "there")

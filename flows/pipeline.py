@@ -32,7 +32,12 @@ from flows.media import (
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import speak_greeting
 from flows.stages.upload import upload_result, withdraw_result
-from flows.stages.validate import ValidRequest, check_media, load_upload, validate_request
+from flows.stages.validate import (
+    ValidRequest,
+    load_upload,
+    settle_greeting_end,
+    validate_request,
+)
 from flows.transitions import (
     Heartbeat,
     Transition,
@@ -109,18 +114,20 @@ class JobRun:
     def _run_stages(self, request: ValidRequest, uploads: Uploads, work_dir: Path) -> str:
         settings, bucket = self.clients.settings, self.clients.bucket
         video, info = uploads.get(request.input_video)
-        check_media(info, request.greeting_end_s, settings.max_input_seconds)
+        settled = settle_greeting_end(request, video, info, settings.max_input_seconds)
+        assert settled.greeting_end_s is not None
+        greeting_end_s = settled.greeting_end_s
+        # An end found from the recording is written on the job: the user sees what was used.
+        found = {"greetingEndSecond": greeting_end_s} if request.greeting_end_s is None else {}
 
-        self.move(JobStatus.PROCESSING_AUDIO)
+        self.move(JobStatus.PROCESSING_AUDIO, **found)
         speech = speak_greeting(
             self.clients.voices, request.voice_id, request.greeting_text, work_dir
         )
 
         self.move(JobStatus.GENERATING_VIDEO)
-        shared = uploads.analysis(request.input_video, video, request.greeting_end_s)
-        output = render_video(
-            video, info, speech, request.greeting_end_s, work_dir, settings, shared
-        )
+        shared = uploads.analysis(request.input_video, video, greeting_end_s)
+        output = render_video(video, info, speech, greeting_end_s, work_dir, settings, shared)
 
         self.move(JobStatus.UPLOADING_RESULT)
         path, url = upload_result(

@@ -110,13 +110,16 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
     )
     submit.add_argument(
         "--greeting-end",
-        type=float,
+        type=seconds_or_auto,
         default=1.5,
-        metavar="SECONDS",
-        help="where the video's own greeting ends (default 1.5)",
+        metavar="SECONDS|auto",
+        help="where the video's own greeting ends (default 1.5); auto: found from the recording",
     )
     submit.add_argument(
-        "--greeting-text", default=None, metavar="TEXT", help='what to say, default "Hey {name},"'
+        "--greeting-text",
+        default=None,
+        metavar="TEXT",
+        help='what to say, default "Hey {firstName},"; also {lastName} and {name}',
     )
     submit.add_argument(
         "--wait", action="store_true", help="follow the jobs live and download the videos"
@@ -174,6 +177,16 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
     demo.set_defaults(handler=_demo)
 
 
+def seconds_or_auto(value: str) -> float | None:
+    """`--greeting-end`: seconds, or `auto` (None: the worker finds it from the recording)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither seconds nor auto") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="greetings",
@@ -197,10 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, help="where to write the MP4")
     render.add_argument(
         "--greeting-end",
-        type=float,
+        type=seconds_or_auto,
         default=1.5,
-        metavar="SECONDS",
-        help="seconds of the original greeting to replace (default 1.5)",
+        metavar="SECONDS|auto",
+        help="seconds of the original greeting to replace (default 1.5); auto: found from it",
     )
     render.add_argument(
         "--voice", default="default", help="voice id (ElevenLabs, or espeak:<voice>)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,8 +28,16 @@ from flows.job import (
     JobError,
     upload_prefix,
 )
-from flows.media import MediaInfo, MediaTimeout, MediaTooLarge, ProbeError, probe_upload
+from flows.media import (
+    MediaInfo,
+    MediaTimeout,
+    MediaTooLarge,
+    ProbeError,
+    probe_upload,
+    sniff_container,
+)
 from flows.retry import transient_task
+from flows.stages.greeting_end import find_greeting_end
 
 MAX_NAME_CHARS = 100
 MAX_TEMPLATE_CHARS = 200
@@ -70,7 +78,7 @@ class ValidRequest:
     input_video: str
     prospect_name: str
     voice_id: str
-    greeting_end_s: float
+    greeting_end_s: float | None  # None: found from the recording (settle_greeting_end)
     greeting_text: str  # the template with the names filled in: what is spoken
 
 
@@ -270,7 +278,9 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
         input_video=input_path(raw.get("inputVideo"), user_id),
         prospect_name=name,
         voice_id=voice_id.strip(),
-        greeting_end_s=greeting_end(raw.get("greetingEndSecond")),
+        greeting_end_s=(
+            None if raw.get("greetingEndSecond") is None else greeting_end(raw["greetingEndSecond"])
+        ),
         greeting_text=greeting_text(
             raw.get("greetingText"),
             spoken_name(name, raw.get("firstName"), raw.get("greetingFallback")),
@@ -288,8 +298,22 @@ def check_size(size_bytes: int, max_bytes: int) -> None:
         )
 
 
-def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> None:
-    """A video stream, an audio stream, and a duration that fits the greeting and the caps."""
+def settle_greeting_end(
+    request: ValidRequest, video: Path, info: MediaInfo, max_seconds: float
+) -> ValidRequest:
+    """The request with its greeting end: the client's, or found from the recording; the
+    upload checked against it."""
+    check_media(info, request.greeting_end_s, max_seconds)
+    if request.greeting_end_s is not None:
+        return request
+    found = find_greeting_end(video, info.container or sniff_container(video))
+    check_media(info, found, max_seconds)
+    return replace(request, greeting_end_s=found)
+
+
+def check_media(info: MediaInfo, greeting_end_s: float | None, max_seconds: float) -> None:
+    """A video stream, an audio stream, and a duration that fits the greeting and the caps
+    (the greeting's end, when it is known yet)."""
     if info.video is None:
         raise JobError(
             ErrorCode.INPUT_NO_VIDEO_STREAM, "The file has no video stream: upload a video."
@@ -305,6 +329,8 @@ def check_media(info: MediaInfo, greeting_end_s: float, max_seconds: float) -> N
             ErrorCode.INPUT_TOO_LONG,
             f"The video lasts {info.duration_s:.0f} s; the limit is {max_seconds:.0f} s.",
         )
+    if greeting_end_s is None:
+        return
     if greeting_end_s >= info.duration_s:
         # The field is wrong, not the video (the render stage classifies it the same way).
         raise JobError(

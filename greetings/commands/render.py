@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from flows.job import JobError
-from flows.media import ProbeError, probe
+from flows.media import ProbeError, probe, sniff_container
+from flows.stages.greeting_end import find_greeting_end
 from flows.stages.render import render_greeting
 from flows.stages.synthesize import EspeakVoice, build_voice, synthesize_speech, voice_for
 from flows.stages.validate import check_media, check_size, clean_name, greeting_end, greeting_text
@@ -27,7 +28,7 @@ def render_command(args: argparse.Namespace) -> int:
             print(f"error: no such file: {video}", file=sys.stderr)
             return 2
         name = clean_name(args.name)
-        end_s = greeting_end(args.greeting_end)
+        end_s = None if args.greeting_end is None else greeting_end(args.greeting_end)
         text = greeting_text(args.greeting_text, name)
         check_size(video.stat().st_size, settings.max_input_bytes)
         try:
@@ -36,6 +37,10 @@ def render_command(args: argparse.Namespace) -> int:
             print(f"error: {video} is not a video ffmpeg can read", file=sys.stderr)
             return 1
         check_media(info, end_s, settings.max_input_seconds)
+        if end_s is None:
+            end_s = find_greeting_end(video, sniff_container(video))
+            check_media(info, end_s, settings.max_input_seconds)
+            print(f"the greeting ends at {end_s:.3f} s (found from the recording)")
         began = time.monotonic()
         voice = voice_for(args.voice, build_voice(settings), EspeakVoice(settings.espeak_voice))
         speech = synthesize_speech(voice, text, args.voice)

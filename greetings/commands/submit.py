@@ -33,7 +33,7 @@ class Submission:
     video: Path
     names: list[str]
     voice_id: str
-    greeting_end_s: float
+    greeting_end_s: float | None  # None: the worker finds it from the recording
     greeting_text: str | None = None
     first_names: list[str | None] | None = None  # per name; None: derived from the name
 
@@ -75,7 +75,7 @@ def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -
     return prospects
 
 
-def check_video(video: Path, greeting_end_s: float, settings: StackSettings) -> None:
+def check_video(video: Path, greeting_end_s: float | None, settings: StackSettings) -> None:
     """Refuses, before any upload, a file the pipeline would fail as input."""
     if not video.exists():
         raise UsageError(f"{video}: no such file")
@@ -100,7 +100,7 @@ def check_video(video: Path, greeting_end_s: float, settings: StackSettings) -> 
 
 def build_submission(args: argparse.Namespace, settings: StackSettings, err: TextIO) -> Submission:
     try:
-        end_s = greeting_end(args.greeting_end)
+        end_s = None if args.greeting_end is None else greeting_end(args.greeting_end)
         if args.greeting_text is not None:
             greeting_text(args.greeting_text, "Name")
     except JobError as exc:

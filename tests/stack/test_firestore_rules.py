@@ -75,6 +75,7 @@ def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
     create(stack, alice, new_job(alice, firstName="Anna-Lena", greetingFallback="friend"))
     create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
+    create(stack, alice, new_job(alice, greetingEndSecond=_DROP))  # found from the recording
 
 
 def test_every_kind_of_voice_id_is_allowed(stack: Any, alice: User) -> None:

@@ -16,8 +16,9 @@ import requests
 
 from flows.job import result_path
 from flows.media import probe
-from tests.conftest import User, wait_for
+from tests.conftest import Uploaded, User, wait_for
 from tests.support.stackkit import (
+    completed_once,
     read_job,
     submit,
     upload,
@@ -106,3 +107,14 @@ def test_missing_upload_fails_with_input_not_found(
     job_id = submit(stack, user, f"user-uploads/{user.uid}/never-uploaded.mp4")
     job = wait_finished(clients, job_id, 90)
     assert (job["status"], job["error"]["code"]) == ("failed", "input-not-found")
+
+
+def test_a_job_without_a_greeting_end_gets_the_one_in_the_recording(
+    stack: Any, clients: Any, uploaded: Uploaded
+) -> None:
+    """The rules let a client leave greetingEndSecond out; the worker finds it ("Hey there,"
+    ends the sample's first phrase, its pause runs to about 0.93 s) and writes it on the job."""
+    user, video = uploaded.user, uploaded.path
+    job_id = submit(stack, user, video, greeting_end_second=None)
+    job = completed_once(stack, clients, user, job_id)
+    assert 0.7 < job["greetingEndSecond"] < 1.0, job["greetingEndSecond"]
