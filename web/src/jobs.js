@@ -21,7 +21,7 @@ export function newBatchId() {
  * batch as one flow run (a job that names a batch waits for its batch document).
  * Returns the new job ids.
  * @param {{uid: string, inputVideo: string, names: string[], voiceId: string,
- *          greetingEndSecond: number, greetingText?: string, batchId: string}} request
+ *          greetingEndSecond?: number, greetingText?: string, batchId: string}} request
  */
 export async function createJobs(db, request) {
   const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText } = request;
@@ -37,11 +37,11 @@ export async function createJobs(db, request) {
         inputVideo,
         prospectName,
         voiceId,
-        greetingEndSecond,
         batchId,
         status: 'pending',
         createdAt: serverTimestamp(),
       };
+      if (greetingEndSecond !== undefined) job.greetingEndSecond = greetingEndSecond;
       if (greetingText) job.greetingText = greetingText;
       batch.set(ref, job);
       jobIds.push(ref.id);

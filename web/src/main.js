@@ -303,11 +303,13 @@ async function main() {
     if (!videoFile) throw new Error('Choose your video.');
     const names = collectNames().names;
     if (!names.length) throw new Error(`Add at least one prospect name (1 to ${MAX_NAME_CHARS} characters).`);
-    const end = Number($('greeting-end').value);
-    if (!Number.isFinite(end) || end <= 0 || end > MAX_GREETING_END) {
-      throw new Error(`The greeting end must be more than 0 and at most ${MAX_GREETING_END} seconds.`);
+    // Left empty, the worker finds the end of the first phrase in the recording.
+    const endText = $('greeting-end').value.trim();
+    const end = endText === '' ? undefined : Number(endText);
+    if (end !== undefined && (!Number.isFinite(end) || end <= 0 || end > MAX_GREETING_END)) {
+      throw new Error(`The greeting end must be more than 0 and at most ${MAX_GREETING_END} seconds, or empty to find it from the recording.`);
     }
-    if (Number.isFinite(preview.duration) && end > preview.duration - MIN_TAIL_S) {
+    if (end !== undefined && Number.isFinite(preview.duration) && end > preview.duration - MIN_TAIL_S) {
       throw new Error(`The video is ${preview.duration.toFixed(1)} s long: the greeting must end at least ${MIN_TAIL_S} s before that.`);
     }
     let voiceId = $('voice').value;
