@@ -55,6 +55,32 @@ def make_speech(
     return path
 
 
+def make_recording(
+    path: Path,
+    text: str,
+    *,
+    noise_dbfs: float | None = -60.0,
+    sample_rate: int = 44100,
+    size: str = "320x180",
+) -> Path:
+    """What a rep records on a phone: `text` spoken, as 44.1 kHz AAC in MP4, over pink room tone
+    of `noise_dbfs` RMS (None: digital silence between words, as no real room has)."""
+    with tempfile.TemporaryDirectory(prefix="recording-") as folder:
+        speech = Path(folder) / "speech.wav"
+        speech.write_bytes(speech_wav(text))
+        sources = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", "-i", str(speech)]
+        codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-ar", str(sample_rate)]
+        if noise_dbfs is None:
+            run_ffmpeg([*sources, "-shortest", *codecs, str(path)])
+            return path
+        # Pink noise's peak amplitude is about twice its RMS.
+        tone = f"anoisesrc=color=pink:amplitude={2 * 10 ** (noise_dbfs / 20):.6f}"
+        mix = "[1:a][2:a]amix=inputs=2:duration=first:normalize=0[a]"
+        graph = ["-f", "lavfi", "-i", tone, "-filter_complex", mix, "-map", "0:v", "-map", "[a]"]
+        run_ffmpeg([*sources, *graph, "-shortest", *codecs, str(path)])
+    return path
+
+
 def make_tone(
     path: Path,
     seconds: float,

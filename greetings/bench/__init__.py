@@ -1,6 +1,8 @@
 """`greetings bench`: how fast the product is on this machine, as figures (nothing asserts them).
 
 - render (greetings/bench/render.py): our render against a plain remux and a full re-encode;
+- names (greetings/bench/names.py): 40 real names on a phone-like recording with room tone: how
+  many fit, dead air in the slot, sync after it;
 - latency (greetings/bench/latency.py): one job at a time through the local stack, from its
   creation to queued, started and completed;
 - throughput (greetings/bench/throughput.py): a batch of jobs at once, jobs per minute and memory,
@@ -26,7 +28,7 @@ from typing import Any
 
 from greetings.settings import get_settings
 
-SECTIONS = ("render", "latency", "throughput")
+SECTIONS = ("render", "names", "latency", "throughput")
 
 
 def parse_sections(text: str | None) -> list[str]:
@@ -77,6 +79,10 @@ def run_bench(sections: list[str], *, runs: int, latency_jobs: int, jobs: int) -
         from greetings.bench.render import run_render
 
         section("render", lambda: {"render": run_render(settings, runs, progress)})
+    if "names" in sections:
+        from greetings.bench.names import run_names
+
+        section("names", lambda: run_names(settings, progress))
     if "latency" in sections:
         from greetings.bench.latency import run_latency
 

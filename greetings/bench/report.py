@@ -47,6 +47,22 @@ def render_lines(render: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def names_lines(n: Mapping[str, Any]) -> list[str]:
+    failed = n.get("failed") or {}
+    return [
+        f"names: {n.get('names')} real names, default greeting, on a 44.1 kHz recording with "
+        f"room tone at {n.get('room_floor_dbfs')} dBFS; slot found at {n.get('greeting_end_s')} s",
+        f"  completed                       {n.get('completed')} of {n.get('names')}",
+        "  failed                          "
+        + (", ".join(f"{k} ({v})" for k, v in failed.items()) or "none"),
+        "  digital silence in the slot     "
+        + (", ".join(n.get("digital_silence_in_slot") or []) or "none"),
+        "  not sample-exact after the slot "
+        + (", ".join(n.get("not_exact_after_slot") or []) or "none"),
+        f"  highest tempo used              {n.get('max_tempo_used')}",
+    ]
+
+
 def latency_lines(report: Mapping[str, Any]) -> list[str]:
     seen, written = report["latency_ms"], report.get("latency_server_ms", {})
     info = report.get("latency", {})
@@ -162,6 +178,8 @@ def text_report(report: Mapping[str, Any]) -> str:
     ]
     if "render" in report:
         lines += ["", *render_lines(report["render"])]
+    if "names" in report:
+        lines += ["", *names_lines(report["names"])]
     if "latency_ms" in report:
         lines += ["", *latency_lines(report)]
     if "throughput" in report:

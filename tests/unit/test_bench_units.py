@@ -278,7 +278,7 @@ def test_report_is_json_with_the_documented_keys_and_prints_as_a_table() -> None
 
 
 def test_sections_and_the_command_line() -> None:
-    assert parse_sections(None) == ["render", "latency", "throughput"]
+    assert parse_sections(None) == ["render", "names", "latency", "throughput"]
     assert parse_sections("throughput, render") == ["render", "throughput"]
     with pytest.raises(ValueError):
         parse_sections("render,speed")
