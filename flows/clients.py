@@ -1,8 +1,9 @@
 """Builds the clients that reach the outside world, once per worker; everything else takes them.
 
-Firestore, Storage and the voices (with the speech-cached synthesis task) are made at start-up,
-as arq's `startup(ctx)` builds a job queue's context: a flow takes `worker_clients()` once at its
-top and hands the parts on; stages and tasks never build a client themselves.
+Firestore, Storage and the voices (with the speech-cached synthesis task and the voice cloner)
+are made at start-up, as arq's `startup(ctx)` builds a job queue's context: a flow takes
+`worker_clients()` once at its top and hands the parts on; stages and tasks never build a client
+themselves.
 
 Against the local stack (FIRESTORE_EMULATOR_HOST / STORAGE_EMULATOR_HOST set) the clients use
 anonymous credentials: the emulators need none, and asking Google for default credentials fails.
@@ -21,7 +22,8 @@ from google.cloud import firestore, storage
 
 from flows.media import UserSlots
 from flows.settings import Settings, get_settings
-from flows.stages.synthesize import Voices, build_voices
+from flows.stages.clone import FirestoreCloneStore, build_cloner
+from flows.stages.synthesize import Voices, build_voices, elevenlabs_client
 
 APP_NAME = "greetings-worker"
 
@@ -67,9 +69,12 @@ def build_clients(settings: Settings) -> Clients:
     else:
         storage_client = storage.Client(project=settings.project_id)
     bucket = storage_client.bucket(settings.default_bucket)
-    return Clients(
-        settings, db, bucket, build_voices(settings), UserSlots(settings.media_slots_per_user)
-    )
+    # One ElevenLabs client (None without a key) for speech and for cloning the rep's voice,
+    # whose clones are recorded in Firestore (voiceClones/).
+    elevenlabs = elevenlabs_client(settings)
+    cloner = build_cloner(elevenlabs, FirestoreCloneStore(db), settings)
+    voices = build_voices(settings, elevenlabs, cloner)
+    return Clients(settings, db, bucket, voices, UserSlots(settings.media_slots_per_user))
 
 
 @cache

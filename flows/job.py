@@ -108,6 +108,7 @@ class ErrorCode(StrEnum):
     INPUT_NO_VIDEO_STREAM = "input-no-video-stream"
     INPUT_NO_AUDIO_STREAM = "input-no-audio-stream"
     GREETING_TOO_LONG = "greeting-too-long"
+    VOICE_CLONE_TOO_SHORT = "voice-clone-too-short"  # too little speech to clone the voice
     TTS_AUTH = "tts-auth"
     TTS_REJECTED = "tts-rejected"
     TTS_UNAVAILABLE = "tts-unavailable"
@@ -196,6 +197,7 @@ class GreetingJob(JobRequest):
     flow_run_id: str | None = None
     output_path: str | None = None
     download_url: str | None = None
+    voice_used: str | None = None  # for voiceId "clone": the cloned voice id, or espeak:<voice>
     heartbeat_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None

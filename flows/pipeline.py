@@ -29,6 +29,7 @@ from flows.media import (
     for_user,
     limited,
 )
+from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import speak_greeting
 from flows.stages.upload import upload_result, withdraw_result
@@ -121,11 +122,18 @@ class JobRun:
         found = {"greetingEndSecond": greeting_end_s} if request.greeting_end_s is None else {}
 
         self.move(JobStatus.PROCESSING_AUDIO, **found)
-        speech = speak_greeting(
-            self.clients.voices, request.voice_id, request.greeting_text, work_dir
-        )
+        voices, voice_id, spoken = self.clients.voices, request.voice_id, {}
+        if voice_id == CLONE_VOICE_ID:
+            # The rep's own voice, cloned once per upload (the local voice without ElevenLabs);
+            # the job records which voice spoke.
+            source = CloneSource(
+                request.user_id, request.input_video, video, info.container, work_dir
+            )
+            voice_id = voice_to_speak(voices, voice_id, source)
+            spoken = {"voiceUsed": voice_id}
+        speech = speak_greeting(voices, voice_id, request.greeting_text, work_dir)
 
-        self.move(JobStatus.GENERATING_VIDEO)
+        self.move(JobStatus.GENERATING_VIDEO, **spoken)
         shared = uploads.analysis(request.input_video, video, greeting_end_s)
         output = render_video(video, info, speech, greeting_end_s, work_dir, settings, shared)
 

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     espeak_voice: str = "en-us"
     # Where synthesized greetings are cached across runs and workers: a folder, or gs://bucket/path.
     speech_cache: str = ""  # empty means "<state_dir>/speech-cache"
+    # voiceId "clone" (flows/stages/clone.py): the rep's voice cloned from their upload, once.
+    # Seconds taken from the upload's start; speech (pauses over 1 s cut) the clone needs at least.
+    voice_clone_seconds: float = 60.0
+    voice_clone_min_speech_seconds: float = 10.0
+    # A worker's claim on making a clone; others wait for it, and take over once it lapses.
+    voice_clone_lease_seconds: float = 180.0
+    # How long a job waits for another worker's clone before it fails (retryable).
+    voice_clone_wait_seconds: float = 1200.0
 
     # --- Rendering (generating-video) ---------------------------------------------------------
     max_tempo: float = 1.3

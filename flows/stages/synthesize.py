@@ -21,6 +21,7 @@ Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares w
 
 `speak_greeting` is the stage: it picks the voice for the job's voice id, runs the task (bound to
 the speech cache's storage: a folder, or `gs://...` in production) and writes the audio file.
+The voice id `clone` is resolved before it, by flows/stages/clone.py (`Voices.cloner`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from flows.settings import Settings
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.context import TaskRunContext
+
+    from flows.stages.clone import VoiceCloner
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +324,23 @@ def voice_for(voice_id: str, configured: Voice, local: Voice) -> Voice:
     return local if voice_id.startswith(ESPEAK_VOICE_PREFIX) else configured
 
 
+def elevenlabs_client(settings: Settings) -> ElevenLabs | None:
+    """The ElevenLabs client the settings ask for (None: the local voice is configured)."""
+    if not settings.use_elevenlabs:
+        return None
+    if settings.elevenlabs_api_key is None:
+        raise JobError(
+            ErrorCode.TTS_AUTH,
+            "GREETINGS_TTS_PROVIDER=elevenlabs but GREETINGS_ELEVENLABS_API_KEY is not set",
+            retryable=False,
+        )
+    return ElevenLabs(
+        api_key=settings.elevenlabs_api_key.get_secret_value(),
+        base_url=settings.elevenlabs_base_url,
+        timeout=settings.elevenlabs_timeout_seconds,
+    )
+
+
 def build_voice(settings: Settings, client: ElevenLabs | None = None) -> Voice:
     """The provider the settings ask for, with its client built here unless one is given."""
     if not settings.use_elevenlabs:
@@ -332,17 +352,8 @@ def build_voice(settings: Settings, client: ElevenLabs | None = None) -> Voice:
         logger.info("%s: using the local espeak-ng voice %r", reason, settings.espeak_voice)
         return EspeakVoice(settings.espeak_voice)
     if client is None:
-        if settings.elevenlabs_api_key is None:
-            raise JobError(
-                ErrorCode.TTS_AUTH,
-                "GREETINGS_TTS_PROVIDER=elevenlabs but GREETINGS_ELEVENLABS_API_KEY is not set",
-                retryable=False,
-            )
-        client = ElevenLabs(
-            api_key=settings.elevenlabs_api_key.get_secret_value(),
-            base_url=settings.elevenlabs_base_url,
-            timeout=settings.elevenlabs_timeout_seconds,
-        )
+        client = elevenlabs_client(settings)
+        assert client is not None  # use_elevenlabs: a client or TTS_AUTH
     logger.info(
         "ElevenLabs key configured: using ElevenLabs (model %s, %s%s)",
         settings.elevenlabs_model_id,
@@ -558,13 +569,24 @@ class Voices:
     configured: Voice  # ElevenLabs with a key, else the local voice
     local: Voice  # speaks `espeak:<voice>` ids whatever is configured
     task: Task[[Voice, str, str], Speech]  # synthesize_greeting bound to the speech cache
+    # Makes (once per upload) the voice of voiceId "clone"; None without ElevenLabs, where the
+    # local voice `local_voice_id` speaks for "clone" (flows/stages/clone.py).
+    cloner: VoiceCloner | None = None
+    local_voice_id: str = f"{ESPEAK_VOICE_PREFIX}en-us"
 
 
-def build_voices(settings: Settings) -> Voices:
+def build_voices(
+    settings: Settings,
+    client: ElevenLabs | None = None,
+    cloner: VoiceCloner | None = None,
+) -> Voices:
+    """The worker's voices; `client` (ElevenLabs) is built from the settings unless given."""
     return Voices(
-        configured=build_voice(settings),
+        configured=build_voice(settings, client),
         local=EspeakVoice(settings.espeak_voice),
         task=synthesize_greeting_task(settings),
+        cloner=cloner,
+        local_voice_id=ESPEAK_VOICE_PREFIX + settings.espeak_voice,
     )
 
 

@@ -1,4 +1,4 @@
-"""A local stand-in for ElevenLabs' text-to-speech endpoint, for the real SDK to talk to.
+"""A local stand-in for ElevenLabs' text-to-speech and voice-cloning endpoints, for the real SDK.
 
 It serves `POST /v1/text-to-speech/{voice_id}` (and `/stream`) the way the SDK calls it: the
 `xi-api-key` header, the `output_format` query parameter, a JSON body. It answers real audio (the
@@ -16,12 +16,19 @@ Calls are counted when a request arrives, whatever its answer, since that is wha
 rate-limits; `billed` counts the requests it answered with audio, which are what ElevenLabs
 charges characters for. A fixed `port` lets another process (the stack's worker) be pointed at it
 before it starts.
+
+`POST /v1/voices/add` (instant voice cloning, `client.voices.ivc.create`) takes the SDK's multipart
+form (`name`, `files`, `remove_background_noise`, `description`, `labels`), answers
+`{"voice_id", "requires_verification"}` and adds the new voice to those text-to-speech serves.
+Its calls are counted apart (`clone_calls`, `clones`) and scripted apart (`script_clone`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
 import subprocess
 import tempfile
 import threading
@@ -29,6 +36,9 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 DEFAULT_API_KEY = "fake-elevenlabs-key"
 DEFAULT_VOICES = frozenset({"JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM"})
 _PATH = re.compile(r"^/v1/text-to-speech/(?P<voice_id>[^/]+)(?P<stream>/stream)?$")
+_CLONE_PATH = "/v1/voices/add"
 _OUTPUT_FORMAT = re.compile(r"^(?P<codec>mp3|wav|pcm)_(?P<rate>\d+)(?:_(?P<kbps>\d+))?$")
 
 
@@ -81,6 +92,18 @@ def unprocessable(field_name: str = "text") -> Scripted:
     return Scripted(422, {"detail": [_missing(field_name, None)]})
 
 
+def voice_limit_reached() -> Scripted:
+    """ElevenLabs' answer to a clone beyond the plan's custom voices (seen in the wild)."""
+    return Scripted(
+        400,
+        _detail(
+            "voice_limit_reached",
+            "You have reached your maximum amount of custom voices (10 / 10). You can upgrade"
+            " your subscription to increase your custom voice limit.",
+        ),
+    )
+
+
 def hang(seconds: float) -> Scripted:
     """Say nothing for `seconds`, then answer normally (if the client is still there)."""
     return Scripted(200, None, hang_seconds=seconds)
@@ -97,11 +120,39 @@ class RecordedRequest:
     at: float  # time.monotonic() when it arrived
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CloneRequest:
+    """A `POST /v1/voices/add` as it arrived: its form fields and files."""
+
+    fields: dict[str, str]
+    files: list[UploadedFile]
+    headers: dict[str, str]
+    at: float
+
+
+@dataclass(frozen=True)
+class ClonedVoice:
+    voice_id: str
+    name: str
+    remove_background_noise: str | None  # as sent: "true", "false" or absent
+    files: list[UploadedFile]
+
+
 @dataclass
 class _State:
     api_key: str
     voices: set[str]
     scripted: deque[Scripted] = field(default_factory=deque)
+    clone_scripted: deque[Scripted] = field(default_factory=deque)
+    clone_requests: list[CloneRequest] = field(default_factory=list)
+    cloned: dict[str, ClonedVoice] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
     texts: Counter[str] = field(default_factory=Counter)
     billed: Counter[str] = field(default_factory=Counter)  # texts answered with audio
@@ -178,10 +229,19 @@ class FakeElevenLabs:
         with self._state.lock:
             self._state.scripted.extend(responses)
 
+    def script_clone(self, *responses: Scripted) -> None:
+        """Queue answers for the next voice-clone requests, one each."""
+        with self._state.lock:
+            self._state.clone_scripted.extend(responses)
+
     def reset(self) -> None:
-        """Forget calls, requests and unused scripted answers (between tests)."""
+        """Forget calls, requests, clones and unused scripted answers (between tests)."""
         with self._state.lock:
             self._state.scripted.clear()
+            self._state.clone_scripted.clear()
+            self._state.clone_requests.clear()
+            self._state.voices.difference_update(self._state.cloned)
+            self._state.cloned.clear()
             self._state.requests.clear()
             self._state.texts.clear()
             self._state.billed.clear()
@@ -220,6 +280,23 @@ class FakeElevenLabs:
             return list(self._state.requests)
 
     @property
+    def clone_calls(self) -> int:
+        """Voice-clone requests that arrived, whatever their answer."""
+        with self._state.lock:
+            return len(self._state.clone_requests)
+
+    @property
+    def clone_requests(self) -> list[CloneRequest]:
+        with self._state.lock:
+            return list(self._state.clone_requests)
+
+    @property
+    def clones(self) -> dict[str, ClonedVoice]:
+        """The voices it cloned, by voice id."""
+        with self._state.lock:
+            return dict(self._state.cloned)
+
+    @property
     def max_in_flight(self) -> int:
         """The most text-to-speech requests it was serving at the same time."""
         with self._state.lock:
@@ -241,6 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
         match = _PATH.match(url.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if url.path == _CLONE_PATH:
+            self._clone(raw)
+            return
         if match is None:
             self._send_json(404, {"detail": "Not Found"})
             return
@@ -275,15 +355,14 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.in_flight -= 1
 
-    def _answer(
-        self, scripted: Scripted | None, voice_id: str, query: dict[str, str], body: Any
-    ) -> None:
+    def _scripted_or_refused(self, scripted: Scripted | None) -> bool:
+        """Answers with the scripted response or an authentication error; False: neither."""
         if scripted is not None:
             if scripted.hang_seconds and self.shared.stopping.wait(scripted.hang_seconds):
-                return
+                return True
             if scripted.status != 200 or scripted.body is not None:
                 self._send_json(scripted.status, scripted.body, scripted.headers)
-                return
+                return True
         if self.headers.get("xi-api-key") is None:
             self._send_json(
                 401,
@@ -292,9 +371,50 @@ class _Handler(BaseHTTPRequestHandler):
                     "Neither authorization header nor xi-api-key received, please provide one.",
                 ),
             )
-            return
+            return True
         if self.headers.get("xi-api-key") != self.shared.api_key:
             self._send_json(401, unauthorized().body)
+            return True
+        return False
+
+    def _clone(self, raw: bytes) -> None:
+        """`POST /v1/voices/add`: a multipart form with `name` and one or more `files`."""
+        fields, files = _multipart(self.headers.get("Content-Type", ""), raw)
+        state = self.shared
+        with state.lock:
+            state.clone_requests.append(
+                CloneRequest(
+                    fields=fields,
+                    files=files,
+                    headers={key.lower(): value for key, value in self.headers.items()},
+                    at=time.monotonic(),
+                )
+            )
+            scripted = state.clone_scripted.popleft() if state.clone_scripted else None
+        try:
+            if self._scripted_or_refused(scripted):
+                return
+            missing = [_missing("name", None)] if "name" not in fields else []
+            missing += [] if files else [_missing("files", None)]
+            if missing:
+                self._send_json(422, {"detail": missing})
+                return
+            voice_id = "".join(
+                secrets.choice(string.ascii_letters + string.digits) for _ in range(20)
+            )
+            with state.lock:
+                state.cloned[voice_id] = ClonedVoice(
+                    voice_id, fields["name"], fields.get("remove_background_noise"), files
+                )
+                state.voices.add(voice_id)
+            self._send_json(200, {"voice_id": voice_id, "requires_verification": False})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _answer(
+        self, scripted: Scripted | None, voice_id: str, query: dict[str, str], body: Any
+    ) -> None:
+        if self._scripted_or_refused(scripted):
             return
         errors = _validate(body)
         if errors:
@@ -346,6 +466,28 @@ def _missing(name: str, given: Any) -> dict[str, Any]:
 
 def _invalid(loc: list[str], given: Any) -> dict[str, Any]:
     return {"type": "enum", "loc": loc, "msg": "Input should be a valid format", "input": given}
+
+
+def _multipart(content_type: str, raw: bytes) -> tuple[dict[str, str], list[UploadedFile]]:
+    """The text fields and the `files` parts of a multipart/form-data body."""
+    fields: dict[str, str] = {}
+    files: list[UploadedFile] = []
+    if not content_type.startswith("multipart/form-data"):
+        return fields, files
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    assert isinstance(message, EmailMessage)
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(data, bytes):
+            continue
+        if name == "files":
+            files.append(UploadedFile(part.get_filename(), part.get_content_type(), data))
+        else:
+            fields[name] = data.decode("utf-8", "replace")
+    return fields, files
 
 
 def _validate(body: Any) -> list[dict[str, Any]]:
