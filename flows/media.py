@@ -476,14 +476,17 @@ def _find_box(file: BinaryIO, kind: bytes, start: int, end: int) -> tuple[int, i
 
 
 def probe_with_first_packets(
-    path: Path, *, seconds: float = 0.5
+    path: Path, *, seconds: float = 0.5, container: str | None = None
 ) -> tuple[MediaInfo, dict[int, int]]:
     """`probe`, plus the pts of each stream's first packet within the first `seconds`.
 
-    One ffprobe run instead of two: start-up is most of what a probe costs.
+    One ffprobe run instead of two: start-up is most of what a probe costs. With `container`
+    (an upload's, from `sniff_container`) the file is opened only as that container
+    (`upload_input_options`), and the info says so.
     """
     if not path.is_file():
         raise ProbeError(f"{path} is not a file")
+    opened_as = upload_input_options(container) if container is not None else []
     data = run_ffprobe(
         [
             "-show_format",
@@ -492,10 +495,14 @@ def probe_with_first_packets(
             "packet=stream_index,pts",
             "-read_intervals",
             f"%+{seconds:g}",
+            *opened_as,
             str(path),
         ]
     )
-    return media_info_from_ffprobe(data, size_bytes=path.stat().st_size), first_packets(data)
+    info = media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
+    if container is not None:
+        info = replace(info, container=container)
+    return info, first_packets(data)
 
 
 def first_packets(data: Mapping[str, Any]) -> dict[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import subprocess
@@ -184,10 +185,12 @@ def make_narrated_clip(
     audio_args: list[str],
     noise_dbfs: float | None = None,
     size: str = "320x180",
+    video_args: list[str] | None = None,
 ) -> Path:
     """`narration` looped without a break under `testsrc2` (30 fps), optionally over white noise
     whose RMS is `noise_dbfs`; the audio encoded with `audio_args`, the container chosen by
-    `path`'s suffix (H.264 for MP4/MOV/MKV, VP9 for WebM). The report's clips are made this way.
+    `path`'s suffix (H.264 for MP4/MOV/MKV, VP9 for WebM) unless `video_args` says otherwise.
+    The report's clips are made this way.
     """
     inputs = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30"]
     inputs += ["-stream_loop", "-1", "-i", str(narration)]
@@ -202,7 +205,9 @@ def make_narrated_clip(
             "-filter_complex",
             f"{speech}[s];{noise}[n];[s][n]amix=inputs=2:duration=first:normalize=0[a]",
         ]
-    if path.suffix == ".webm":
+    if video_args is not None:
+        video = video_args
+    elif path.suffix == ".webm":
         video = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
     else:
         video = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "60"]
@@ -213,3 +218,48 @@ def make_narrated_clip(
     ]  # fmt: skip
     subprocess.run(args, capture_output=True, check=True)
     return path
+
+
+def input_groups(args: list[str]) -> list[tuple[list[str], str]]:
+    """An ffmpeg command line's inputs: (the options given since the previous input, its path)."""
+    groups, options = [], []
+    i = 0
+    while i < len(args):
+        if args[i] == "-i" and i + 1 < len(args):
+            groups.append((options, args[i + 1]))
+            options = []
+            i += 2
+            continue
+        options.append(args[i])
+        i += 1
+    return groups
+
+
+def opened_as(options: list[str]) -> dict[str, str]:
+    """The value of each `-name value` option among `options` (the last one wins)."""
+    return {name: value for name, value in itertools.pairwise(options) if name.startswith("-")}
+
+
+def claim_duration(source: Path, dest: Path, seconds: float) -> Path:
+    """A copy of `source` whose header claims it lasts `seconds`, its media left whole.
+
+    Matroska/WebM: the Segment Duration float (in ms, the TimecodeScale ffmpeg writes). MP4: the
+    movie header's duration. ffprobe's format duration follows either claim.
+    """
+    data = bytearray(source.read_bytes())
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        assert b"\x2a\xd7\xb1\x83\x0f\x42\x40" in data[:4096]  # TimecodeScale 1 ms
+        at = data.find(b"\x44\x89\x88", 0, 4096)  # Duration, an 8-byte float
+        assert at > 0, "no 8-byte Duration element in the Segment Info"
+        data[at + 3 : at + 11] = struct.pack(">d", seconds * 1000)
+    else:
+        at = data.find(b"mvhd")
+        assert at > 0 and data[at + 4] == 0, "no version-0 mvhd box"
+        timescale = int.from_bytes(data[at + 16 : at + 20], "big")
+        data[at + 20 : at + 24] = round(seconds * timescale).to_bytes(4, "big")
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+# What Chrome's MediaRecorder writes by default: VP8 (with Opus) in WebM.
+VP8_ARGS = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]

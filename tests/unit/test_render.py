@@ -20,7 +20,15 @@ import pytest
 from flows.job import ErrorCode, JobError
 from flows.media import ProbeError, mp4_duration_s, probe, run_ffmpeg
 from flows.stages.render import RenderReport, analyze_input, ffmpeg_args, render_greeting
-from flows.stages.render.ffmpeg_args import MixSpec, concat_list, head_args, mix_graph, mux_args
+from flows.stages.render.ffmpeg_args import (
+    COPY_VIDEO,
+    MixSpec,
+    Upload,
+    concat_list,
+    head_args,
+    mix_graph,
+    mux_args,
+)
 from flows.stages.render.loudness import (
     block_powers,
     gated_level_db,
@@ -234,7 +242,7 @@ def test_head_and_mux_arguments() -> None:
     plan = HeadPlan(copy_point=75776, lead=0, encode_end=77824, first_packet=-1024)
     work, video, greeting = Path("/w"), Path("/in/v'; rm -rf x.mp4"), Path("/in/g.mp3")
     head = head_args(
-        input_video=video,
+        upload=Upload(video, "mov", 20.0),
         greeting_audio=greeting,
         work=work,
         spec=spec(),
@@ -245,7 +253,12 @@ def test_head_and_mux_arguments() -> None:
     assert head[-3:] == ["-f", "nut", str(work / ffmpeg_args.HEAD_NAME)]
     assert str(video) in head  # a whole argument, never part of a shell string
     mux = mux_args(
-        input_video=video, work=work, plan=plan, sample_rate=48000, output=Path("/o.mp4")
+        upload=Upload(video, "mov", 20.0),
+        work=work,
+        plan=plan,
+        sample_rate=48000,
+        output=Path("/o.mp4"),
+        video=COPY_VIDEO,
     )
     assert mux[mux.index("-itsoffset") + 1] == "-0.021333"
     assert mux[mux.index("-c") : mux.index("-c") + 2] == ["-c", "copy"]

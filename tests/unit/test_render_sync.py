@@ -23,11 +23,19 @@ from pathlib import Path
 import pytest
 
 from flows.stages.render import RenderReport, render_greeting
-from flows.stages.render.ffmpeg_args import RESTAMP, MixSpec, full_args, mix_graph
+from flows.stages.render.ffmpeg_args import (
+    COPY_VIDEO,
+    RESTAMP,
+    MixSpec,
+    Upload,
+    full_args,
+    mix_graph,
+)
 from flows.stages.render.timing import full_lead
 from flows.stages.synthesize import EspeakVoice
 from greetings.samples import DEFAULT_NARRATION, make_speech
 from tests.support.mediacheck import (
+    VP8_ARGS,
     Packet,
     Pcm,
     decode_pcm,
@@ -56,6 +64,7 @@ class Clip:
     audio_args: list[str] = field(default_factory=lambda: AAC)
     noise_dbfs: float | None = None
     copies: bool = True  # AAC in MP4/MOV: the head is re-encoded, the rest stream-copied
+    video_args: list[str] | None = None  # None: make_narrated_clip's choice for the container
 
 
 def _clips() -> dict[str, Clip]:
@@ -75,6 +84,13 @@ def _clips() -> dict[str, Clip]:
     clips["webm-opus-48000-stereo-speech"] = Clip(".webm", 48000, 2, opus, copies=False)
     mp3 = ["-c:a", "libmp3lame", "-b:a", "128k"]
     clips["mkv-mp3-44100-stereo-noise"] = Clip(".mkv", 44100, 2, mp3, NOISE_DBFS, copies=False)
+    # Browser recordings: VP8 (re-encoded to H.264, MP4 cannot hold it) with Opus.
+    clips["webm-vp8-opus-48000-stereo-speech"] = Clip(
+        ".webm", 48000, 2, opus, copies=False, video_args=VP8_ARGS
+    )
+    clips["webm-vp8-opus-48000-mono-noise"] = Clip(
+        ".webm", 48000, 1, opus, NOISE_DBFS, copies=False, video_args=VP8_ARGS
+    )
     return clips
 
 
@@ -202,6 +218,7 @@ def test_every_copied_sample_keeps_its_time(
         channels=clip.channels,
         audio_args=clip.audio_args,
         noise_dbfs=clip.noise_dbfs,
+        video_args=clip.video_args,
     )
     original, original_packets = decode_pcm(source), packets(source, "a:0")
     assert original.sample_rate == clip.sample_rate and original.channels == clip.channels
@@ -305,20 +322,22 @@ def test_full_reencode_puts_the_padding_before_time_zero() -> None:
         end=None,
     )
     args = full_args(
-        input_video=Path("/in.webm"),
+        upload=Upload(Path("/in.webm"), "matroska", 5.0),
         greeting_audio=Path("/g.wav"),
         spec=spec,
         bitrate=128000,
         output=Path("/o.mp4"),
+        video=COPY_VIDEO,
     )
     assert args[args.index("-bsf:a") + 1] == "setts=ts=TS-640"
     assert "adelay=delays=640S:all=1" in mix_graph(spec)
     unshifted = full_args(
-        input_video=Path("/in.webm"),
+        upload=Upload(Path("/in.webm"), "matroska", 5.0),
         greeting_audio=Path("/g.wav"),
         spec=replace(spec, start=0),
         bitrate=128000,
         output=Path("/o.mp4"),
+        video=COPY_VIDEO,
     )
     assert "-bsf:a" not in unshifted
 

@@ -1,8 +1,10 @@
 """The `generating-video` stage: put the synthesized greeting over the first seconds of the video.
 
-The video stream is always copied, never re-encoded. For AAC audio in MP4/MOV (what phones and
-browsers record) only the head of the audio is re-encoded and every later packet is copied with
-its original timestamp, so the cost tracks the greeting, not the video:
+The video stream is copied whenever MP4 can hold its codec (H.264, HEVC, VP9, AV1, MPEG-4);
+VP8, which Chrome's MediaRecorder writes by default, is re-encoded to H.264 at its own size and
+frame times (`ffmpeg_args.video_plan`), the audio handled as for any other input. For AAC audio
+in MP4/MOV (what phones record) only the head of the audio is re-encoded and every later packet
+is copied with its original timestamp, so the cost tracks the greeting, not the video:
 
     presentation samples  s0 ........ 0 ...... E-X .. E ........ C ..... C+2F
     head (re-encoded)     [lead-in]  [greeting][fade][original  ]

@@ -3,14 +3,21 @@ analysis decode (greeting and greeting slot as PCM, plus the original audio trac
 aside), the mix graph, the head encoder writing into a FIFO, the concat list and final mux
 that splice the head before the copied packets, and the full-audio re-encode used when the
 head cannot be spliced.
+
+Every input that is the user's upload goes through `Upload.input`: opened only as the container
+its first bytes claim (`flows.media.upload_input_options`) and read no further than the duration
+its probe claims (plus `READ_MARGIN_S`), so a WebM whose header says 8 s while its clusters hold
+2 h is neither decoded nor copied past its claim. Inputs the render made itself (the greeting, the
+FIFO, the concat list of the copied track) are opened as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.media import AudioStream
+from flows.media import AudioStream, upload_input_options
 from flows.stages.render.timing import ENCODER_PRIMING, HeadPlan, seconds_arg
 
 # Loudness and silence are measured on a mono/low-rate decode: plenty for levels, cheap in Python.
@@ -23,6 +30,96 @@ TAIL_NAME = "original-audio.m4a"
 LIST_NAME = "audio.ffconcat"
 ORIGINAL_PCM_NAME = "original.f32"
 ADTS_NAME = "original-head.aac"
+# Video codecs ffmpeg 5.1's MP4 muxer holds as they are: copied. Any other (VP8, what Chrome's
+# and Firefox's MediaRecorder write by default: "Could not find tag for codec vp8") is re-encoded.
+MP4_VIDEO_CODECS = frozenset({"h264", "hevc", "vp9", "av1", "mpeg4"})
+# The re-encode: H.264 at the input's size (yuv420p needs even sides: an odd last row or column
+# goes) and the input's frame times, each frame at its own timestamp (browser recordings have a
+# variable frame rate in a millisecond time base; the default time base of 1/fps rounded them).
+REENCODED_VIDEO = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-crf",
+    "23",
+    "-pix_fmt",
+    "yuv420p",
+    "-filter:v",
+    "crop=trunc(iw/2)*2:trunc(ih/2)*2",
+    "-fps_mode",
+    "passthrough",
+    "-enc_time_base:v",
+    "-1",
+]
+# Decoding and encoding video are the only parts of a render whose memory grows with the frame
+# and with threads, and a media process gets 1 GiB of address space (ffmpeg alone maps about
+# 300 MB). Left to choose, the decoder and x264 take threads by core count: 8 of each failed at
+# 1080p, and a second VP8 decoder thread alone cost about 190 MB there. Smallest address-space
+# limit (in 64 MB steps) a whole VP8 + Opus render passed under: 1080p with 1 decoder and 4
+# encoder threads 832 MB (2 + 4: 960 MB); 4096x2304 with 1 decoder thread and 2 sliced encoder
+# threads, a 3-frame lookahead and no B-frames 832 MB (with 5 frames and a B-frame: 960 MB).
+FULL_HD_PIXELS = 1920 * 1088
+SMALL_FRAME_THREADS = (["-threads", "1"], ["-threads", "4"])
+LARGE_FRAME_THREADS = (
+    ["-threads", "1"],
+    ["-threads", "2", "-x264-params", "sliced-threads=1:rc-lookahead=3:bframes=0"],
+)
+
+
+@dataclass(frozen=True)
+class VideoPlan:
+    """How the output gets the input's video stream."""
+
+    decode: list[str]  # decoder options, before the upload's -i
+    encode: list[str]  # the video stream's output options
+
+    @property
+    def reencoded(self) -> bool:
+        return self.encode != COPY_VIDEO.encode
+
+
+COPY_VIDEO = VideoPlan(decode=[], encode=["-c:v", "copy"])
+
+
+def video_plan(codec: str, width: int, height: int) -> VideoPlan:
+    """Copied if MP4 holds the codec, else re-encoded with threads the frame size allows."""
+    if codec in MP4_VIDEO_CODECS:
+        return COPY_VIDEO
+    small = width * height <= FULL_HD_PIXELS
+    decode, encode = SMALL_FRAME_THREADS if small else LARGE_FRAME_THREADS
+    return VideoPlan(decode=list(decode), encode=[*REENCODED_VIDEO, *encode])
+
+
+# Read past what an upload's probe claims: no honest file has media there (its duration is its
+# streams' end), and less than the render's output check tolerates (0.25 s), so a file whose
+# header claims less than it holds renders to its claim and passes that check.
+READ_MARGIN_S = 0.1
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The user's upload, as every ffmpeg command line of the render opens it."""
+
+    path: Path
+    container: str  # `sniff_container`'s name for it: "mov" or "matroska"
+    claimed_s: float  # the duration its probe claims
+
+    def input(self, seconds: float | None = None, *, decode: Sequence[str] = ()) -> list[str]:
+        """Options and `-i` for the upload: its one demuxer, the file protocol alone, and a
+        read limit of `seconds` (at most the claim plus READ_MARGIN_S); `decode`: decoder
+        options, first."""
+        limit = self.claimed_s + READ_MARGIN_S
+        if seconds is not None:
+            limit = min(limit, seconds)
+        return [
+            *decode,
+            *upload_input_options(self.container),
+            "-t",
+            f"{limit:.6f}",
+            "-i",
+            str(self.path),
+        ]
 
 
 @dataclass(frozen=True)
@@ -95,7 +192,7 @@ def audio_bitrate(audio: AudioStream) -> int:
 
 def head_args(
     *,
-    input_video: Path,
+    upload: Upload,
     greeting_audio: Path,
     work: Path,
     spec: MixSpec,
@@ -108,13 +205,10 @@ def head_args(
     packet at 0) and the mux moves it back. Packets from the copy point on are dropped here: they
     only fed the encoder the signal the first copied packet overlaps.
     """
-    decode_s = seconds_arg(plan.encode_end + spec.sample_rate // 10, spec.sample_rate)
+    decode_s = float(seconds_arg(plan.encode_end + spec.sample_rate // 10, spec.sample_rate))
     stop = plan.copy_point + plan.offset
     return [
-        "-t",
-        decode_s,
-        "-i",
-        str(input_video),
+        *upload.input(decode_s),
         "-i",
         str(greeting_audio),
         "-filter_complex",
@@ -154,12 +248,17 @@ def concat_list(plan: HeadPlan, *, sample_rate: int) -> str:
 
 
 def mux_args(
-    *, input_video: Path, work: Path, plan: HeadPlan, sample_rate: int, output: Path
+    *,
+    upload: Upload,
+    work: Path,
+    plan: HeadPlan,
+    sample_rate: int,
+    output: Path,
+    video: VideoPlan,
 ) -> list[str]:
     return [
         "-copyts",
-        "-i",
-        str(input_video),
+        *upload.input(decode=video.decode),
         "-itsoffset",
         seconds_arg(-plan.offset, sample_rate),
         "-f",
@@ -172,12 +271,19 @@ def mux_args(
         "1:a:0",
         "-c",
         "copy",
+        *(video.encode if video.reencoded else []),
         *_output_args(output),
     ]
 
 
 def full_args(
-    *, input_video: Path, greeting_audio: Path, spec: MixSpec, bitrate: int, output: Path
+    *,
+    upload: Upload,
+    greeting_audio: Path,
+    spec: MixSpec,
+    bitrate: int,
+    output: Path,
+    video: VideoPlan,
 ) -> list[str]:
     """The whole audio track through the mix and the encoder. The graph starts at `spec.start`
     (the lead from `timing.full_lead`, <= 0) and its first sample keeps that time, so the
@@ -186,8 +292,7 @@ def full_args(
     shift = ["-bsf:a", f"setts=ts=TS{spec.start:+d}"] if spec.start else []
     return [
         "-copyts",
-        "-i",
-        str(input_video),
+        *upload.input(decode=video.decode),
         "-i",
         str(greeting_audio),
         "-filter_complex",
@@ -196,8 +301,7 @@ def full_args(
         "0:V:0",
         "-map",
         "[mix]",
-        "-c:v",
-        "copy",
+        *video.encode,
         "-c:a",
         "aac",
         "-b:a",
@@ -212,12 +316,11 @@ def full_args(
 COUNT_NAME = "original-count.u8"
 
 
-def count_args(input_video: Path, work: Path) -> list[str]:
+def count_args(upload: Upload, work: Path) -> list[str]:
     """Decode the whole original audio track to one byte per sample frame: its file size is the
     number of samples a player decodes, which the full re-encode must end on."""
     return [
-        "-i",
-        str(input_video),
+        *upload.input(),
         "-map",
         "0:a:0",
         "-ac",
@@ -250,7 +353,7 @@ PCM_ARGS = ["-ar", str(ANALYSIS_RATE), "-c:a", "pcm_f32le", "-f", "f32le"]
 def analysis_args(
     *,
     greeting_audio: Path | None,
-    input_video: Path,
+    upload: Upload,
     seconds: float,
     work: Path,
     copy_tail: bool,
@@ -268,9 +371,9 @@ def analysis_args(
     if greeting_audio is not None:
         args += ["-i", str(greeting_audio)]
     original = 0 if greeting_audio is None else 1  # the input index of the original
-    args += ["-t", f"{seconds:.6f}", "-i", str(input_video)]
+    args += upload.input(seconds)
     if copy_tail:
-        args += ["-i", str(input_video)]
+        args += upload.input()
     if greeting_audio is not None:
         args += ["-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]
     args += ["-map", f"{original}:a:0", *PCM_ARGS, str(work / ORIGINAL_PCM_NAME)]

@@ -4,6 +4,11 @@ that depends only on the input and its greeting slot, once for a whole batch. Pr
 start-up is most of the cost for a short head: ffprobe runs beside one ffmpeg that decodes what
 gets measured and copies the original audio track; then the head encoder streams into a FIFO
 while the final mux, already started, reads it.
+
+The input is the user's upload: every ffprobe/ffmpeg opens it only as the container its first
+bytes claim, and reads it no further than the duration its probe claims (`ffmpeg_args.Upload`).
+The analysis needs that claim before it starts: with the pipeline's probe of the upload
+(`upload`) it runs beside the render's own probe, without it after that probe.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from flows.media import (
     probe_with_first_packets,
     run_ffmpeg,
     run_ffmpeg_piped,
+    sniff_container,
 )
 from flows.settings import Settings
 from flows.stages.render.ffmpeg_args import (
@@ -47,6 +53,8 @@ from flows.stages.render.ffmpeg_args import (
     ORIGINAL_PCM_NAME,
     TAIL_NAME,
     MixSpec,
+    Upload,
+    VideoPlan,
     analysis_args,
     audio_bitrate,
     channel_layout,
@@ -56,6 +64,7 @@ from flows.stages.render.ffmpeg_args import (
     greeting_pcm_args,
     head_args,
     mux_args,
+    video_plan,
 )
 from flows.stages.render.loudness import (
     block_powers,
@@ -92,10 +101,12 @@ class RenderReport:
     path_taken: RenderPath
     seconds: float
     copy_point_s: float | None = None  # where copied audio starts (head-reencode only)
+    video_reencoded: bool = False  # MP4 cannot hold the input's video codec (VP8): H.264 now
 
 
 @dataclass(frozen=True)
 class _Inspection:
+    upload: Upload
     info: MediaInfo
     audio: AudioStream
     first_pts: int | None  # of the audio stream's first packet
@@ -122,21 +133,28 @@ def render_greeting(
     crossfade_ms: int = 40,
     work_dir: Path | None = None,
     shared: InputAnalysis | None = None,
+    upload: MediaInfo | None = None,
 ) -> RenderReport:
     """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did.
 
     `shared`, an `analyze_input` of this input and slot, spares the input's probe and decode.
+    `upload`, the pipeline's probe of the input (`probe_upload`), names its container and the
+    duration it claims, so the input's analysis need not wait for the render's own probe.
     """
     started = time.perf_counter()
     if not greeting_end_s > 0:
         raise JobError(ErrorCode.INVALID_GREETING_END, "greetingEndSecond must be above 0.")
+    container = _container(input_video, upload)
+    claimed_s = upload.duration_s if upload is not None else None
     output.parent.mkdir(parents=True, exist_ok=True)
     # Beside the output so the final rename is atomic; ffmpeg creates it with the usual mode.
     part = output.with_name(f".{output.name}.{uuid.uuid4().hex}.part")
     try:
         with tempfile.TemporaryDirectory(prefix="render-", dir=work_dir) as tmp:
             work = Path(tmp)
-            seen = _inspect(input_video, greeting_audio, greeting_end_s, work, shared)
+            seen = _inspect(
+                input_video, container, claimed_s, greeting_audio, greeting_end_s, work, shared
+            )
             fit = _fit_greeting(seen, greeting_end_s, max_tempo)
             audio, sr = seen.audio, seen.audio.sample_rate
             plan, why_full = _head_plan(seen, greeting_end_s)
@@ -147,7 +165,7 @@ def render_greeting(
                 # Correct but slower: the whole track through the mix and the AAC encoder (MP4
                 # players expect AAC, so Opus and the rest become AAC too).
                 log.info("re-encoding all audio of %s: %s", input_video.name, why_full)
-                decoded = _decoded_samples(input_video, work)
+                decoded = _decoded_samples(seen.upload, work)
                 start = -full_lead(original_start + decoded, to_samples(greeting_end_s, sr))
             spec = MixSpec(
                 sample_rate=sr,
@@ -163,12 +181,13 @@ def render_greeting(
                 end=plan.encode_end if plan else None,
             )
             bitrate = audio_bitrate(audio)
+            video = _video_plan(seen.info)
             if plan is not None:
                 os.mkfifo(work / HEAD_NAME)
                 (work / LIST_NAME).write_text(concat_list(plan, sample_rate=sr))
                 run_ffmpeg_piped(
                     head_args(
-                        input_video=input_video,
+                        upload=seen.upload,
                         greeting_audio=greeting_audio,
                         work=work,
                         spec=spec,
@@ -176,17 +195,23 @@ def render_greeting(
                         bitrate=bitrate,
                     ),
                     mux_args(
-                        input_video=input_video, work=work, plan=plan, sample_rate=sr, output=part
+                        upload=seen.upload,
+                        work=work,
+                        plan=plan,
+                        sample_rate=sr,
+                        output=part,
+                        video=video,
                     ),
                 )
             else:
                 run_ffmpeg(
                     full_args(
-                        input_video=input_video,
+                        upload=seen.upload,
                         greeting_audio=greeting_audio,
                         spec=spec,
                         bitrate=bitrate,
                         output=part,
+                        video=video,
                     )
                 )
         os.replace(part, output)
@@ -206,6 +231,7 @@ def render_greeting(
         path_taken="head-reencode" if plan else "full-audio-reencode",
         seconds=round(time.perf_counter() - started, 3),
         copy_point_s=plan.copy_point / sr if plan else None,
+        video_reencoded=video.reencoded,
     )
 
 
@@ -221,6 +247,7 @@ class InputAnalysis:
     input_video: Path
     greeting_end_s: float
     folder: Path
+    upload: Upload  # how every later command opens the input
     info: MediaInfo
     audio: AudioStream
     first_pts: int | None
@@ -229,15 +256,34 @@ class InputAnalysis:
     original_pcm: array[float]
 
 
-def analyze_input(input_video: Path, greeting_end_s: float, folder: Path) -> InputAnalysis:
-    """Probe the input while decoding its greeting slot and copying its audio track."""
+def analyze_input(
+    input_video: Path, greeting_end_s: float, folder: Path, upload: MediaInfo | None = None
+) -> InputAnalysis:
+    """Probe the input, decode its greeting slot and copy its audio track (`upload`: as for
+    `render_greeting`)."""
+    container = _container(input_video, upload)
     folder.mkdir(parents=True, exist_ok=True)
-    analysis, _ = _probe_and_decode(input_video, None, greeting_end_s, folder)
+    claimed_s = upload.duration_s if upload is not None else None
+    analysis, _ = _probe_and_decode(input_video, container, claimed_s, None, greeting_end_s, folder)
     return analysis
+
+
+def _container(input_video: Path, upload: MediaInfo | None) -> str:
+    """The container the upload's first bytes claim: the only way it is ever opened."""
+    if upload is not None and upload.container:
+        return upload.container
+    try:
+        return sniff_container(input_video)
+    except (ProbeError, OSError) as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO, f"The input is not a readable video: {exc}"
+        ) from exc
 
 
 def _inspect(
     input_video: Path,
+    container: str,
+    claimed_s: float | None,
     greeting_audio: Path,
     greeting_end_s: float,
     work: Path,
@@ -251,6 +297,7 @@ def _inspect(
         shared is not None
         and shared.input_video == input_video
         and shared.greeting_end_s == greeting_end_s
+        and shared.upload.container == container
     ):
         greeting_raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(greeting_audio)))
         if shared.tail_ready:
@@ -258,9 +305,10 @@ def _inspect(
         analysis = shared
     else:
         analysis, greeting_raw = _probe_and_decode(
-            input_video, greeting_audio, greeting_end_s, work
+            input_video, container, claimed_s, greeting_audio, greeting_end_s, work
         )
     return _Inspection(
+        upload=analysis.upload,
         info=analysis.info,
         audio=analysis.audio,
         first_pts=analysis.first_pts,
@@ -294,20 +342,38 @@ def _checked_probe(
 
 
 def _probe_and_decode(
-    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, folder: Path
+    input_video: Path,
+    container: str,
+    claimed_s: float | None,
+    greeting_audio: Path | None,
+    greeting_end_s: float,
+    folder: Path,
 ) -> tuple[InputAnalysis, bytes]:
-    """Probe the input while one ffmpeg decodes what gets measured: two processes at once.
+    """Probe the input and decode what gets measured, bounded by the duration it claims.
 
-    Returns the input's analysis and the greeting's samples (empty without a greeting).
+    With that claim known (`claimed_s`), the probe and the decode run at once; without it, the
+    decode waits for the probe. Returns the input's analysis and the greeting's samples (empty
+    without a greeting).
     """
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        probed = pool.submit(probe_with_first_packets, input_video)
-        decoded = pool.submit(
-            _decode_for_analysis, input_video, greeting_audio, greeting_end_s, folder
-        )
-        info, first_pts = _checked_probe(probed.result, greeting_end_s)
-        greeting_raw, tail_ready = _decoding(decoded.result)
-    analysis = _analysis(input_video, greeting_end_s, folder, info, first_pts, tail_ready)
+
+    def probe() -> tuple[MediaInfo, dict[int, int]]:
+        return probe_with_first_packets(input_video, container=container)
+
+    def decode(claim: float) -> tuple[bytes, bool]:
+        upload = Upload(input_video, container, claim)
+        return _decode_for_analysis(upload, greeting_audio, greeting_end_s, folder)
+
+    if claimed_s is None:
+        info, first_pts = _checked_probe(probe, greeting_end_s)
+        greeting_raw, tail_ready = _decoding(lambda: decode(info.duration_s))
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            probed = pool.submit(probe)
+            decoded = pool.submit(decode, claimed_s)
+            info, first_pts = _checked_probe(probed.result, greeting_end_s)
+            greeting_raw, tail_ready = _decoding(decoded.result)
+    upload = Upload(input_video, container, info.duration_s)
+    analysis = _analysis(upload, greeting_end_s, folder, info, first_pts, tail_ready)
     return analysis, greeting_raw
 
 
@@ -321,7 +387,7 @@ def _decoding(decode: Callable[[], _T]) -> _T:
 
 
 def _analysis(
-    input_video: Path,
+    upload: Upload,
     greeting_end_s: float,
     folder: Path,
     info: MediaInfo,
@@ -331,9 +397,10 @@ def _analysis(
     audio = info.audio
     assert audio is not None  # _checked_probe refused a video without audio
     return InputAnalysis(
-        input_video=input_video,
+        input_video=upload.path,
         greeting_end_s=greeting_end_s,
         folder=folder,
+        upload=upload,
         info=info,
         audio=audio,
         first_pts=first_pts.get(audio.index),
@@ -343,9 +410,9 @@ def _analysis(
     )
 
 
-def _decoded_samples(input_video: Path, work: Path) -> int:
+def _decoded_samples(upload: Upload, work: Path) -> int:
     """How many samples the original audio track decodes to (one decode, about 0.15 s a minute)."""
-    run_ffmpeg(count_args(input_video, work))
+    run_ffmpeg(count_args(upload, work))
     counted = work / COUNT_NAME
     try:
         return counted.stat().st_size
@@ -362,25 +429,28 @@ def _link(source: Path, dest: Path) -> None:
 
 
 def _decode_for_analysis(
-    input_video: Path, greeting_audio: Path | None, greeting_end_s: float, work: Path
+    upload: Upload, greeting_audio: Path | None, greeting_end_s: float, work: Path
 ) -> tuple[bytes, bool]:
     """The greeting's samples (if any), and whether the original audio track was copied too."""
 
     def args(copy_tail: bool) -> list[str]:
         return analysis_args(
             greeting_audio=greeting_audio,
-            input_video=input_video,
+            upload=upload,
             seconds=greeting_end_s,
             work=work,
             copy_tail=copy_tail,
             scan_s=greeting_end_s + SEAM_SCAN_S,
         )
 
+    if upload.container != "mov":
+        # Only MP4/MOV audio is ever spliced (`_head_plan`): a WebM's track is not worth copying.
+        return run_ffmpeg(args(copy_tail=False)), False
     try:
         return run_ffmpeg(args(copy_tail=True)), True
     except FfmpegError as exc:
         # MP4 cannot hold every codec (Vorbis, ...); such tracks take the full re-encode anyway.
-        log.info("audio of %s not copied (%s); decoding without the copy", input_video.name, exc)
+        log.info("audio of %s not copied (%s); decoding without the copy", upload.path.name, exc)
         return run_ffmpeg(args(copy_tail=False)), False
 
 
@@ -409,6 +479,11 @@ def _floats(raw: bytes) -> array[float]:
     if sys.byteorder == "big":
         samples.byteswap()
     return samples
+
+
+def _video_plan(info: MediaInfo) -> VideoPlan:
+    assert info.video is not None  # _checked_probe refused a file without video
+    return video_plan(info.video.codec, info.video.width, info.video.height)
 
 
 def _head_plan(seen: _Inspection, greeting_end_s: float) -> tuple[HeadPlan | None, str]:
@@ -472,6 +547,7 @@ def render_video(
         crossfade_ms=settings.crossfade_ms,
         work_dir=work_dir,  # the run's scratch folder: gone with the run, whatever happens
         shared=shared,
+        upload=info,
     )
     try:
         output_s = mp4_duration_s(output)
