@@ -100,6 +100,23 @@ def limited(limits: ProcessLimits, cancel: threading.Event | None = None) -> Ite
         _CANCEL.reset(tokens[1])
 
 
+@contextlib.contextmanager
+def allowing(timeout_s: float) -> Iterator[None]:
+    """Raises this context's wall-clock limit to at least `timeout_s` (and the CPU limit with
+    it: an encoder uses several cores): a long input may take proportionally long."""
+    current = _LIMITS.get()
+    longer = replace(
+        current,
+        timeout_s=max(current.timeout_s, timeout_s),
+        cpu_s=max(current.cpu_s, int(4 * timeout_s)),
+    )
+    token = _LIMITS.set(longer)
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
 class UserSlots:
     """How many media processes each user may run at once on this worker.
 

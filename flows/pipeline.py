@@ -26,6 +26,7 @@ from flows.media import (
     MediaInfo,
     MediaTimeout,
     ProcessLimits,
+    allowing,
     for_user,
     limited,
 )
@@ -113,8 +114,19 @@ class JobRun:
             return self._run_stages(request, uploads, work_dir)
 
     def _run_stages(self, request: ValidRequest, uploads: Uploads, work_dir: Path) -> str:
-        settings, bucket = self.clients.settings, self.clients.bucket
+        settings = self.clients.settings
         video, info = uploads.get(request.input_video)
+        # The probe said how long the input is (and the render reads no more than that): later
+        # media processes may take time in proportion.
+        budget = settings.media_timeout_seconds
+        budget += settings.media_seconds_per_input_second * info.duration_s
+        with allowing(budget):
+            return self._process(request, uploads, video, info, work_dir)
+
+    def _process(
+        self, request: ValidRequest, uploads: Uploads, video: Path, info: MediaInfo, work_dir: Path
+    ) -> str:
+        settings, bucket = self.clients.settings, self.clients.bucket
         settled = settle_greeting_end(request, video, info, settings.max_input_seconds)
         assert settled.greeting_end_s is not None
         greeting_end_s = settled.greeting_end_s

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # render of an allowed video takes about a second and a whole-audio re-encode of 600 s a few,
     # so these only ever stop a hostile or broken input.
     media_timeout_seconds: float = 120.0
+    # ... plus this much per second of the input, once its length is known: re-encoding a
+    # browser's VP8 video to H.264 takes about a second per second of 1080p here.
+    media_seconds_per_input_second: float = 1.0
     media_memory_mb: int = 1024
     # ffmpeg/ffprobe processes one user may run at once on a worker: another user's job never
     # waits behind them. As many as a batch works on at once.
