@@ -14,6 +14,7 @@ from tests.conftest import Uploaded, User
 from tests.support.stackkit import (
     RUN_STAGES,
     as_user,
+    create_batch,
     flow_run,
     new_job_id,
     outputs,
@@ -30,18 +31,6 @@ from tests.support.stackkit import (
 )
 
 BATCH_DEPLOYMENT = "greeting-batch/greeting-batch"
-
-
-def create_batch(stack: Any, user: User, video: str, names: list[str]) -> tuple[str, list[str]]:
-    batch_id = uuid.uuid4().hex
-    jobs = {
-        new_job_id(): JobRequest(
-            **request_fields(user, video, prospect_name=name, batch_id=batch_id)
-        )
-        for name in names
-    }
-    as_user(stack, user).create_batch(batch_id, jobs)
-    return batch_id, list(jobs)
 
 
 def batch_runs(stack: Any, batch_id: str) -> list[dict[str, Any]]:

@@ -201,3 +201,18 @@ def completed_once(
     assert wait_run_finished(stack, job["flowRunId"])["state_type"] == "COMPLETED"
     assert outputs(clients, user) == [result_path(user.uid, job_id)]
     return job
+
+
+def create_batch(
+    stack: Any, user: User, video: str, names: list[str], **overrides: Any
+) -> tuple[str, list[str]]:
+    """A batch of jobs on one upload, created as the user does (one commit)."""
+    batch_id = uuid.uuid4().hex
+    jobs = {
+        new_job_id(): JobRequest(
+            **request_fields(user, video, prospect_name=name, batch_id=batch_id, **overrides)
+        )
+        for name in names
+    }
+    as_user(stack, user).create_batch(batch_id, jobs)
+    return batch_id, list(jobs)
