@@ -25,6 +25,8 @@ ONLY_LONG = 0
 ENCODER_PRIMING = 1024
 # Samples per packet of that encoder (AAC-LC), which makes every re-encoded track.
 ENCODER_FRAME = 1024
+# The latest greetingEndSecond the rules allow (flows.stages.validate.MAX_GREETING_END_S).
+MAX_GREETING_END_S = 10.0
 
 
 def to_samples(seconds: float, sample_rate: int) -> int:
@@ -50,12 +52,22 @@ def fit_greeting(greeting_s: float, greeting_end_s: float, max_tempo: float) -> 
 
 
 def too_long_message(greeting_s: float, greeting_end_s: float, max_tempo: float) -> str:
+    """What went wrong and what to change: a later greetingEndSecond only where the rules allow
+    one that fits (at most MAX_GREETING_END_S), else a shorter greeting text."""
     fits_at = math.ceil(greeting_s / max_tempo * 100) / 100
-    return (
+    said = (
         f"The spoken greeting lasts {greeting_s:.2f} s but the greeting slot (up to "
         f"greetingEndSecond) is only {greeting_end_s:.2f} s; it would have to play "
         f"{greeting_s / greeting_end_s:.2f}x faster and the limit is {max_tempo:.2f}x. "
-        f"Set greetingEndSecond to {fits_at:.2f} s or later, or use a shorter greeting text."
+    )
+    if fits_at <= MAX_GREETING_END_S:
+        return said + (
+            f"Set greetingEndSecond to {fits_at:.2f} s or later, or use a shorter greeting text."
+        )
+    return said + (
+        f"Even at {max_tempo:.2f}x it needs {fits_at:.2f} s, longer than any greeting slot "
+        f"(greetingEndSecond is at most {MAX_GREETING_END_S:g} s): use a shorter greeting "
+        'text, such as "Hey {firstName},".'
     )
 
 
