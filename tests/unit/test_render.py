@@ -46,12 +46,13 @@ from flows.stages.render.timing import (
     seconds_arg,
     tempo_needed,
 )
-from greetings.samples import make_sample_video, make_speech, make_tone
+from greetings.samples import DEFAULT_NARRATION, make_sample_video, make_speech, make_tone
 from tests.support.mediacheck import (
     Pcm,
     correlation,
     decode_pcm,
     lagged,
+    make_narrated_clip,
     max_abs_diff,
     packets,
     rms_db,
@@ -532,14 +533,51 @@ def test_slightly_long_greeting_is_sped_up(base_clip: Path, tmp_path: Path) -> N
     assert abs(correlation(out.window(0.1, 0.9), tone_440.window(0.1, 0.9))) > 0.9
 
 
+@pytest.fixture(scope="module")
+def floorless_clip(media_dir: Path) -> Path:
+    """Narration whose pauses are digital silence (espeak's), with no bed under it: a recording
+    without a noise floor, where silence in the slot's gaps is what the original has too."""
+    narration = make_speech(media_dir / "narration.wav", DEFAULT_NARRATION)
+    aac = ["-c:a", "aac", "-aac_pns", "0", "-b:a", "128k"]
+    return make_narrated_clip(
+        media_dir / "floorless.mp4",
+        narration,
+        seconds=6,
+        sample_rate=48000,
+        channels=2,
+        audio_args=aac,
+    )
+
+
 @pytest.mark.media
-def test_short_greeting_is_padded_with_silence(base_clip: Path, tmp_path: Path) -> None:
+def test_short_greeting_is_padded_with_silence(floorless_clip: Path, tmp_path: Path) -> None:
+    """Where the original has no floor. (This test used `base_clip`, whose bed is a -50 dBFS
+    floor: there the slot's gaps now carry its room tone, see the test below.)"""
     greeting = make_tone(tmp_path / "short.wav", 0.5, sample_rate=48000)
-    report = render_greeting(base_clip, greeting, GREETING_END_S, tmp_path / "out.mp4")
+    report = render_greeting(floorless_clip, greeting, GREETING_END_S, tmp_path / "out.mp4")
     assert report.tempo == 1.0
+    assert report.room_tone_db is None
     out = decode_pcm(report.path)
     assert rms_db(out.window(0.05, 0.45)) > -30  # the greeting, at the start
     assert rms_db(out.window(0.6, GREETING_END_S - 0.1)) < -60  # then silence, not the original
+
+
+@pytest.mark.media
+def test_short_greeting_is_padded_with_the_originals_room_tone(
+    base_clip: Path, tmp_path: Path
+) -> None:
+    """`base_clip`'s bed (pink noise and a hum) is a floor near -50 dBFS: after a short
+    greeting the slot holds that floor, not digital silence and not the original's speech."""
+    greeting = make_tone(tmp_path / "short.wav", 0.5, sample_rate=48000)
+    report = render_greeting(base_clip, greeting, GREETING_END_S, tmp_path / "out.mp4")
+    assert report.room_tone_db is not None and -56 < report.room_tone_db < -45
+    out, original = decode_pcm(report.path), decode_pcm(base_clip)
+    assert rms_db(out.window(0.05, 0.45)) > -30  # the greeting, at the start
+    gap = rms_db(out.window(0.6, GREETING_END_S - 0.1))
+    spoken = rms_db(original.window(0.6, GREETING_END_S - 0.1))
+    assert -56 < gap < -44 and gap < spoken - 15  # the room's floor, not the old words
+    windows = [out.window(t / 100, t / 100 + 0.02) for t in range(0, 148, 2)]
+    assert min(rms_db(w) for w in windows) > -75  # never digital silence
 
 
 @pytest.mark.media

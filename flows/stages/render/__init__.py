@@ -23,8 +23,14 @@ Any other audio (Opus, MP3, WebM/MKV, a slot too near the end) is re-encoded who
 encoder's padding is put before time 0 too (the lead-in of `timing.full_lead`), so the track
 keeps the original's sample count instead of growing to a whole last frame.
 
-- timing: tempo, copy point, lead-in and seam choice, in samples (pure).
-- loudness: levels, speech end and the gain matching the greeting to the original (pure).
+- timing: how a greeting fits its slot (`fit_slot`: a greeting longer than the slot first loses
+  its own leading silence, then grows the slot into the original's pause after
+  greetingEndSecond up to the next sound, and only then plays faster, up to max_tempo), copy
+  point, lead-in and seam choice, in samples (pure).
+- loudness: levels, speech end and the gain matching the greeting to the original, and the
+  original's quietest stretch of room tone (pure). Where the recording has a noise floor, that
+  stretch loops (forwards, then backwards) under the whole slot, so the slot never drops to
+  digital silence; a recording without one keeps silent gaps.
 - ffmpeg_args: the ffmpeg command lines, filter graph and concat list (pure).
 - stage: the task `render_video`, and `render_greeting` and `analyze_input`, which probe,
   measure and run ffmpeg.

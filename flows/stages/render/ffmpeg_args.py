@@ -123,6 +123,15 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class RoomTone:
+    """A stretch of the original's room tone, looped under the whole greeting slot."""
+
+    start: int  # its first sample, counted from the original's first decoded sample
+    length: int  # samples; the loop plays them forwards, then backwards: no jump, no click
+    gain_db: float
+
+
+@dataclass(frozen=True)
 class MixSpec:
     sample_rate: int
     channels: int
@@ -135,6 +144,8 @@ class MixSpec:
     start: int  # presentation sample of the graph's first output sample (<= 0)
     original_start: int  # presentation sample of the original's first decoded sample
     end: int | None  # presentation sample where the output stops; None: the original's end
+    room: RoomTone | None = None  # None: the slot's gaps stay silent (the original has no floor)
+    greeting_start: int = 0  # the greeting's leading silence cut (only to make it fit)
 
 
 # Re-stamps frames by sample count. asetpts truncates its result, and N/SR/TB in doubles comes out
@@ -153,7 +164,13 @@ def channel_layout(audio: AudioStream) -> str:
 
 
 def mix_graph(spec: MixSpec, *, original: str = "0:a:0", greeting: str = "1:a:0") -> str:
-    """The filter graph mixing greeting and original into `[mix]`, on sample counts, not pts."""
+    """The filter graph mixing greeting and original into `[mix]`, on sample counts, not pts.
+
+    The greeting plays from time 0 and fades out over the crossfade before the slot's end, where
+    the original fades in (quarter-sine curves: equal power). With `spec.room`, the original's
+    room tone plays under the whole slot and fades out with the greeting, so the slot holds the
+    recording's own floor wherever the greeting is silent.
+    """
     sr = spec.sample_rate
     fade = max(1, min(spec.crossfade_samples, spec.slot_samples))
     fade_at = spec.slot_samples - fade - spec.start  # graph sample where the crossfade starts
@@ -164,19 +181,50 @@ def mix_graph(spec: MixSpec, *, original: str = "0:a:0", greeting: str = "1:a:0"
     tempo = f"atempo={spec.tempo:.6f}," if spec.tempo > 1.0 else ""
     greeting_chain = (
         f"[{greeting}]aresample={sr:d},aformat=sample_fmts=fltp:channel_layouts=mono,"
-        f"{RESTAMP},atrim=end_sample={spec.greeting_samples:d},{tempo}"
+        f"{RESTAMP},{_greeting_cut(spec)}{tempo}"
         f"volume={spec.gain_db:.2f}dB,pan={spec.channels:d}c|{spread},{fmt},"
         f"{_delay(-spec.start)}apad=whole_len={slot:d},atrim=end_sample={slot:d},"
         f"afade=t=out:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[greeting]"
     )
+    source = f"[{original}]"
+    room_chain = ""
+    if spec.room is not None:
+        room = spec.room
+        source = "[original_in]"
+        room_chain = (
+            f"[{original}]asplit=2[original_in][room_in];"
+            f"[room_in]{fmt},{RESTAMP},atrim=start_sample={room.start:d}:"
+            f"end_sample={room.start + room.length:d},{RESTAMP},asplit=2[room_fwd][room_back];"
+            "[room_back]areverse[room_rev];"
+            "[room_fwd][room_rev]concat=n=2:v=0:a=1,"
+            f"aloop=loop=-1:size={2 * room.length:d},{RESTAMP},"
+            f"atrim=end_sample={spec.slot_samples:d},volume={room.gain_db:.2f}dB,"
+            f"{_delay(-spec.start)}"
+            f"afade=t=out:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[room];"
+        )
     original_chain = (
-        f"[{original}]{fmt},{RESTAMP},{_delay(spec.original_start - spec.start)}"
+        f"{source}{fmt},{RESTAMP},{_delay(spec.original_start - spec.start)}"
         f"afade=t=in:start_sample={fade_at:d}:nb_samples={fade:d}:curve=qsin[original]"
     )
     trim = f",atrim=end_sample={spec.end - spec.start:d}" if spec.end is not None else ""
+    inputs = (
+        "[greeting][original][room]amix=inputs=3"
+        if spec.room
+        else ("[greeting][original]amix=inputs=2")
+    )
     return (
-        f"{greeting_chain};{original_chain};"
-        f"[greeting][original]amix=inputs=2:duration=longest:normalize=0{trim}[mix]"
+        f"{room_chain}{greeting_chain};{original_chain};"
+        f"{inputs}:duration=longest:normalize=0{trim}[mix]"
+    )
+
+
+def _greeting_cut(spec: MixSpec) -> str:
+    if spec.greeting_start <= 0:
+        return f"atrim=end_sample={spec.greeting_samples:d},"
+    # atrim keeps the frames' times: re-stamped, the greeting's first kept sample is at 0.
+    return (
+        f"atrim=start_sample={spec.greeting_start:d}:end_sample={spec.greeting_samples:d},"
+        f"{RESTAMP},"
     )
 
 
@@ -205,7 +253,11 @@ def head_args(
     packet at 0) and the mux moves it back. Packets from the copy point on are dropped here: they
     only fed the encoder the signal the first copied packet overlaps.
     """
-    decode_s = float(seconds_arg(plan.encode_end + spec.sample_rate // 10, spec.sample_rate))
+    decode_end = plan.encode_end
+    if spec.room is not None:  # the room tone's stretch may lie past the head's end
+        room_end = spec.original_start + spec.room.start + spec.room.length
+        decode_end = max(decode_end, room_end)
+    decode_s = float(seconds_arg(decode_end + spec.sample_rate // 10, spec.sample_rate))
     stop = plan.copy_point + plan.offset
     return [
         *upload.input(decode_s),

@@ -1,12 +1,15 @@
 """Loudness maths for the render (pure): block powers of decoded samples, a gated level and
 the peak, where the synthesized speech ends (TTS pads its output with silence), and the gain
-that brings the greeting to the level of the original audio it replaces without clipping.
+that brings the greeting to the level of the original audio it replaces without clipping; and
+the quietest stretch of the original's room tone, which plays under the greeting so the slot
+never drops to digital silence where the recording has a noise floor.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 BLOCK_S = 0.05
 ABSOLUTE_GATE_DB = -60.0
@@ -63,3 +66,125 @@ def match_gain_db(
     if math.isfinite(greeting_peak):
         gain = min(gain, -HEADROOM_DB - greeting_peak)
     return round(gain, 2)
+
+
+# --- room tone ------------------------------------------------------------------------------------
+
+ROOM_BLOCK_S = 0.02
+# Loop lengths tried, longest first: a longer loop repeats less audibly.
+ROOM_TONE_LENGTHS_S = (0.4, 0.3, 0.2, 0.15)
+# Below this a block is digital silence (or a codec's rounding of it), not a room.
+DIGITAL_SILENCE_DB = -90.0
+# Above this the quietest stretch is no room tone but a bed (music, a hum, a loud room) or
+# speech; looping a fraction of a second of it would be heard as a loop.
+ROOM_TONE_MAX_DB = -45.0
+# Within a stretch of room tone, 20 ms blocks stay this close to each other: no word, no click.
+ROOM_TONE_SPREAD_DB = 10.0
+# The stretch is the quietest one: at most this much below the floor around it.
+ROOM_TONE_MAX_GAIN_DB = 3.0
+# Blocks at most this far above the stretch count as the floor the room tone must match.
+FLOOR_RANGE_DB = 6.0
+
+
+@dataclass(frozen=True)
+class QuietStretch:
+    """Where the original is only its room: the loop played under the greeting."""
+
+    start_s: float  # from the first decoded sample
+    length_s: float
+    level_db: float  # mean power of the stretch
+    floor_db: float  # the original's floor around it (median of its quiet blocks)
+
+    @property
+    def gain_db(self) -> float:
+        """Brings the stretch to the floor it was picked from (it is the quietest part of it)."""
+        return round(max(0.0, min(ROOM_TONE_MAX_GAIN_DB, self.floor_db - self.level_db)), 2)
+
+
+def _block_db(samples: Sequence[float], *, channels: int, sample_rate: int) -> list[float]:
+    step = max(1, round(ROOM_BLOCK_S * sample_rate)) * channels
+    return [
+        _db(sum(x * x for x in samples[i : i + step]) / step)
+        for i in range(0, len(samples) - step + 1, step)
+    ]
+
+
+def quietest_stretch(
+    samples: Sequence[float], *, channels: int, sample_rate: int
+) -> QuietStretch | None:
+    """The quietest stretch of room tone in `samples` (interleaved), or None if there is none:
+    digital silence (nothing to loop: silence is right there), or a floor too loud to be a room.
+
+    Tries ROOM_TONE_LENGTHS_S longest first; a stretch must hold no digital silence and no block
+    more than ROOM_TONE_SPREAD_DB above another (no word, no breath, no click).
+    """
+    blocks = _block_db(samples, channels=channels, sample_rate=sample_rate)
+    for length_s in ROOM_TONE_LENGTHS_S:
+        size = round(length_s / ROOM_BLOCK_S)
+        best: tuple[float, int] | None = None
+        for first in range(len(blocks) - size + 1):
+            window = blocks[first : first + size]
+            low, high = min(window), max(window)
+            if low <= DIGITAL_SILENCE_DB or high - low > ROOM_TONE_SPREAD_DB:
+                continue
+            level = _db(sum(10 ** (b / 10) for b in window) / size)
+            if level <= ROOM_TONE_MAX_DB and (best is None or level < best[0]):
+                best = (level, first)
+        if best is None:
+            continue
+        level, first = best
+        quiet = sorted(b for b in blocks if DIGITAL_SILENCE_DB < b <= level + FLOOR_RANGE_DB)
+        return QuietStretch(
+            start_s=first * ROOM_BLOCK_S,
+            length_s=size * ROOM_BLOCK_S,
+            level_db=level,
+            floor_db=quiet[len(quiet) // 2],
+        )
+    return None
+
+
+def speech_start_s(powers: Sequence[float]) -> float:
+    """Where the first block loud enough to be speech starts (0.0 if there is none): the
+    leading silence a TTS voice puts before the words, at block resolution (never later)."""
+    if not powers or max(powers) <= 0:
+        return 0.0
+    floor = max(_db(max(powers)) - SPEECH_END_DROP_DB, ABSOLUTE_GATE_DB)
+    return next((i * BLOCK_S for i, p in enumerate(powers) if _db(p) >= floor), 0.0)
+
+
+# --- the pause after the greeting slot ------------------------------------------------------------
+
+ONSET_BLOCK_S = 0.01
+# A block this far above the room's floor is sound: the next words (or a breath, a click: the
+# slot stops early rather than late).
+ONSET_ABOVE_FLOOR_DB = 10.0
+# Without a room floor to go by (digital silence, or a bed too loud to tell), anything above this.
+ONSET_SILENCE_DB = -70.0
+
+
+def next_onset_s(
+    samples: Sequence[float],
+    *,
+    channels: int,
+    sample_rate: int,
+    from_s: float,
+    floor_db: float | None,
+) -> float:
+    """Where the first sound above the floor starts at or after `from_s` (seconds from the first
+    sample of `samples`, interleaved), or where `samples` end if none does.
+
+    The threshold errs low: ONSET_ABOVE_FLOOR_DB over the room tone's floor, or
+    ONSET_SILENCE_DB where there is none; AAC's pre-echo before an onset only makes it earlier.
+    """
+    threshold = ONSET_SILENCE_DB
+    if floor_db is not None:
+        threshold = max(threshold, floor_db + ONSET_ABOVE_FLOOR_DB)
+    frames = max(1, round(ONSET_BLOCK_S * sample_rate))
+    step = frames * channels
+    total = len(samples) // channels
+    first = max(0, math.floor(from_s * sample_rate / frames))
+    for block in range(first, total // frames):
+        chunk = samples[block * step : (block + 1) * step]
+        if _db(sum(x * x for x in chunk) / step) > threshold:
+            return block * frames / sample_rate
+    return total / sample_rate

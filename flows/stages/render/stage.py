@@ -53,6 +53,7 @@ from flows.stages.render.ffmpeg_args import (
     ORIGINAL_PCM_NAME,
     TAIL_NAME,
     MixSpec,
+    RoomTone,
     Upload,
     VideoPlan,
     analysis_args,
@@ -67,17 +68,22 @@ from flows.stages.render.ffmpeg_args import (
     video_plan,
 )
 from flows.stages.render.loudness import (
+    QuietStretch,
     block_powers,
     gated_level_db,
     match_gain_db,
+    next_onset_s,
     peak_db,
+    quietest_stretch,
     speech_end_s,
+    speech_start_s,
 )
 from flows.stages.render.timing import (
     SEAM_SCAN_S,
     HeadPlan,
+    SlotFit,
     adts_window_sequences,
-    fit_greeting,
+    fit_slot,
     full_lead,
     plan_head,
     to_samples,
@@ -90,6 +96,13 @@ _T = TypeVar("_T")
 
 # Kept after the end of speech that `speech_end_s` finds.
 SPEECH_TAIL_S = 0.03
+# Kept before the start of speech that `speech_start_s` finds, when leading silence is cut.
+SPEECH_LEAD_S = 0.02
+# Decoded for measurement past the greeting slot: where room tone, and the pause a greeting too
+# long for its slot may use, are looked for.
+AFTER_SLOT_S = 2.0
+# A slot grown into the original's pause ends this far before its next words start.
+PAUSE_GUARD_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,13 @@ class RenderReport:
     seconds: float
     copy_point_s: float | None = None  # where copied audio starts (head-reencode only)
     video_reencoded: bool = False  # MP4 cannot hold the input's video codec (VP8): H.264 now
+    # What fitting a long greeting took (`timing.fit_slot`), besides `tempo`: its leading
+    # silence cut, and the original's pause after greetingEndSecond used.
+    lead_trimmed_s: float = 0.0
+    pause_used_s: float = 0.0
+    # Level of the room tone under the slot (dBFS, as measured on the 24 kHz analysis decode);
+    # None: the original has no floor, the slot's gaps stay silent.
+    room_tone_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,14 +133,18 @@ class _Inspection:
     tail_ready: bool  # the original audio track was copied into the work folder
     windows: list[int | None]  # window sequence of the original's first packets
     greeting_pcm: array[float]  # mono, ANALYSIS_RATE
-    original_pcm: array[float]  # the greeting slot, interleaved, ANALYSIS_RATE
+    original_pcm: array[float]  # the slot and AFTER_SLOT_S more, interleaved, ANALYSIS_RATE
 
 
 @dataclass(frozen=True)
 class _Fit:
-    greeting_s: float
-    tempo: float
+    greeting_s: float  # up to the end of its speech
     gain_db: float
+    slot: SlotFit
+
+    @property
+    def tempo(self) -> float:
+        return self.slot.tempo
 
 
 def render_greeting(
@@ -155,9 +179,22 @@ def render_greeting(
             seen = _inspect(
                 input_video, container, claimed_s, greeting_audio, greeting_end_s, work, shared
             )
-            fit = _fit_greeting(seen, greeting_end_s, max_tempo)
             audio, sr = seen.audio, seen.audio.sample_rate
-            plan, why_full = _head_plan(seen, greeting_end_s)
+            stretch = quietest_stretch(
+                seen.original_pcm, channels=audio.channels, sample_rate=ANALYSIS_RATE
+            )
+            fit = _fit_greeting(seen, greeting_end_s, max_tempo, stretch)
+            slot_end = to_samples(fit.slot.slot_end_s, sr)
+            plan, why_full = _head_plan(seen, slot_end)
+            room = (
+                RoomTone(
+                    start=to_samples(stretch.start_s, sr),
+                    length=to_samples(stretch.length_s, sr),
+                    gain_db=stretch.gain_db,
+                )
+                if stretch is not None
+                else None
+            )
             original_start = max(0, to_samples(audio.start_s, sr))
             if plan is not None:
                 start = plan.head_start
@@ -166,19 +203,21 @@ def render_greeting(
                 # players expect AAC, so Opus and the rest become AAC too).
                 log.info("re-encoding all audio of %s: %s", input_video.name, why_full)
                 decoded = _decoded_samples(seen.upload, work)
-                start = -full_lead(original_start + decoded, to_samples(greeting_end_s, sr))
+                start = -full_lead(original_start + decoded, slot_end)
             spec = MixSpec(
                 sample_rate=sr,
                 channels=audio.channels,
                 layout=channel_layout(audio),
                 greeting_samples=to_samples(fit.greeting_s, sr),
-                slot_samples=to_samples(greeting_end_s, sr),
+                greeting_start=to_samples(fit.slot.lead_trim_s, sr),
+                slot_samples=slot_end,
                 crossfade_samples=to_samples(crossfade_ms / 1000, sr),
                 tempo=fit.tempo,
                 gain_db=fit.gain_db,
                 start=start,
                 original_start=original_start,
                 end=plan.encode_end if plan else None,
+                room=room,
             )
             bitrate = audio_bitrate(audio)
             video = _video_plan(seen.info)
@@ -232,6 +271,9 @@ def render_greeting(
         seconds=round(time.perf_counter() - started, 3),
         copy_point_s=plan.copy_point / sr if plan else None,
         video_reencoded=video.reencoded,
+        lead_trimmed_s=round(fit.slot.lead_trim_s, 3),
+        pause_used_s=round(fit.slot.pause_used_s(greeting_end_s), 3),
+        room_tone_db=round(stretch.level_db + stretch.gain_db, 1) if stretch else None,
     )
 
 
@@ -437,10 +479,10 @@ def _decode_for_analysis(
         return analysis_args(
             greeting_audio=greeting_audio,
             upload=upload,
-            seconds=greeting_end_s,
+            seconds=greeting_end_s + AFTER_SLOT_S,
             work=work,
             copy_tail=copy_tail,
-            scan_s=greeting_end_s + SEAM_SCAN_S,
+            scan_s=greeting_end_s + AFTER_SLOT_S + SEAM_SCAN_S,
         )
 
     if upload.container != "mov":
@@ -454,23 +496,47 @@ def _decode_for_analysis(
         return run_ffmpeg(args(copy_tail=False)), False
 
 
-def _fit_greeting(seen: _Inspection, greeting_end_s: float, max_tempo: float) -> _Fit:
-    """How long the greeting really is (its trailing silence cut), its tempo and its gain."""
+def _fit_greeting(
+    seen: _Inspection, greeting_end_s: float, max_tempo: float, room: QuietStretch | None
+) -> _Fit:
+    """How long the greeting really is (its trailing silence cut), how it fits its slot
+    (`timing.fit_slot`: its leading silence cut, the original's pause used, time-stretched, as
+    far as each is needed) and its gain. `room`: the original's floor, below its next words."""
     powers = block_powers(seen.greeting_pcm, channels=1, sample_rate=ANALYSIS_RATE)
     greeting_s = min(len(seen.greeting_pcm) / ANALYSIS_RATE, speech_end_s(powers) + SPEECH_TAIL_S)
     if greeting_s <= SPEECH_TAIL_S:
         raise JobError(ErrorCode.RENDER_FAILED, "The synthesized greeting is silent or empty.")
-    tempo = fit_greeting(greeting_s, greeting_end_s, max_tempo)
-    spoken = seen.greeting_pcm[: round(greeting_s * ANALYSIS_RATE)]
-    original_powers = block_powers(
-        seen.original_pcm, channels=seen.audio.channels, sample_rate=ANALYSIS_RATE
+    slot = fit_slot(
+        greeting_s=greeting_s,
+        lead_s=max(0.0, speech_start_s(powers) - SPEECH_LEAD_S),
+        greeting_end_s=greeting_end_s,
+        pause_end_s=_pause_end_s(seen, greeting_end_s, room),
+        max_tempo=max_tempo,
     )
+    spoken = seen.greeting_pcm[: round(greeting_s * ANALYSIS_RATE)]
+    channels = seen.audio.channels
+    replaced = seen.original_pcm[: round(greeting_end_s * ANALYSIS_RATE) * channels]
+    original_powers = block_powers(replaced, channels=channels, sample_rate=ANALYSIS_RATE)
     gain_db = match_gain_db(
         gated_level_db(original_powers),
         gated_level_db(block_powers(spoken, channels=1, sample_rate=ANALYSIS_RATE)),
         peak_db(spoken),
     )
-    return _Fit(greeting_s=greeting_s, tempo=tempo, gain_db=gain_db)
+    return _Fit(greeting_s=greeting_s, gain_db=gain_db, slot=slot)
+
+
+def _pause_end_s(seen: _Inspection, greeting_end_s: float, room: QuietStretch | None) -> float:
+    """How far the slot may grow into the original's pause: to its next sound after the slot
+    (in the analysis decode, which starts at the audio's first sample), less PAUSE_GUARD_S."""
+    offset = max(0.0, seen.audio.start_s)
+    onset = next_onset_s(
+        seen.original_pcm,
+        channels=seen.audio.channels,
+        sample_rate=ANALYSIS_RATE,
+        from_s=greeting_end_s - offset,
+        floor_db=room.floor_db if room is not None else None,
+    )
+    return onset + offset - PAUSE_GUARD_S
 
 
 def _floats(raw: bytes) -> array[float]:
@@ -486,7 +552,7 @@ def _video_plan(info: MediaInfo) -> VideoPlan:
     return video_plan(info.video.codec, info.video.width, info.video.height)
 
 
-def _head_plan(seen: _Inspection, greeting_end_s: float) -> tuple[HeadPlan | None, str]:
+def _head_plan(seen: _Inspection, slot_end: int) -> tuple[HeadPlan | None, str]:
     """The head-reencode plan, or None and why the whole audio track must be re-encoded."""
     info, audio = seen.info, seen.audio
     sr = audio.sample_rate
@@ -501,7 +567,7 @@ def _head_plan(seen: _Inspection, greeting_end_s: float) -> tuple[HeadPlan | Non
     if audio.time_base != Fraction(1, sr) or seen.first_pts is None:
         return None, "audio timestamps are not in samples"
     plan = plan_head(
-        slot_end=to_samples(greeting_end_s, sr),
+        slot_end=slot_end,
         first_packet_pts=seen.first_pts,
         frame_size=audio.frame_size,
         audio_end=to_samples(info.duration_s, sr),

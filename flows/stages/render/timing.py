@@ -1,8 +1,9 @@
-"""Timing maths for the render (pure): the greeting's tempo, and where in the original's
-AAC packets the re-encoded head ends and copied packets start. Everything is counted in
-samples at the audio's own rate; the ADTS reader tells long-window packets from the rest so
-the cut lands where the original is stationary, and `seconds_arg` turns sample counts into
-the time arguments ffmpeg parses back to exactly those samples.
+"""Timing maths for the render (pure): how the greeting fits its slot (trimmed, the slot grown
+into the original's pause, its tempo), and where in the original's AAC packets the re-encoded
+head ends and copied packets start. Everything is counted in samples at the audio's own rate;
+the ADTS reader tells long-window packets from the rest so the cut lands where the original is
+stationary, and `seconds_arg` turns sample counts into the time arguments ffmpeg parses back to
+exactly those samples.
 """
 
 from __future__ import annotations
@@ -51,14 +52,21 @@ def fit_greeting(greeting_s: float, greeting_end_s: float, max_tempo: float) -> 
     return tempo
 
 
-def too_long_message(greeting_s: float, greeting_end_s: float, max_tempo: float) -> str:
+def too_long_message(
+    greeting_s: float, greeting_end_s: float, max_tempo: float, pause_s: float = 0.0
+) -> str:
     """What went wrong and what to change: a later greetingEndSecond only where the rules allow
-    one that fits (at most MAX_GREETING_END_S), else a shorter greeting text."""
+    one that fits (at most MAX_GREETING_END_S), else a shorter greeting text. `pause_s`: the
+    original's pause after the slot, already used."""
     fits_at = math.ceil(greeting_s / max_tempo * 100) / 100
+    room = greeting_end_s + pause_s
+    using = (
+        f", even with the {pause_s:.2f} s pause after it before the next words" if pause_s else ""
+    )
     said = (
         f"The spoken greeting lasts {greeting_s:.2f} s but the greeting slot (up to "
         f"greetingEndSecond) is only {greeting_end_s:.2f} s; it would have to play "
-        f"{greeting_s / greeting_end_s:.2f}x faster and the limit is {max_tempo:.2f}x. "
+        f"{greeting_s / room:.2f}x faster{using}, and the limit is {max_tempo:.2f}x. "
     )
     if fits_at <= MAX_GREETING_END_S:
         return said + (
@@ -69,6 +77,51 @@ def too_long_message(greeting_s: float, greeting_end_s: float, max_tempo: float)
         f"(greetingEndSecond is at most {MAX_GREETING_END_S:g} s): use a shorter greeting "
         'text, such as "Hey {firstName},".'
     )
+
+
+@dataclass(frozen=True)
+class SlotFit:
+    """How a greeting is fitted to its slot, each step taken only if the one before fell short:
+    the greeting's leading silence cut, the original's pause after the slot used, time-stretch."""
+
+    slot_end_s: float  # where the slot ends now: greetingEndSecond, or later into the pause
+    lead_trim_s: float  # leading silence cut from the synthesized greeting
+    tempo: float
+
+    def pause_used_s(self, greeting_end_s: float) -> float:
+        return self.slot_end_s - greeting_end_s
+
+
+def fit_slot(
+    *,
+    greeting_s: float,
+    lead_s: float,
+    greeting_end_s: float,
+    pause_end_s: float,
+    max_tempo: float,
+) -> SlotFit:
+    """Fit a greeting of `greeting_s` (its trailing silence already cut; `lead_s` of leading
+    silence) to the slot ending at `greeting_end_s`, before giving up.
+
+    1. As it is, if it fits. 2. Without its leading silence. 3. Into the original's pause after
+    the slot, as far as needed and never past `pause_end_s` (its next words, less a guard).
+    4. Faster, up to `max_tempo`, over the slot and the whole pause. Else `GREETING_TOO_LONG`.
+    """
+    if greeting_s <= greeting_end_s:
+        return SlotFit(greeting_end_s, 0.0, 1.0)
+    trimmed = greeting_s - lead_s
+    if trimmed <= greeting_end_s:
+        return SlotFit(greeting_end_s, lead_s, 1.0)
+    longest = max(greeting_end_s, pause_end_s)
+    if trimmed <= longest:
+        return SlotFit(trimmed, lead_s, 1.0)
+    tempo = trimmed / longest
+    if tempo > max_tempo * (1 + 1e-9):
+        raise JobError(
+            ErrorCode.GREETING_TOO_LONG,
+            too_long_message(trimmed, greeting_end_s, max_tempo, longest - greeting_end_s),
+        )
+    return SlotFit(longest, lead_s, tempo)
 
 
 def copy_point(first_packet_pts: int, frame_size: int, min_sample: int) -> int:
