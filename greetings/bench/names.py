@@ -11,6 +11,8 @@ No stack is needed.
 
 from __future__ import annotations
 
+import array
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,8 +80,6 @@ REAL_NAMES = {
 
 def decode(path: Path) -> list[float]:
     """Mono float samples from the first one (no seeking: containers seek differently)."""
-    import array
-
     raw = run_ffmpeg(["-i", str(path), "-ac", "1", "-ar", str(RATE), "-f", "f32le", "-"])
     samples = array.array("f")
     samples.frombytes(raw)
@@ -88,8 +88,6 @@ def decode(path: Path) -> list[float]:
 
 def quietest_window_dbfs(samples: Sequence[float], start: int, end: int) -> float:
     """The level of the quietest 20 ms window in samples[start:end]."""
-    import math
-
     size = int(WINDOW_S * RATE)
     levels = []
     for at in range(start, max(start + 1, end - size + 1), size):

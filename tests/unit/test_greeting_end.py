@@ -12,7 +12,7 @@ from flows.media import probe_upload, run_ffmpeg
 from flows.stages.greeting_end import FRAME_S, find_greeting_end, greeting_end_s
 from flows.stages.validate import settle_greeting_end, validate_request
 from greetings.cli import seconds_or_auto
-from greetings.samples import speech_wav
+from greetings.samples import make_recording, speech_wav
 
 S, Q = True, False  # a 30 ms frame of speech, of quiet
 
@@ -33,23 +33,6 @@ def test_no_pause_or_no_next_phrase_finds_nothing() -> None:
     assert greeting_end_s([S] * 130) is None
     assert greeting_end_s([S] * 20 + [Q] * 100) is None
     assert greeting_end_s([Q] * 130) is None
-
-
-def clip(folder: Path, text: str, noise_dbfs: float | None) -> Path:
-    """A phone-like recording: 44.1 kHz AAC speech, over pink room tone when asked."""
-    speech = folder / "speech.wav"
-    speech.write_bytes(speech_wav(text))
-    out = folder / f"clip-{abs(hash((text, noise_dbfs)))}.mp4"
-    video = ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30", "-i", str(speech)]
-    codecs = ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-ar", "44100"]
-    if noise_dbfs is None:
-        run_ffmpeg([*video, "-shortest", *codecs, str(out)])
-    else:
-        tone = f"anoisesrc=color=pink:amplitude={2 * 10 ** (noise_dbfs / 20):.6f}"
-        mix = "[1:a][2:a]amix=inputs=2:duration=first:normalize=0[a]"
-        graph = ["-f", "lavfi", "-i", tone, "-filter_complex", mix, "-map", "0:v", "-map", "[a]"]
-        run_ffmpeg([*video, *graph, "-shortest", *codecs, str(out)])
-    return out
 
 
 def pause_after_first_phrase(text: str) -> tuple[float, float]:
@@ -82,13 +65,17 @@ def test_found_in_the_pause_after_the_first_phrase(
     tmp_path: Path, text: str, noise_dbfs: float | None
 ) -> None:
     phrase_end, next_onset = pause_after_first_phrase(text)
-    found = find_greeting_end(clip(tmp_path, text, noise_dbfs), "mov")
+    found = find_greeting_end(
+        make_recording(tmp_path / "clip.mp4", text, noise_dbfs=noise_dbfs), "mov"
+    )
     assert phrase_end < found < next_onset, (phrase_end, found, next_onset)
 
 
 @pytest.mark.media
 def test_a_job_without_an_end_gets_the_one_found(tmp_path: Path) -> None:
-    video = clip(tmp_path, "Hey there! I wanted to show you something today.", -60.0)
+    video = make_recording(
+        tmp_path / "clip.mp4", "Hey there! I wanted to show you something today."
+    )
     request = validate_request(
         {
             "userId": "u1",
