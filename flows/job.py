@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -107,6 +107,7 @@ class ErrorCode(StrEnum):
     INPUT_NOT_VIDEO = "input-not-video"
     INPUT_NO_VIDEO_STREAM = "input-no-video-stream"
     INPUT_NO_AUDIO_STREAM = "input-no-audio-stream"
+    INPUT_MISMATCH = "input-mismatch"  # the upload's bytes are not the SHA-256 its name says
     GREETING_TOO_LONG = "greeting-too-long"
     VOICE_CLONE_TOO_SHORT = "voice-clone-too-short"  # too little speech to clone the voice
     TTS_AUTH = "tts-auth"
@@ -184,6 +185,39 @@ class JobRequest(_Camel):
     batch_id: str | None = None
 
 
+class GreetingFit(_Camel):
+    """What fitting the greeting to its slot took, so a user can see why a video sounds faster:
+    the voice asked to speak faster (`providerSpeed`), the original's pause after the slot used,
+    the greeting's own leading silence cut, and the time-stretch applied last (`tempo`)."""
+
+    tempo: float = 1.0
+    provider_speed: float = 1.0
+    pause_used_second: float = 0.0
+    lead_trimmed_second: float = 0.0
+
+    @classmethod
+    def of(cls, report: _FitReport) -> GreetingFit:
+        return cls(
+            tempo=report.tempo,
+            provider_speed=report.provider_speed,
+            pause_used_second=report.pause_used_s,
+            lead_trimmed_second=report.lead_trimmed_s,
+        )
+
+
+class _FitReport(Protocol):
+    """The parts of a render's report (flows.stages.render.RenderReport) a GreetingFit shows."""
+
+    @property
+    def tempo(self) -> float: ...
+    @property
+    def provider_speed(self) -> float: ...
+    @property
+    def pause_used_s(self) -> float: ...
+    @property
+    def lead_trimmed_s(self) -> float: ...
+
+
 class GreetingJob(JobRequest):
     """A whole job document as read back from Firestore."""
 
@@ -198,6 +232,7 @@ class GreetingJob(JobRequest):
     output_path: str | None = None
     download_url: str | None = None
     voice_used: str | None = None  # for voiceId "clone": the cloned voice id, or espeak:<voice>
+    fit: GreetingFit | None = None  # how the greeting was fitted to its slot (when completed)
     heartbeat_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # stack's Storage proxy (the emulator answers no CORS). Empty: signed URLs (production) or
     # the emulator's own address.
     storage_public_url: str = ""
+    # The service-account key file results' download URLs are signed with against the Storage
+    # emulator: the local stack's own (`stack up` generates it; its Storage proxy serves only
+    # what it signed). Unset in production, where the URLs are signed through IAM.
+    storage_signer_key_file: Path | None = None
 
     # --- Input limits (validating-input) ------------------------------------------------------
     max_input_bytes: int = 500 * 1024 * 1024

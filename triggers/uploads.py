@@ -3,7 +3,8 @@
 A browser cannot use the Admin SDK, and firebase/storage cannot talk to the local Storage
 emulator; a V4 signed PUT URL works against both. The function decides the object's path (the
 user's own folder, named by the content's SHA-256 so the same video is stored once), its content
-type and its size range, and signs exactly those: the upload cannot go anywhere else.
+type and its size range, and signs exactly those: the upload cannot go anywhere else, and it can
+only create that object, never overwrite it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def upload_headers(request: UploadRequest) -> dict[str, str]:
         "Content-Type": request.content_type,
         # Storage's XML API rejects a body outside this range: the size declared is the size sent.
         "x-goog-content-length-range": f"{request.size},{request.size}",
+        # Only if no object is there yet (else 412 PreconditionFailed): a URL can create the
+        # upload but never replace one that jobs and voice clones may already have read.
+        "x-goog-if-generation-match": "0",
     }
 
 

@@ -390,7 +390,8 @@ def check_streams(info: MediaInfo) -> None:
 
 @transient_task
 def fetch_input(bucket: storage.Bucket, path: str, dest: Path, max_bytes: int) -> Path:
-    """Downloads the user's upload; returns its local path."""
+    """Downloads the user's upload, refused when its bytes are not the SHA-256 its name says
+    (`input-mismatch`); returns its local path."""
     return object_store.download_input(bucket, path, dest, lambda size: check_size(size, max_bytes))
 
 

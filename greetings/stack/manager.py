@@ -74,7 +74,8 @@ class Stack:
         self.state = settings.state_dir
         self.logs = self.state / "logs"
         self.pids = self.state / "pids"
-        # The key the local trigger signs upload URLs with and the Storage proxy checks them by.
+        # The key the local trigger signs upload URLs with, the worker results' download URLs, and
+        # the Storage proxy checks both by.
         self.signer_key = self.state / "upload-signer.json"
 
     # --- environment shared by every process that talks to the stack -------------------------
@@ -246,7 +247,8 @@ class Stack:
                     f"http://localhost:{s.hosting_port}",
                 ],
                 ports={"storage-proxy": s.storage_proxy_port},
-                health=lambda: _http_ok(f"{s.storage_proxy_url}/storage/v1/b"),
+                # Its own health path: like Cloud Storage it lists nothing to anonymous callers.
+                health=lambda: _http_ok(f"{s.storage_proxy_url}/_health"),
                 urls={"Storage proxy": s.storage_proxy_url},
             ),
             Service(
@@ -282,8 +284,10 @@ class Stack:
                     **self.prefect_env(),
                     **self.client_env(),
                     "GREETINGS_CODE_DIR": str(REPO_ROOT),
-                    # Results' download URLs go through the proxy, which browsers can read.
+                    # Results' download URLs go through the proxy, which browsers can read, signed
+                    # with the stack's key, as the proxy serves nothing unsigned.
                     "GREETINGS_STORAGE_PUBLIC_URL": s.storage_proxy_url,
+                    "GREETINGS_STORAGE_SIGNER_KEY_FILE": str(self.signer_key),
                 },
             ),
         ]

@@ -1,11 +1,20 @@
 """The local stack's stand-in for Cloud Storage's browser-facing side, in front of its emulator.
 
-gcp-storage-emulator sends no CORS headers and has no XML API for signed URLs, so a browser can
-neither upload to it nor read from it. This proxy does what production Cloud Storage does for the
-web page: it accepts a V4 signed `PUT /{bucket}/{object}` (checking the signature with the stack's
-local signing key, the expiry, and the signed headers, as Storage would) and stores the body in the
-emulator; it passes downloads through; and it answers CORS for the page's origin, as the bucket's
-CORS configuration does in production (deployments/storage-cors.json).
+gcp-storage-emulator sends no CORS headers, checks no signatures and serves every object to
+anyone, so a browser can neither upload to it nor read from it as it does in production, and a
+test against it would pass where Cloud Storage refuses. This proxy does what production Cloud
+Storage does for the web page and the result links:
+
+- a V4 signed `PUT /{bucket}/{object}` (the signature checked with the stack's local signing key,
+  the expiry and the signed headers, as Storage would) stores the body in the emulator; with
+  `x-goog-if-generation-match: 0` only when no object is there yet (412 otherwise);
+- a V4 signed `GET /{bucket}/{object}` (a result's `downloadUrl`) is served from the emulator,
+  with ranges; anything else is an anonymous read, refused as Storage refuses it (no listing, no
+  object, JSON API included): the bucket is private;
+- CORS for the page's origin, as the bucket's CORS configuration does in production
+  (deployments/storage-cors.json).
+
+`GET /_health` is the proxy's own (the stack's health check); no bucket name starts with `_`.
 
     python -m greetings.stack.storage_proxy --port 9198 --upstream http://127.0.0.1:9199 \\
         --key .greetings/upload-signer.json --allow-origin http://127.0.0.1:5005
@@ -14,14 +23,17 @@ CORS configuration does in production (deployments/storage-cors.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
+import threading
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from xml.sax.saxutils import escape
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,6 +42,14 @@ from google.cloud.storage._signing import _url_encode, get_canonical_headers
 
 CHUNK = 1024 * 1024
 SIGNED_QUERY = ("X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires")
+HEALTH_PATH = "/_health"
+# The emulator's JSON API routes (and their Node-style `/b/...` alias): Cloud Storage takes no
+# signed URLs there, only OAuth tokens, which the proxy does not accept.
+JSON_API_PREFIXES = ("/storage/v1", "/download/storage/v1", "/upload/storage/v1", "/batch/", "/b/")
+PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold."
+# A conditional PUT's existence check and its upload happen under one of these (by object), so two
+# uploads of the same object through the proxy cannot both find it absent.
+_OBJECT_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 class Refused(Exception):
@@ -132,6 +152,82 @@ def length_range(headers: dict[str, str]) -> tuple[int, int] | None:
     return int(low), int(high)
 
 
+def generation_match(headers: dict[str, str]) -> int | None:
+    """The request's `x-goog-if-generation-match`, if it has one."""
+    value = {k.lower(): v for k, v in headers.items()}.get("x-goog-if-generation-match")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise Refused(400, "InvalidArgument", "x-goog-if-generation-match must be a generation")
+    return int(value)
+
+
+def precondition_holds(expected: int, stored: int | None) -> bool:
+    """Storage's if-generation-match: 0 means "no object there yet", another number that one."""
+    return stored is None if expected == 0 else stored == expected
+
+
+def xml_object(raw_path: str) -> tuple[str, str]:
+    """The bucket and object an XML API path names, decoded; the object is "" for a bucket."""
+    bucket, _, name = urllib.parse.unquote(raw_path.lstrip("/")).partition("/")
+    return bucket, name
+
+
+def is_json_api(raw_path: str) -> bool:
+    return raw_path.startswith(JSON_API_PREFIXES) or raw_path == "/b"
+
+
+def anonymous_refusal(raw_path: str) -> Refused:
+    """What Cloud Storage answers a read without credentials on a private bucket: the JSON API
+    401 (login required), the XML API 403 (AccessDenied)."""
+    if is_json_api(raw_path):
+        status, code = 401, "required"
+        # `.../b` lists buckets, `.../b/{bucket}/o` objects; anything longer names one.
+        kind = raw_path.rstrip("/").rsplit("/", 1)[-1]
+    else:
+        status, code = 403, "AccessDenied"
+        bucket, name = xml_object(raw_path)
+        kind = "object" if name else "o" if bucket else "b"
+    what = {
+        "b": "storage.buckets.list access to the Google Cloud project",
+        "o": "storage.objects.list access to the Google Cloud Storage bucket",
+    }.get(kind, "storage.objects.get access to the Google Cloud Storage object")
+    return Refused(status, code, f"Anonymous caller does not have {what}.")
+
+
+def read_target(
+    public_key: rsa.RSAPublicKey,
+    signer_email: str,
+    method: str,
+    raw_path: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    now: datetime,
+) -> str:
+    """The emulator path that serves an authorized read; raises Refused as Cloud Storage would.
+
+    Only a V4 signature by the stack's key authorizes a read, of the one object it names and with
+    the method it was signed for (a result's downloadUrl is signed for GET).
+    """
+    signed = any(name in query for name in (*SIGNED_QUERY, "X-Goog-Signature"))
+    if is_json_api(raw_path) or not signed:
+        raise anonymous_refusal(raw_path)
+    verify_v4(public_key, signer_email, method, raw_path, query, headers, now)
+    bucket, name = xml_object(raw_path)
+    if not bucket or not name:
+        # Nothing signs a listing: the stack's URLs name one object each.
+        raise Refused(501, "NotImplemented", "the local proxy serves objects, not listings")
+    return (
+        f"/download/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/"
+        f"{urllib.parse.quote(name, safe='')}?alt=media"
+    )
+
+
+def _object_lock(bucket: str, name: str) -> threading.Lock:
+    digest = hashlib.sha256(f"{bucket}/{name}".encode()).digest()
+    return _OBJECT_LOCKS[digest[0] % len(_OBJECT_LOCKS)]
+
+
 class ProxyHandler(BaseHTTPRequestHandler):
     upstream: ClassVar[urllib.parse.SplitResult]
     allow_origins: ClassVar[frozenset[str]]
@@ -153,24 +249,33 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self._cors()
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, PUT")
         self.send_header(
-            "Access-Control-Allow-Headers", "Content-Type, Range, x-goog-content-length-range"
+            "Access-Control-Allow-Headers",
+            "Content-Type, Range, x-goog-content-length-range, x-goog-if-generation-match",
         )
         self.send_header("Access-Control-Max-Age", "3600")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _error(self, status: int, code: str, message: str) -> None:
-        # Cloud Storage's XML API error shape.
-        body = (
-            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-            f"<Message>{message}</Message></Error>"
-        ).encode()
+    def _error(self, status: int, code: str, message: str, *, json_api: bool = False) -> None:
+        # Cloud Storage's error shapes: the XML API's, or the JSON API's (`code` is its reason).
+        if json_api:
+            content_type = "application/json; charset=UTF-8"
+            error = {"code": status, "message": message}
+            errors = [{"message": message, "domain": "global", "reason": code}]
+            body = json.dumps({"error": {**error, "errors": errors}}).encode()
+        else:
+            content_type = "application/xml; charset=UTF-8"
+            body = (
+                f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{escape(code)}</Code>"
+                f"<Message>{escape(message)}</Message></Error>"
+            ).encode()
         self.send_response(status)
         self._cors()
-        self.send_header("Content-Type", "application/xml; charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     # --- uploads: PUT /{bucket}/{object} with a V4 signature -------------------------------------
 
@@ -194,24 +299,62 @@ class ProxyHandler(BaseHTTPRequestHandler):
             bounds = length_range(headers)
             if bounds and not bounds[0] <= length <= bounds[1]:
                 raise Refused(400, "EntityTooLarge", f"{length} bytes is outside {bounds}")
+            expected = generation_match(headers)
         except Refused as refused:
             self._drain()
             self._error(refused.status, refused.code, refused.message)
             return
-        bucket, _, name = urllib.parse.unquote(split.path.lstrip("/")).partition("/")
+        bucket, name = xml_object(split.path)
         target = (
             f"/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o?uploadType=media&name="
             f"{urllib.parse.quote(name, safe='')}"
         )
-        status, body = self._forward_upload(
-            target, length, self.headers.get("Content-Type", "application/octet-stream")
-        )
+        # The emulator knows no preconditions and overwrites: the check is made here, before the
+        # upload, under the object's lock.
+        guard = _object_lock(bucket, name) if expected is not None else contextlib.nullcontext()
+        with guard:
+            try:
+                if expected is not None and not precondition_holds(
+                    expected, self._stored_generation(bucket, name)
+                ):
+                    raise Refused(412, "PreconditionFailed", PRECONDITION_FAILED)
+            except Refused as refused:
+                self._drain()
+                self._error(refused.status, refused.code, refused.message)
+                return
+            status, body = self._forward_upload(
+                target, length, self.headers.get("Content-Type", "application/octet-stream")
+            )
         self.send_response(200 if 200 <= status < 300 else 502)
         self._cors()
         self.send_header("Content-Length", "0" if status < 300 else str(len(body)))
         self.end_headers()
         if status >= 300:
             self.wfile.write(body)
+
+    def _stored_generation(self, bucket: str, name: str) -> int | None:
+        """The generation of the emulator's object (its metadata), None when there is none."""
+        target = (
+            f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/"
+            f"{urllib.parse.quote(name, safe='')}"
+        )
+        connection = self._connection()
+        try:
+            connection.request("GET", target)
+            response = connection.getresponse()
+            body = response.read()
+        except OSError as exc:
+            raise Refused(503, "ServiceUnavailable", f"the storage emulator: {exc}") from exc
+        finally:
+            connection.close()
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise Refused(502, "InternalError", f"the storage emulator answered {response.status}")
+        try:
+            return int(json.loads(body).get("generation"))
+        except (ValueError, TypeError, AttributeError):
+            return -1  # there, of a generation no precondition can name
 
     def _drain(self) -> None:
         remaining = int(self.headers.get("Content-Length", "0") or 0)
@@ -240,19 +383,61 @@ class ProxyHandler(BaseHTTPRequestHandler):
         finally:
             connection.close()
 
-    # --- downloads: passed through, with CORS ----------------------------------------------------
+    # --- downloads: GET /{bucket}/{object} with a V4 signature, with CORS ------------------------
 
     def do_GET(self) -> None:
-        self._pass_through("GET")
+        self._read("GET")
 
     def do_HEAD(self) -> None:
-        self._pass_through("HEAD")
+        self._read("HEAD")
 
-    def _pass_through(self, method: str) -> None:
+    def _read(self, method: str) -> None:
+        split = urllib.parse.urlsplit(self.path)
+        if split.path == HEALTH_PATH:
+            self._health()
+            return
+        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        try:
+            target = read_target(
+                self.public_key,
+                self.signer_email,
+                method,
+                split.path,
+                query,
+                {k: v for k, v in self.headers.items()},
+                datetime.now(UTC),
+            )
+        except Refused as refused:
+            self._error(
+                refused.status, refused.code, refused.message, json_api=is_json_api(split.path)
+            )
+            return
+        self._pass_through(method, target)
+
+    def _health(self) -> None:
+        """200 while the emulator behind answers its own health check."""
+        connection = self._connection()
+        try:
+            connection.request("GET", "/")
+            healthy = connection.getresponse().status == 200
+        except OSError:
+            healthy = False
+        finally:
+            connection.close()
+        body = b"OK" if healthy else b"the storage emulator does not answer"
+        self.send_response(200 if healthy else 502)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _pass_through(self, method: str, target: str) -> None:
         connection = self._connection()
         try:
             forwarded = {k: v for k, v in self.headers.items() if k.lower() in ("range",)}
-            connection.request(method, self.path, headers=forwarded)
+            # The emulator has no HEAD: a GET whose body is not read answers it.
+            connection.request("GET", target, headers=forwarded)
             response = connection.getresponse()
             self.send_response(response.status)
             self._cors()
@@ -282,7 +467,10 @@ class ProxyHandler(BaseHTTPRequestHandler):
         print(f"{self.address_string()} {format % args}", flush=True)
 
 
-def serve(host: str, port: int, upstream: str, key_file: Path, origins: list[str]) -> None:
+def make_server(
+    host: str, port: int, upstream: str, key_file: Path, origins: list[str]
+) -> ThreadingHTTPServer:
+    """The proxy, bound (port 0: any free port) but not serving yet."""
     info = json.loads(key_file.read_text())
     private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
     assert isinstance(private, rsa.RSAPrivateKey)
@@ -296,6 +484,11 @@ def serve(host: str, port: int, upstream: str, key_file: Path, origins: list[str
     Handler.signer_email = info["client_email"]
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
+    return server
+
+
+def serve(host: str, port: int, upstream: str, key_file: Path, origins: list[str]) -> None:
+    server = make_server(host, port, upstream, key_file, origins)
     print(f"storage proxy on http://{host}:{port} -> {upstream}", flush=True)
     server.serve_forever()
 

@@ -52,7 +52,11 @@ def test_signed_upload_stores_the_video_once(
     sha = describe(sample_video)["sha256"]
     assert answer["path"] == f"user-uploads/{user.uid}/{sha}.mp4"
     assert answer["exists"] is False
-    assert set(answer["headers"]) == {"Content-Type", "x-goog-content-length-range"}
+    assert set(answer["headers"]) == {
+        "Content-Type",
+        "x-goog-content-length-range",
+        "x-goog-if-generation-match",
+    }
 
     preflight = requests.options(
         answer["uploadUrl"],
@@ -78,6 +82,23 @@ def test_signed_upload_stores_the_video_once(
 
     again = call_upload_url(stack, user, describe(sample_video)).json()["result"]
     assert (again["exists"], again["path"], again["uploadUrl"]) == (True, answer["path"], None)
+
+    # The same signed URL cannot replace what was stored: Storage's if-generation-match: 0.
+    overwrite = requests.put(
+        answer["uploadUrl"],
+        data=b"\0" * len(sample_video.read_bytes()),
+        headers=answer["headers"],
+        timeout=60,
+    )
+    assert overwrite.status_code == 412 and "PreconditionFailed" in overwrite.text
+    assert clients.bucket.blob(answer["path"]).download_as_bytes() == sample_video.read_bytes()
+
+
+def test_proxy_refuses_anonymous_listing_and_reads(stack: Any, sample_video: Path) -> None:
+    proxy, bucket = stack.s.storage_proxy_url, stack.s.default_bucket
+    for path in (f"/{bucket}", f"/storage/v1/b/{bucket}/o", f"/{bucket}/user-uploads/x.mp4"):
+        response = requests.get(proxy + path, timeout=10)
+        assert response.status_code in (401, 403), (path, response.status_code)
 
 
 def test_signed_url_cannot_carry_other_bytes_or_type(

@@ -173,3 +173,43 @@ def test_another_key_fails(key_file: Path, tmp_path: Path) -> None:
     url, headers = signed_url(other)
     with pytest.raises(Refused, match="signature"):
         check(key_file, url, headers)
+
+
+# --- no overwriting -------------------------------------------------------------------------
+
+
+class FakeBlob:
+    """A blob that is not there yet and records what it is asked to sign."""
+
+    name = f"user-uploads/u/{SHA}.mp4"
+
+    def __init__(self) -> None:
+        self.signed: dict[str, Any] = {}
+
+    def exists(self) -> bool:
+        return False
+
+    def generate_signed_url(self, **kwargs: Any) -> str:
+        self.signed = kwargs
+        return "https://signed.example/put"
+
+
+def test_the_upload_may_only_create_its_object() -> None:
+    blob = FakeBlob()
+    answer = uploads.upload_answer(blob, uploads.parse_request(good()), {})
+    # The page sends exactly these headers, and the signature covers exactly these.
+    assert answer["headers"]["x-goog-if-generation-match"] == "0"
+    assert blob.signed["headers"]["x-goog-if-generation-match"] == "0"
+    assert blob.signed["method"] == "PUT"
+
+
+def test_the_precondition_is_part_of_the_signature(key_file: Path) -> None:
+    url, headers = signed_url(key_file)
+    signed = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+    assert "x-goog-if-generation-match" in signed["X-Goog-SignedHeaders"].split(";")
+    # Left out, or changed to another generation, the PUT does not match its signature.
+    without = {k: v for k, v in headers.items() if k != "x-goog-if-generation-match"}
+    with pytest.raises(Refused, match="not sent"):
+        check(key_file, url, without)
+    with pytest.raises(Refused, match="signature"):
+        check(key_file, url, {**headers, "x-goog-if-generation-match": "7"})
