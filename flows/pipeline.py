@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 
 from flows.clients import Clients, worker_clients
-from flows.job import ErrorCode, ErrorInfo, JobError, JobStatus
+from flows.job import ErrorCode, ErrorInfo, GreetingFit, JobError, JobStatus
 from flows.media import (
     MediaCancelled,
     MediaInfo,
@@ -143,18 +143,27 @@ class JobRun:
             )
             voice_id = voice_to_speak(voices, voice_id, source)
             spoken = {"voiceUsed": voice_id}
-        speech = speak_greeting(voices, voice_id, request.greeting_text, work_dir)
+        text = request.greeting_text
+        speech = speak_greeting(voices, voice_id, text, work_dir)
 
         self.move(JobStatus.GENERATING_VIDEO, **spoken)
         shared = uploads.analysis(request.input_video, video, greeting_end_s)
-        output = render_video(video, info, speech, greeting_end_s, work_dir, settings, shared)
+
+        def respeak(speed: float) -> Path:
+            # A greeting too long for its slot: the voice speaks faster before any time-stretch.
+            return speak_greeting(voices, voice_id, text, work_dir, speed)
+
+        report = render_video(
+            video, info, speech, greeting_end_s, work_dir, settings, shared, respeak
+        )
 
         self.move(JobStatus.UPLOADING_RESULT)
         path, url = upload_result(
-            bucket, output, request.user_id, self.job_id, settings.storage_public_url
+            bucket, report.path, request.user_id, self.job_id, settings.storage_public_url
         )
+        fit = GreetingFit.of(report).to_firestore()
         try:
-            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url)
+            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url, fit=fit)
         except TransitionRefused:
             # Cancelled (or superseded) while uploading: the result must not outlive the job.
             withdraw_result(bucket, path)

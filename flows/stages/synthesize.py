@@ -79,6 +79,11 @@ TTS_RETRY_JITTER_FACTOR = 0.5
 # unavailability; a batch of hundreds of greetings on a 2-slot plan legitimately waits minutes.
 ELEVENLABS_SLOT_TIMEOUT_SECONDS = 900.0
 ESPEAK_TIMEOUT_SECONDS = 30.0
+# espeak-ng's default rate in words per minute (`-s`): a speed of 1.2 asks for 210.
+ESPEAK_DEFAULT_WPM = 175
+# The fastest ElevenLabs speaks (`voice_settings.speed`, 0.7-1.2 per its API reference), and so
+# the fastest any voice is asked for before the render time-stretches what is left.
+MAX_SPEECH_SPEED = 1.2
 _MAX_PROVIDER_MESSAGE = 300
 
 # espeak-ng voice names as `espeak-ng --voices` lists them (`en-us`, `de`, `en-us+f3` with a
@@ -136,7 +141,10 @@ class Voice(Protocol):
         """The Prefect global concurrency limit its calls must hold a slot of, if any."""
         ...
 
-    def synthesize(self, text: str, voice_id: str) -> Speech: ...
+    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+        """`speed` above 1.0 asks the voice itself to speak faster (at most MAX_SPEECH_SPEED):
+        a voice speaking faster sounds natural where a time-stretch of its audio does not."""
+        ...
 
 
 def speech_extension(output_format: str) -> Literal["mp3", "wav"]:
@@ -180,7 +188,11 @@ class ElevenLabsVoice:
             voice_settings=tuple(sorted(settings.items())),
         )
 
-    def synthesize(self, text: str, voice_id: str) -> Speech:
+    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+        settings = self.voice_settings
+        if speed != 1.0:
+            base = settings.model_dump(exclude_none=True) if settings else {}
+            settings = VoiceSettings(**{**base, "speed": check_speed(speed)})
         try:
             # The SDK streams: errors (HTTP or network) surface while the chunks are joined.
             audio = b"".join(
@@ -191,7 +203,7 @@ class ElevenLabsVoice:
                     text=text,
                     model_id=self.model_id,
                     output_format=self.output_format,
-                    voice_settings=self.voice_settings,
+                    voice_settings=settings,
                 )
             )
         except ApiError as exc:
@@ -269,13 +281,15 @@ class EspeakVoice:
             raise JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
         return name
 
-    def synthesize(self, text: str, voice_id: str) -> Speech:
+    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
         name = self.espeak_voice(voice_id)
+        rate = round(ESPEAK_DEFAULT_WPM * check_speed(speed))
         with tempfile.TemporaryDirectory(prefix="greeting-espeak-") as folder:
             wav = Path(folder) / "speech.wav"
             # `-w` rather than `--stdout`: espeak-ng streams a WAV header with placeholder sizes
             # to stdout, but writes the real sizes into a file it closes itself.
-            command = [self.executable, "-v", name, "-b", "1", "--stdin", "-w", str(wav)]
+            command = [self.executable, "-v", name, "-s", str(rate), "-b", "1", "--stdin"]
+            command += ["-w", str(wav)]
             try:
                 done = subprocess.run(
                     command,
@@ -454,7 +468,14 @@ def elevenlabs_transport_error(exc: httpx.HTTPError) -> JobError:
 # --- The plain function and its task -------------------------------------------------------------
 
 
-def synthesize_speech(voice: Voice, text: str, voice_id: str) -> Speech:
+def check_speed(speed: float) -> float:
+    """A speaking speed the providers accept: 1.0 (as the voice speaks) to MAX_SPEECH_SPEED."""
+    if not 1.0 <= speed <= MAX_SPEECH_SPEED:
+        raise ValueError(f"speech speed {speed} is outside 1.0-{MAX_SPEECH_SPEED}")
+    return speed
+
+
+def synthesize_speech(voice: Voice, text: str, voice_id: str, speed: float = 1.0) -> Speech:
     """The greeting `text` spoken by `voice_id`; no Prefect involved.
 
     The text is made plain here too, whoever built it: markup must never reach a provider.
@@ -462,13 +483,17 @@ def synthesize_speech(voice: Voice, text: str, voice_id: str) -> Speech:
     spoken = plain_speech_text(text)
     if not spoken:
         raise JobError(ErrorCode.INVALID_GREETING_TEXT, "the greeting text is empty")
-    return voice.synthesize(spoken, voice_id)
+    return voice.synthesize(spoken, voice_id, speed)
 
 
-def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str) -> str:
+def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str, speed: float = 1.0) -> str:
     """A stable key for the audio these inputs produce: the same on every run and worker."""
+    # The speed joins the key only when asked for: greetings cached at the voice's own speed
+    # keep their keys.
+    faster = [] if speed == 1.0 else [round(speed, 4)]
     material = json.dumps(
         [
+            *faster,
             SPEECH_CACHE_VERSION,
             identity.provider,
             identity.model,
@@ -486,7 +511,12 @@ def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str) -> str:
 
 def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     voice: Voice = parameters["voice"]
-    return speech_cache_key(voice.cache_identity, parameters["voice_id"], parameters["text"])
+    return speech_cache_key(
+        voice.cache_identity,
+        parameters["voice_id"],
+        parameters["text"],
+        parameters.get("speed", 1.0),
+    )
 
 
 @contextmanager
@@ -523,10 +553,10 @@ def _concurrency_slot(limit: str | None) -> Iterator[None]:
     persist_result=True,
     result_serializer="pickle",
 )
-def synthesize_greeting(voice: Voice, text: str, voice_id: str) -> Speech:
+def synthesize_greeting(voice: Voice, text: str, voice_id: str, speed: float = 1.0) -> Speech:
     """The greeting spoken by `voice_id`, from the speech cache when it was spoken before."""
     with _concurrency_slot(voice.concurrency_limit):
-        return synthesize_speech(voice, text, voice_id)
+        return synthesize_speech(voice, text, voice_id, speed)
 
 
 def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
@@ -540,7 +570,7 @@ def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
     return Path(location.removeprefix("file://")).expanduser().resolve()
 
 
-def synthesize_greeting_task(settings: Settings) -> Task[[Voice, str, str], Speech]:
+def synthesize_greeting_task(settings: Settings) -> Task[[Voice, str, str, float], Speech]:
     """`synthesize_greeting` storing its results in the configured speech cache.
 
     A bucket is saved as the `remote-file-system/greetings-speech-cache` block first (an API call):
@@ -568,7 +598,7 @@ class Voices:
 
     configured: Voice  # ElevenLabs with a key, else the local voice
     local: Voice  # speaks `espeak:<voice>` ids whatever is configured
-    task: Task[[Voice, str, str], Speech]  # synthesize_greeting bound to the speech cache
+    task: Task[[Voice, str, str, float], Speech]  # synthesize_greeting bound to the speech cache
     # Makes (once per upload) the voice of voiceId "clone"; None without ElevenLabs, where the
     # local voice `local_voice_id` speaks for "clone" (flows/stages/clone.py).
     cloner: VoiceCloner | None = None
@@ -590,10 +620,15 @@ def build_voices(
     )
 
 
-def speak_greeting(voices: Voices, voice_id: str, text: str, work_dir: Path) -> Path:
-    """Speaks `text` in `voice_id` (from the cache when spoken before); returns the audio file."""
+def speak_greeting(
+    voices: Voices, voice_id: str, text: str, work_dir: Path, speed: float = 1.0
+) -> Path:
+    """Speaks `text` in `voice_id` (from the cache when spoken before); returns the audio file.
+
+    `speed` above 1.0: the voice asked to speak faster, to fit a greeting to its slot."""
     voice = voice_for(voice_id, voices.configured, voices.local)
-    speech = voices.task(voice, text, voice_id)
-    speech_file = work_dir / f"greeting.{speech.extension}"
+    speech = voices.task(voice, text, voice_id, speed)
+    suffix = "" if speed == 1.0 else f"-x{speed:.3f}"
+    speech_file = work_dir / f"greeting{suffix}.{speech.extension}"
     speech_file.write_bytes(speech.audio)
     return speech_file

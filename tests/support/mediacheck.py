@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from flows.media import AudioStream, MediaInfo, VideoStream
+from flows.stages.render import RenderReport
 
 
 @dataclass(frozen=True)
@@ -263,3 +264,16 @@ def claim_duration(source: Path, dest: Path, seconds: float) -> Path:
 
 # What Chrome's MediaRecorder writes by default: VP8 (with Opus) in WebM.
 VP8_ARGS = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+
+
+def rendered(path: Path, *, tempo: float = 1.0, provider_speed: float = 1.0) -> RenderReport:
+    """A render's report, for tests whose render is a stand-in that only names its output."""
+    return RenderReport(
+        path=path,
+        duration_s=20.0,
+        tempo=tempo,
+        gain_db=0.0,
+        path_taken="head-reencode",
+        seconds=0.1,
+        provider_speed=provider_speed,
+    )

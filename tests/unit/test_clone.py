@@ -49,6 +49,7 @@ from flows.stages.clone import (
     plan_renew,
     voice_to_speak,
 )
+from flows.stages.render import RenderReport
 from flows.stages.synthesize import ElevenLabsVoice, build_voices
 from flows.transitions import Transition
 from tests.support.fake_elevenlabs import (
@@ -62,6 +63,7 @@ from tests.support.fake_elevenlabs import (
     unprocessable,
     voice_limit_reached,
 )
+from tests.support.mediacheck import rendered
 
 USER = "rep-1"
 UPLOAD = f"user-uploads/{USER}/{'ab' * 32}.mp4"
@@ -596,8 +598,8 @@ def run_clone_job(
         spoken.append(voice_id)
         return work_dir / "greeting.wav"
 
-    def render(*_: Any) -> Path:
-        return tmp_path / "out.mp4"
+    def render(*_: Any) -> RenderReport:
+        return rendered(tmp_path / "out.mp4")
 
     def upload(*_: Any) -> tuple[str, str]:
         return "greeting-results/x.mp4", "https://example.test/x"

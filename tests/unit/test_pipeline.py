@@ -14,8 +14,9 @@ from flows.clients import Clients
 from flows.job import ErrorCode, JobError, JobStatus
 from flows.media import MediaInfo, UserSlots
 from flows.settings import Settings
+from flows.stages.render import RenderReport
 from flows.transitions import Transition, TransitionRefused
-from tests.support.mediacheck import media_info
+from tests.support.mediacheck import media_info, rendered
 
 USER = "u-1"
 JOB = {
@@ -69,9 +70,9 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         ran.append(f"speak {text}")
         return work_dir / "greeting.wav"
 
-    def render(video: Path, info: MediaInfo, speech: Path, end_s: float, *_: Any) -> Path:
+    def render(video: Path, info: MediaInfo, speech: Path, end_s: float, *_: Any) -> RenderReport:
         ran.append(f"render {end_s}")
-        return tmp_path / "output.mp4"
+        return rendered(tmp_path / "output.mp4")
 
     def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:
         ran.append(f"upload {user_id}/{job_id}")
@@ -105,6 +106,13 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
     assert writes.seen[-1].fields == {
         "outputPath": f"greeting-results/{USER}/job-1.mp4",
         "downloadUrl": "https://example.test/video",
+        # What fitting the greeting took, for the user to see (nothing: it fitted as spoken).
+        "fit": {
+            "tempo": 1.0,
+            "providerSpeed": 1.0,
+            "pauseUsedSecond": 0.0,
+            "leadTrimmedSecond": 0.0,
+        },
     }
     assert uploads.asked == [JOB["inputVideo"]]
     assert stages == ["speak Hey Anna-Lena,", "render 1.5", f"upload {USER}/job-1"]

@@ -28,6 +28,7 @@ from flows.stages.render.loudness import (
     speech_start_s,
 )
 from flows.stages.render.timing import SlotFit, fit_slot
+from flows.stages.synthesize import EspeakVoice, synthesize_speech
 from greetings.samples import make_speech
 from tests.support.mediacheck import decode_pcm, lagged, max_abs_diff, rms_db
 
@@ -294,3 +295,74 @@ def test_too_long_even_so_fails_saying_so(media_dir: Path, clip: Path, tmp_path:
     assert caught.value.code == ErrorCode.GREETING_TOO_LONG
     assert "pause after it before the next words" in caught.value.message
     assert not (tmp_path / "out.mp4").exists()
+
+
+# --- before the stretch, the voice is asked to speak faster (`respeak`) ---------------------------
+
+
+class Respeaker:
+    """The voice asked again at a speed: espeak-ng at that rate, as the worker's local voice."""
+
+    def __init__(self, folder: Path, text: str) -> None:
+        self.folder, self.text, self.asked = folder, text, list[float]()
+
+    def __call__(self, speed: float) -> Path:
+        self.asked.append(speed)
+        speech = synthesize_speech(EspeakVoice("en-us"), self.text, "espeak:en-us", speed)
+        path = self.folder / f"respoken-{speed}.wav"
+        path.write_bytes(speech.audio)
+        return path
+
+
+@pytest.mark.media
+def test_a_greeting_that_fits_never_asks_the_voice_again(media_dir: Path, clip: Path) -> None:
+    text = "Hey Alexander Montgomery,"
+    respeak = Respeaker(media_dir, text)
+    report = render_greeting(
+        clip, greeting(media_dir, text), GREETING_END_S, media_dir / "once.mp4", respeak=respeak
+    )
+    assert respeak.asked == [] and report.provider_speed == 1.0 and report.tempo == 1.0
+
+
+@pytest.mark.media
+def test_then_the_voice_speaks_faster_before_any_stretch(media_dir: Path, clip: Path) -> None:
+    # The greeting that needs 1.17x over the slot and the pause (the test above): the voice is
+    # asked for that speed, and what it says then needs (almost) no time-stretch.
+    text = "Hey Alexander Montgomery the third, good morning,"
+    respeak = Respeaker(media_dir, text)
+    stretched = render_greeting(
+        clip, greeting(media_dir, text), GREETING_END_S, media_dir / "stretched.mp4"
+    )
+    report = render_greeting(
+        clip, greeting(media_dir, text), GREETING_END_S, media_dir / "faster.mp4", respeak=respeak
+    )
+    [speed] = respeak.asked
+    assert speed == pytest.approx(stretched.tempo, abs=0.002)
+    assert report.provider_speed == speed
+    assert report.tempo < 1.06 < stretched.tempo
+    slot_end = GREETING_END_S + report.pause_used_s
+    next_words_untouched(report.path, clip, slot_end)
+
+
+@pytest.mark.media
+def test_past_what_the_voice_can_do_the_stretch_takes_the_rest(
+    media_dir: Path, clip: Path, tmp_path: Path
+) -> None:
+    # Needs about 1.4x: the voice at its fastest (1.2), the rest time-stretched (under 1.3).
+    text = "Hey Alexander Montgomery the third, good morning to you,"
+    respeak = Respeaker(media_dir, text)
+    report = render_greeting(
+        clip, greeting(media_dir, text), GREETING_END_S, tmp_path / "both.mp4", respeak=respeak
+    )
+    assert respeak.asked == [1.2] and report.provider_speed == 1.2
+    assert 1.0 < report.tempo < 1.3
+
+    # And a greeting no speed and no stretch can fit still fails, after one faster try.
+    text = "Hey Alexander Montgomery the third, good morning to you and your whole team,"
+    respeak = Respeaker(media_dir, text)
+    with pytest.raises(JobError) as caught:
+        render_greeting(
+            clip, greeting(media_dir, text), GREETING_END_S, tmp_path / "no.mp4", respeak=respeak
+        )
+    assert caught.value.code == ErrorCode.GREETING_TOO_LONG and respeak.asked == [1.2]
+    assert not (tmp_path / "no.mp4").exists()

@@ -440,6 +440,38 @@ def test_elevenlabs_speaks_mp3(
     assert request.body["model_id"] == MODEL
 
 
+def test_elevenlabs_is_asked_to_speak_faster_with_voice_settings_speed(
+    fake: FakeElevenLabs, voice: ElevenLabsVoice, tmp_path: Path
+) -> None:
+    plain = synthesize_speech(voice, "Hey Alexander Montgomery,", VOICE_ID)
+    faster = synthesize_speech(voice, "Hey Alexander Montgomery,", VOICE_ID, 1.2)
+    first, second = fake.requests[-2:]
+    assert "speed" not in (first.body.get("voice_settings") or {})
+    assert second.body["voice_settings"]["speed"] == 1.2
+    # The local stand-in speaks at that speed, as the service does: the audio is shorter.
+    plain_s = float(probe(plain.audio, "mp3", tmp_path)["format"]["duration"])
+    faster_s = float(probe(faster.audio, "mp3", tmp_path)["format"]["duration"])
+    assert faster_s < plain_s * 0.92
+
+
+def test_speeds_outside_what_providers_take_are_refused_before_any_call(
+    fake: FakeElevenLabs, voice: ElevenLabsVoice
+) -> None:
+    for speed in (0.9, 1.21, 2.0):
+        with pytest.raises(ValueError, match="outside"):
+            synthesize_speech(voice, "Hey John,", VOICE_ID, speed)
+    assert fake.requests == []
+
+
+def test_the_speed_is_part_of_the_cache_key_only_when_asked_for() -> None:
+    identity = SpeechIdentity("elevenlabs", MODEL, "mp3_44100_128")
+    plain = speech_cache_key(identity, VOICE_ID, "Hey John,")
+    assert speech_cache_key(identity, VOICE_ID, "Hey John,", 1.0) == plain
+    faster = speech_cache_key(identity, VOICE_ID, "Hey John,", 1.15)
+    assert faster != plain
+    assert faster != speech_cache_key(identity, VOICE_ID, "Hey John,", 1.2)
+
+
 def test_markup_never_reaches_elevenlabs(fake: FakeElevenLabs, voice: ElevenLabsVoice) -> None:
     synthesize_speech(voice, 'Hey <break time="5s"/> [whispers] John,', VOICE_ID)
     assert fake.requests[-1].body["text"] == 'Hey break time="5s"/ whispers John,'
@@ -516,6 +548,14 @@ def test_espeak_speaks_a_valid_wav(tmp_path: Path) -> None:
     assert int.from_bytes(speech.audio[4:8], "little") == len(speech.audio) - 8
     assert 0.3 < wav_seconds(speech.audio) < 5
     assert probe(speech.audio, "wav", tmp_path)["streams"][0]["codec_name"] == "pcm_s16le"
+
+
+def test_espeak_speaks_faster_by_its_rate() -> None:
+    voice, text = EspeakVoice("en-us"), "Hey Alexander Montgomery, good morning,"
+    plain = wav_seconds(synthesize_speech(voice, text, "espeak:en-us").audio)
+    faster = wav_seconds(synthesize_speech(voice, text, "espeak:en-us", 1.2).audio)
+    # 210 words a minute instead of 175: about 1.2x shorter (espeak's pauses scale too).
+    assert plain / faster == pytest.approx(1.2, abs=0.08)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ The analysis needs that claim before it starts: with the pipeline's probe of the
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -23,7 +24,7 @@ import uuid
 from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -38,6 +39,7 @@ from flows.media import (
     MediaInfo,
     ProbeError,
     mp4_duration_s,
+    mp4_track_kinds,
     probe_with_first_packets,
     run_ffmpeg,
     run_ffmpeg_piped,
@@ -88,6 +90,7 @@ from flows.stages.render.timing import (
     plan_head,
     to_samples,
 )
+from flows.stages.synthesize import MAX_SPEECH_SPEED
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,12 @@ class RenderReport:
     # Level of the room tone under the slot (dBFS, as measured on the 24 kHz analysis decode);
     # None: the original has no floor, the slot's gaps stay silent.
     room_tone_db: float | None = None
+    # How much faster the voice itself was asked to speak (1.0: as it speaks), before `tempo`.
+    provider_speed: float = 1.0
+
+
+# Asks the voice to say the greeting again at a speed (1.0-1.2), returns the new audio file.
+Respeak = Callable[[float], Path]
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,13 @@ def render_greeting(
     work_dir: Path | None = None,
     shared: InputAnalysis | None = None,
     upload: MediaInfo | None = None,
+    respeak: Respeak | None = None,
 ) -> RenderReport:
     """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did.
+
+    `respeak`: where the greeting is too long for its slot even after its silences are cut and
+    the original's pause is used, the voice is asked to speak faster through it before any
+    time-stretch (which sounds worse than a voice speaking faster).
 
     `shared`, an `analyze_input` of this input and slot, spares the input's probe and decode.
     `upload`, the pipeline's probe of the input (`probe_upload`), names its container and the
@@ -183,7 +197,12 @@ def render_greeting(
             stretch = quietest_stretch(
                 seen.original_pcm, channels=audio.channels, sample_rate=ANALYSIS_RATE
             )
-            fit = _fit_greeting(seen, greeting_end_s, max_tempo, stretch)
+            if respeak is None:
+                fit, speed = _fit_greeting(seen, greeting_end_s, max_tempo, stretch), 1.0
+            else:
+                fit, speed, seen, greeting_audio = _fit_respoken(
+                    seen, greeting_end_s, max_tempo, stretch, respeak, greeting_audio
+                )
             slot_end = to_samples(fit.slot.slot_end_s, sr)
             plan, why_full = _head_plan(seen, slot_end)
             room = (
@@ -274,6 +293,7 @@ def render_greeting(
         lead_trimmed_s=round(fit.slot.lead_trim_s, 3),
         pause_used_s=round(fit.slot.pause_used_s(greeting_end_s), 3),
         room_tone_db=round(stretch.level_db + stretch.gain_db, 1) if stretch else None,
+        provider_speed=speed,
     )
 
 
@@ -525,6 +545,27 @@ def _fit_greeting(
     return _Fit(greeting_s=greeting_s, gain_db=gain_db, slot=slot)
 
 
+def _fit_respoken(
+    seen: _Inspection,
+    greeting_end_s: float,
+    max_tempo: float,
+    room: QuietStretch | None,
+    respeak: Respeak,
+    greeting_audio: Path,
+) -> tuple[_Fit, float, _Inspection, Path]:
+    """`_fit_greeting`, with the voice asked to speak faster first where the greeting needs it:
+    the fit, the speed asked for, and what was measured of (and the file of) the greeting used."""
+    unbounded = _fit_greeting(seen, greeting_end_s, math.inf, room)
+    if unbounded.tempo <= 1.0:
+        return unbounded, 1.0, seen, greeting_audio
+    # The speed the whole shortfall asks for, 3 decimals so equal needs share a cache entry.
+    speed = min(MAX_SPEECH_SPEED, math.ceil(unbounded.tempo * 1000) / 1000)
+    faster = respeak(speed)
+    raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(faster)))
+    seen = replace(seen, greeting_pcm=_floats(raw))
+    return _fit_greeting(seen, greeting_end_s, max_tempo, room), speed, seen, faster
+
+
 def _pause_end_s(seen: _Inspection, greeting_end_s: float, room: QuietStretch | None) -> float:
     """How far the slot may grow into the original's pause: to its next sound after the slot
     (in the analysis decode, which starts at the audio's first sample), less PAUSE_GUARD_S."""
@@ -601,10 +642,12 @@ def render_video(
     work_dir: Path,
     settings: Settings,
     shared: InputAnalysis | None = None,
-) -> Path:
-    """Replaces the greeting; returns the rendered video, checked to be as long as its input."""
+    respeak: Respeak | None = None,
+) -> RenderReport:
+    """Replaces the greeting; says what it did (the video at `.path`), checked to be as long as
+    its input."""
     output = work_dir / "output.mp4"
-    render_greeting(
+    report = render_greeting(
         video,
         speech_file,
         greeting_end_s,
@@ -614,10 +657,22 @@ def render_video(
         work_dir=work_dir,  # the run's scratch folder: gone with the run, whatever happens
         shared=shared,
         upload=info,
+        respeak=respeak,
     )
     try:
         output_s = mp4_duration_s(output)
+        tracks = mp4_track_kinds(output)
     except ProbeError as exc:
         raise JobError(ErrorCode.RENDER_FAILED, f"The rendered video is unreadable: {exc}") from exc
+    if "vide" not in tracks:
+        # No packet of the upload's video could be copied (its codec setup is damaged): ffmpeg
+        # left the stream out and exited 0.
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            "The video's picture could not be read (the file looks damaged): upload the "
+            "recording again.",
+        )
+    if "soun" not in tracks:
+        raise JobError(ErrorCode.RENDER_FAILED, "The rendered video has no sound track.")
     check_output_duration(output_s, info.duration_s)
-    return output
+    return report
