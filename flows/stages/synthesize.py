@@ -293,7 +293,7 @@ class EspeakVoice:
             try:
                 done = subprocess.run(
                     command,
-                    input=text.encode("utf-8"),
+                    input=espeak_text(text).encode("utf-8"),
                     capture_output=True,
                     timeout=ESPEAK_TIMEOUT_SECONDS,
                     check=False,
@@ -466,6 +466,23 @@ def elevenlabs_transport_error(exc: httpx.HTTPError) -> JobError:
 
 
 # --- The plain function and its task -------------------------------------------------------------
+
+
+# Latin Extended Additional: Vietnamese letters with two diacritics (ễ, ị, ộ ...) and a few
+# rarer ones. espeak-ng's English voices have no rule for them and read their code points aloud:
+# "Nguyễn" became "N G U Y one E C five N" (2.6 s for "Hey Nguyễn,").
+_UNSPOKEN_LATIN = re.compile("[\u1e00-\u1eff]")
+
+
+def espeak_text(text: str) -> str:
+    """`text` as espeak-ng can say it: letters it would spell by code point lose their
+    diacritics ("Nguyễn" -> "Nguyen"), as a speaker of the voice's language would say them."""
+
+    def base(match: re.Match[str]) -> str:
+        decomposed = unicodedata.normalize("NFKD", match.group())
+        return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+    return _UNSPOKEN_LATIN.sub(base, text)
 
 
 def check_speed(speed: float) -> float:

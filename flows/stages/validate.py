@@ -141,12 +141,17 @@ def first_name_of(name: str) -> str:
     """What to call a person named `name` ("" if nothing): titles dropped, hyphens kept.
 
     "Dr. Anna-Lena Smith" -> "Anna-Lena"; "Dr. Smith" -> "Dr. Smith" (a title with a family
-    name only is how such a person is addressed); "J. R. R. Tolkien" -> the whole name (an
-    initial is nothing to call anyone by). nameparser knows the titles and the "Last, First" order.
+    name only is how such a person is addressed); "J. R. R. Tolkien" -> "J. R. R." (one who goes
+    by initials is called by them: "Hey J. R.,"), "J. Edgar Hoover" -> the whole name (one
+    initial before a name is nothing to call anyone by). nameparser knows the titles and the
+    "Last, First" order.
     """
     parsed = HumanName(name)
     if parsed.first and not _is_initial(parsed.first):
         return str(parsed.first)
+    given = [str(parsed.first), *str(parsed.middle).split()]
+    if parsed.first and len(given) > 1 and all(_is_initial(word) for word in given):
+        return " ".join(given)
     if parsed.first:
         return " ".join(str(p) for p in (parsed.first, parsed.middle, parsed.last) if p)
     if parsed.title and parsed.last:

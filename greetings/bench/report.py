@@ -59,6 +59,7 @@ def names_lines(n: Mapping[str, Any]) -> list[str]:
         + (", ".join(n.get("digital_silence_in_slot") or []) or "none"),
         "  not sample-exact after the slot "
         + (", ".join(n.get("not_exact_after_slot") or []) or "none"),
+        f"  spoken faster by the voice      {n.get('spoken_faster')}",
         f"  highest tempo used              {n.get('max_tempo_used')}",
     ]
 

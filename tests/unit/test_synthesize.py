@@ -41,6 +41,7 @@ from flows.stages.synthesize import (
     elevenlabs_error,
     elevenlabs_transport_error,
     ensure_elevenlabs_limit,
+    espeak_text,
     parse_espeak_voices,
     plain_speech_text,
     speech_cache_key,
@@ -548,6 +549,15 @@ def test_espeak_speaks_a_valid_wav(tmp_path: Path) -> None:
     assert int.from_bytes(speech.audio[4:8], "little") == len(speech.audio) - 8
     assert 0.3 < wav_seconds(speech.audio) < 5
     assert probe(speech.audio, "wav", tmp_path)["streams"][0]["codec_name"] == "pcm_s16le"
+
+
+def test_espeak_says_vietnamese_letters_instead_of_their_code_points() -> None:
+    assert espeak_text("Hey Nguyễn Thị,") == "Hey Nguyen Thi,"
+    # Letters espeak-ng's voices know keep their marks; other scripts are left alone.
+    assert espeak_text("Zoë Łukasz Søren 李小龙") == "Zoë Łukasz Søren 李小龙"
+    voice = EspeakVoice("en-us")
+    said = wav_seconds(synthesize_speech(voice, "Hey Nguyễn,", "espeak:en-us").audio)
+    assert said < 1.2  # was 2.6 s: "N G U Y one E C five N"
 
 
 def test_espeak_speaks_faster_by_its_rate() -> None:

@@ -113,6 +113,18 @@ def test_real_names_are_greeted_by_what_people_call_them(name: str, first: str) 
     assert validate_request(job(prospectName=name)).greeting_text == f"Hey {first},"
 
 
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("J. R. R. Tolkien", "J. R. R."),
+        ("J.R.R. Tolkien", "J.R.R."),
+        ("J. Edgar Hoover", "J. Edgar Hoover"),
+    ],
+)
+def test_initials_are_what_such_people_are_called(name: str, first: str) -> None:
+    assert validate_request(job(prospectName=name)).greeting_text == f"Hey {first},"
+
+
 def test_a_name_with_nothing_to_call_gets_the_fallback_word() -> None:
     assert validate_request(job(prospectName="Dr.")).greeting_text == "Hey there,"
     fallback = job(prospectName="Dr.", greetingFallback="friend")
