@@ -415,10 +415,47 @@ def probe_upload(path: Path) -> MediaInfo:
     data = run_ffprobe(
         ["-show_format", "-show_streams", *upload_input_options(container), str(path)]
     )
+    _fill_duration(data, path, container)
     info = media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
     if container == "mov" and isobmff_truncated(path):
         raise ProbeError(f"{path.name} is truncated: it ends inside its last MP4 box")
     return replace(info, container=container)
+
+
+# How far `packets_end_s` reads: past any duration an upload is allowed (GREETINGS_MAX_INPUT_SECONDS
+# refuses longer ones), so a longer file is known to be too long without being read to its end.
+PACKET_SCAN_LIMIT_S = 3600.0
+
+
+def _fill_duration(data: dict[str, Any], path: Path, container: str | None) -> None:
+    """A browser's MediaRecorder writes WebM live, with no Duration in its header: then the
+    packets say how long it is (in place, in ffprobe's `format`)."""
+    fmt = data.get("format")
+    if isinstance(fmt, dict) and fmt.get("duration") is None and container == "matroska":
+        fmt["duration"] = packets_end_s(path, container)
+
+
+def packets_end_s(path: Path, container: str, limit_s: float = PACKET_SCAN_LIMIT_S) -> float | None:
+    """Where the first video stream's packets end (None: it has none), read without decoding,
+    at most `limit_s` in."""
+    data = run_ffprobe(
+        [
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-read_intervals",
+            f"%+{limit_s:g}",
+            *upload_input_options(container),
+            str(path),
+        ]
+    )
+    ends = [
+        start + (_float(packet.get("duration_time")) or 0.0)
+        for packet in data.get("packets") or []
+        if (start := _float(packet.get("pts_time"))) is not None
+    ]
+    return max(ends, default=None)
 
 
 def isobmff_truncated(path: Path) -> bool:
@@ -516,6 +553,7 @@ def probe_with_first_packets(
             str(path),
         ]
     )
+    _fill_duration(data, path, container)
     info = media_info_from_ffprobe(data, size_bytes=path.stat().st_size)
     if container is not None:
         info = replace(info, container=container)

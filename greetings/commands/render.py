@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from flows.job import JobError
-from flows.media import ProbeError, probe, sniff_container
+from flows.media import ProbeError, probe_upload, sniff_container
 from flows.stages.greeting_end import find_greeting_end
 from flows.stages.render import render_greeting
 from flows.stages.synthesize import EspeakVoice, build_voice, synthesize_speech, voice_for
@@ -32,13 +32,13 @@ def render_command(args: argparse.Namespace) -> int:
         text = greeting_text(args.greeting_text, name)
         check_size(video.stat().st_size, settings.max_input_bytes)
         try:
-            info = probe(video)
+            info = probe_upload(video)  # as the worker opens an upload
         except ProbeError:
             print(f"error: {video} is not a video ffmpeg can read", file=sys.stderr)
             return 1
         check_media(info, end_s, settings.max_input_seconds)
         if end_s is None:
-            end_s = find_greeting_end(video, sniff_container(video))
+            end_s = find_greeting_end(video, info.container or sniff_container(video))
             check_media(info, end_s, settings.max_input_seconds)
             print(f"the greeting ends at {end_s:.3f} s (found from the recording)")
         began = time.monotonic()
@@ -48,6 +48,14 @@ def render_command(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="greetings-render-") as tmp:
             speech_file = Path(tmp) / f"greeting.{speech.extension}"
             speech_file.write_bytes(speech.audio)
+
+            def respeak(speed: float) -> Path:
+                # As the worker does: a greeting too long for its slot is spoken faster first.
+                faster = synthesize_speech(voice, text, args.voice, speed)
+                path = Path(tmp) / f"greeting-{speed}.{faster.extension}"
+                path.write_bytes(faster.audio)
+                return path
+
             report = render_greeting(
                 video,
                 speech_file,
@@ -55,6 +63,8 @@ def render_command(args: argparse.Namespace) -> int:
                 out,
                 max_tempo=settings.max_tempo,
                 crossfade_ms=settings.crossfade_ms,
+                upload=info,
+                respeak=respeak,
             )
     except JobError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
@@ -62,6 +72,7 @@ def render_command(args: argparse.Namespace) -> int:
     print(
         f"wrote {report.path} ({report.duration_s:.2f} s): said {text!r} with {speech.provider}; "
         f"synthesis {synth_s:.2f} s, render {report.seconds:.2f} s ({report.path_taken}, "
-        f"tempo {report.tempo:.2f}x, gain {report.gain_db:+.1f} dB)"
+        f"voice speed {report.provider_speed:.2f}x, tempo {report.tempo:.2f}x, "
+        f"gain {report.gain_db:+.1f} dB)"
     )
     return 0

@@ -252,3 +252,35 @@ def test_vp8_up_to_the_largest_allowed_frame_renders_within_the_memory_limit(
     assert report.video_reencoded
     stream = video_stream(report.path)
     assert f"{stream['width']}x{stream['height']}" == size
+
+
+@pytest.mark.media
+def test_a_live_webm_without_a_duration_renders_whole(
+    media_dir: Path, narration: Path, greeting: Path
+) -> None:
+    # MediaRecorder writes WebM as it records: no Duration in the header, no cues at the end.
+    source = make_narrated_clip(
+        media_dir / "live.webm",
+        narration,
+        seconds=6,
+        sample_rate=48000,
+        channels=1,
+        audio_args=OPUS,
+        noise_dbfs=-60.0,
+        video_args=[*VP8_ARGS, "-live", "1"],
+    )
+    header = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(source)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"duration"' not in header  # what the worker refused as "duration unknown"
+    # The packets say how long it is, to a frame.
+    assert probe_upload(source).duration_s == pytest.approx(6.0, abs=0.04)
+    with limited(ProcessLimits(timeout_s=60, memory_bytes=1 << 30, cpu_s=60)):
+        report = render_greeting(source, greeting, GREETING_END_S, media_dir / "live-out.mp4")
+    assert probe(report.path).duration_s == pytest.approx(6.0, abs=0.05)
+    original, result = decode_pcm(source), decode_pcm(report.path)
+    assert result.frames == original.frames
+    assert zero_lag(result, original, GREETING_END_S + 1.0)[0] > 0.99
