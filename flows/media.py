@@ -510,6 +510,27 @@ def mp4_duration_s(path: Path) -> float:
     return duration / timescale
 
 
+def mp4_track_kinds(path: Path) -> list[str]:
+    """The handler type of each track (`vide`, `soun`, ...) from the `moov` box, as
+    `mp4_duration_s` reads it: ffmpeg drops a stream none of whose packets it could copy (an
+    upload's video whose codec setup is damaged) and still exits 0. `ProbeError` if there is
+    no movie box."""
+    kinds = []
+    with path.open("rb") as file:
+        moov = _find_box(file, b"moov", 0, path.stat().st_size)
+        if moov is None:
+            raise ProbeError(f"{path.name} has no moov box")
+        at, end = moov
+        while (trak := _find_box(file, b"trak", at, end)) is not None:
+            mdia = _find_box(file, b"mdia", *trak)
+            hdlr = _find_box(file, b"hdlr", *mdia) if mdia is not None else None
+            if hdlr is not None:
+                file.seek(hdlr[0] + 8)  # version and flags, pre_defined, then the handler type
+                kinds.append(file.read(4).decode("latin-1"))
+            at = trak[1]
+    return kinds
+
+
 def _find_box(file: BinaryIO, kind: bytes, start: int, end: int) -> tuple[int, int] | None:
     """The (body start, body end) of the first `kind` box between `start` and `end`."""
     at = start

@@ -16,7 +16,7 @@ from pathlib import Path
 import webrtcvad
 
 from flows.job import ErrorCode, JobError
-from flows.media import run_ffmpeg, upload_input_options
+from flows.media import FfmpegError, run_ffmpeg, upload_input_options
 
 SAMPLE_RATE = 16000  # webrtcvad takes 8, 16, 32 or 48 kHz, 16-bit mono
 FRAME_S = 0.03  # 10, 20 or 30 ms frames
@@ -64,24 +64,32 @@ def greeting_end_s(frames: Sequence[bool]) -> float | None:
 
 def find_greeting_end(video: Path, container: str) -> float:
     """Where the greeting of `video` (an upload, opened only as `container`) ends."""
-    pcm = run_ffmpeg(
-        [
-            *upload_input_options(container),
-            "-t",
-            f"{SEARCH_S:g}",
-            "-i",
-            str(video),
-            "-map",
-            "0:a:0",
-            "-ac",
-            "1",
-            "-ar",
-            str(SAMPLE_RATE),
-            "-f",
-            "s16le",
-            "-",
-        ]
-    )
+    try:
+        pcm = run_ffmpeg(
+            [
+                *upload_input_options(container),
+                "-t",
+                f"{SEARCH_S:g}",
+                "-i",
+                str(video),
+                "-map",
+                "0:a:0",
+                "-ac",
+                "1",
+                "-ar",
+                str(SAMPLE_RATE),
+                "-f",
+                "s16le",
+                "-",
+            ]
+        )
+    except FfmpegError as exc:
+        # A corrupt sound track (ffmpeg gives up on too many bad packets): the upload's fault.
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            "The video's sound track could not be decoded (the file looks damaged): upload the "
+            "recording again.",
+        ) from exc
     found = greeting_end_s(speech_frames(pcm))
     if found is None:
         raise JobError(
