@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from typing import Any
 
 import yaml
 
+from flows.lifecycle import result_path, upload_prefix
 from flows.settings import Settings
 from flows.worker import DEFAULT_THREADS
 from tests.support.image import ROOT, documented_variables
@@ -44,3 +47,26 @@ def test_it_asks_for_what_a_worker_and_its_media_processes_need() -> None:
     assert resources["limits"]["memory"] == "2Gi"
     # Each media process is capped at 1 GiB of address space; the worker's Python ~300 MB.
     assert Settings().media_memory_mb <= 1024
+
+
+def test_the_bucket_lifecycle_deletes_uploads_and_results_as_readme_says() -> None:
+    rules = json.loads((ROOT / "deployments" / "storage-lifecycle.json").read_text())["rule"]
+    days = {
+        prefix: rule["condition"]["age"]
+        for rule in rules
+        if rule["action"] == {"type": "Delete"}
+        for prefix in rule["condition"]["matchesPrefix"]
+    }
+    # The prefixes are the folders the worker and the trigger really write.
+    uploads = upload_prefix("u").split("/")[0] + "/"
+    results = result_path("u", "j").split("/")[0] + "/"
+    assert set(days) == {uploads, results}
+    readme = (ROOT / "README.md").read_text()
+    said = re.search(
+        r"uploads\s+\(`user-uploads/`\) (\d+) days and results\s+"
+        r"\(`greeting-results/`\) (\d+) days",
+        readme,
+    )
+    assert said is not None
+    assert (int(said[1]), int(said[2])) == (days[uploads], days[results])
+    assert "--lifecycle-file=deployments/storage-lifecycle.json" in readme
