@@ -18,8 +18,8 @@ from flows.stages.validate import clean_name, spoken_name
 from greetings.errors import UsageError
 
 NAME_COLUMNS = ("name", "prospectname", "prospect_name", "prospect name")
-# An optional column saying what to call the prospect (the job's `firstName`); blank cells ask
-# for the greeting's fallback word.
+# An optional column saying what to call the prospect (the job's `firstName`); a blank cell is
+# a first name the CRM did not have: the pipeline derives it from the name, as the page does.
 FIRST_NAME_COLUMNS = ("firstname", "first_name", "first name")
 SLUG_FALLBACK = "prospect"
 MAX_SLUG_CHARS = 60
@@ -70,8 +70,8 @@ def pick_names(entries: Iterable[tuple[str, str | None, str | None]]) -> Prospec
             continue
         first_seen[key] = where
         picked.names.append(name)
-        # A blank first-name cell is kept blank: the job then greets with the fallback word.
-        picked.first_names.append(None if raw_first is None else first if raw_first.strip() else "")
+        # A blank first-name cell leaves firstName unset: derived from the name by the pipeline.
+        picked.first_names.append(first if raw_first is not None and raw_first.strip() else None)
     return picked
 
 

@@ -4,20 +4,27 @@ Node's test runner drives Debian's headless Chromium through playwright-core: a 
 the page, uploads the sample, follows three jobs to "Done", downloads one, cancels one and sees a
 failure. This wrapper gives it the stack, the sample clip and where to put what it makes, then
 checks the video the browser downloaded is a real rendered greeting video.
+
+`test_web_csv_first_name_column` drives the page on its own (a short node script): a CSV with a
+`first_name` column gives each job its `firstName`, and the greeting spoken says so.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.fake_elevenlabs import FakeElevenLabs
 from tests.support.mediacheck import correlation, decode_pcm, packets
+from tests.support.stackkit import read_job, wait_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".greetings" / "artifacts" / "web"
@@ -78,3 +85,139 @@ def test_web_page_in_a_browser(stack: Any, sample_video: Path, tmp_path: Path) -
     tail, head = (GREETING_END_S + 1.5, None), (0.05, GREETING_END_S - 0.1)
     assert correlation(out.window(*tail), original.window(*tail)) > 0.99
     assert correlation(out.window(*head), original.window(*head)) < 0.9
+
+
+# Signs up in the page, chooses the video, loads the CSV, creates the jobs; prints what the page
+# showed and the rows that appeared, as one `RESULT {json}` line.
+CSV_PAGE_SCRIPT = r"""
+import { randomBytes } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const env = process.env;
+const STEP = 60_000;
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(env.WEB_URL, { waitUntil: 'domcontentloaded' });
+  await page.locator('#signin').waitFor({ state: 'visible', timeout: STEP });
+  await page.fill('#email', `web-first-${randomBytes(6).toString('hex')}@example.com`);
+  await page.fill('#password', 'secret-123');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.locator('#app').waitFor({ state: 'visible', timeout: STEP });
+  await page.setInputFiles('#video-file', env.VIDEO);
+  await page.waitForFunction(
+    () => document.querySelector('#preview-video').readyState >= 1, null, { timeout: STEP },
+  );
+  await page.fill('#greeting-end', env.GREETING_END);
+  if (env.VOICE.startsWith('espeak:')) {
+    await page.selectOption('#voice', env.VOICE);
+  } else {
+    await page.selectOption('#voice', 'elevenlabs');
+    await page.fill('#voice-id', env.VOICE);
+  }
+  await page.setInputFiles('#names-csv', {
+    name: 'prospects.csv', mimeType: 'text/csv', buffer: Buffer.from(env.CSV),
+  });
+  await page.locator('#csv-loaded').waitFor({ state: 'visible', timeout: STEP });
+  const summary = await page.textContent('#names-count');
+  const skipped = await page.$$eval('#names-skipped li', (lis) => lis.map((li) => li.textContent));
+  await page.click('#submit-batch');
+  await page.waitForFunction(
+    () => ['#batch-done', '#batch-error'].some((id) => !document.querySelector(id).hidden),
+    null, { timeout: STEP, polling: 100 },
+  );
+  const error = await page.$eval('#batch-error', (el) => (el.hidden ? '' : el.textContent));
+  if (error) throw new Error(`the page refused the batch: ${error}`);
+  const done = await page.textContent('#batch-done');
+  const expected = Number(env.EXPECTED_JOBS);
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('#job-list > li.job').length >= n,
+    expected, { timeout: STEP, polling: 100 },
+  );
+  const rows = await page.$$eval('#job-list > li.job', (lis) => lis.map((li) => ({
+    id: li.dataset.jobId, name: li.querySelector('.job-name').textContent,
+  })));
+  console.log(`RESULT ${JSON.stringify({ summary, skipped, done, rows, problems })}`);
+} finally {
+  await browser.close();
+}
+"""
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"needs chromium at {CHROMIUM}")
+def test_web_csv_first_name_column(
+    stack: Any, clients: Any, fake_elevenlabs: FakeElevenLabs | None, sample_video: Path
+) -> None:
+    """A CSV with a `first_name` column (any case): a non-blank cell is the job's `firstName`
+    (trimmed), a blank one leaves it to the pipeline, a bad one skips its row with the reason."""
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("node_modules lacks playwright-core: run `npm ci`")
+    # Hosting serves web/public from disk: the browser gets the bundle built from web/src now.
+    subprocess.run(["npm", "run", "--silent", "build:web"], cwd=ROOT, check=True, timeout=120)
+    # Spoken by the fake ElevenLabs (which records the text) when this session serves it.
+    voice = "espeak:en-us"
+    if fake_elevenlabs is not None:
+        voice = f"webfirst{uuid.uuid4().hex[:12]}"  # an ElevenLabs id's shape: 20 alphanumerics
+        fake_elevenlabs.add_voice(voice)
+    csv = (
+        "Name,First_Name,Company\r\n"
+        "Dr. Anna-Lena Smith,  Annie  ,Acme\r\n"
+        "Robert Jones,,Initech\r\n"
+        "Kim Lee,$(id),Hooli\r\n"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", CSV_PAGE_SCRIPT],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "WEB_URL": stack.s.web_url,
+            "CHROMIUM": CHROMIUM,
+            "VIDEO": str(sample_video),
+            "GREETING_END": str(GREETING_END_S),
+            "VOICE": voice,
+            "CSV": csv,
+            "EXPECTED_JOBS": "2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+    shown = json.loads(lines[-1].removeprefix("RESULT "))
+    assert shown["problems"] == [], shown["problems"]
+
+    # What the page showed before creating the jobs.
+    assert shown["summary"] == (
+        "2 names (1 with a first name from the CSV): Dr. Anna-Lena Smith, Robert Jones"
+    )
+    assert len(shown["skipped"]) == 1, shown["skipped"]
+    assert shown["skipped"][0].startswith('prospects.csv line 4: "Kim Lee": first name "$(id)"')
+    assert "cannot be spoken" in shown["skipped"][0]
+    assert "2 videos are on the way" in shown["done"]
+
+    # The documents: firstName from the cell, trimmed; none at all for the blank cell.
+    ids = {row["name"]: row["id"] for row in shown["rows"]}
+    assert sorted(ids) == ["Dr. Anna-Lena Smith", "Robert Jones"], shown["rows"]
+    anna = read_job(clients, ids["Dr. Anna-Lena Smith"])
+    robert = read_job(clients, ids["Robert Jones"])
+    assert anna["firstName"] == "Annie"
+    assert "firstName" not in robert, robert
+    assert anna["batchId"] == robert["batchId"]
+
+    # And the greeting spoken: "Annie" from the CSV, "Robert" derived from the name.
+    for job_id in ids.values():
+        job = wait_finished(clients, job_id, 300)
+        assert job["status"] == "completed", job.get("error")
+    if fake_elevenlabs is not None:
+        texts = {r.body.get("text") for r in fake_elevenlabs.requests if r.voice_id == voice}
+        assert texts == {"Hey Annie,", "Hey Robert,"}, texts

@@ -97,8 +97,9 @@ def test_a_csv_may_say_what_to_call_each_prospect() -> None:
     text = "Name,First Name\nDr. Anna-Lena Smith,\nRobert Jones,Bob\nKim Lee,$(id)\nAl Roe,Al\n"
     prospects = names_from_csv(text, "names.csv")
     assert prospects.names == ["Dr. Anna-Lena Smith", "Robert Jones", "Al Roe"]
-    # A blank cell asks for the fallback word; a first name the pipeline would refuse is skipped.
-    assert prospects.first_names == ["", "Bob", "Al"]
+    # A blank cell leaves it to the pipeline (as the page does); a first name the pipeline would
+    # refuse is skipped.
+    assert prospects.first_names == [None, "Bob", "Al"]
     assert "names.csv line 4" in str(prospects.skipped[0])
     without = names_from_csv("name\nRobert Jones\n", "names.csv")
     assert without.first_names == [None]  # derived from the name by the pipeline

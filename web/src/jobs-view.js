@@ -3,7 +3,9 @@
 
 import { h, setText, show } from './dom.js';
 import { outputFilename } from './names.js';
-import { CANCELLABLE, TERMINAL, formatDuration, statusWords } from './status.js';
+import {
+  CANCELLABLE, TERMINAL, fitSummary, formatDuration, greetingEndLabel, statusWords, voiceLabel,
+} from './status.js';
 
 const millis = (value) => (value && typeof value.toMillis === 'function' ? value.toMillis() : null);
 
@@ -64,6 +66,10 @@ export class JobList {
     row.progress = h('progress', { class: 'job-progress', max: 100, value: 0 });
     row.stages = h('ol', { class: 'job-stages', 'aria-label': 'Stages' });
     row.time = h('p', { class: 'job-time' });
+    // What the result was made with: one short muted line each, hidden while there is none.
+    row.greetingEnd = h('p', { class: 'hint job-greeting-end', hidden: true });
+    row.fit = h('p', { class: 'hint job-fit', hidden: true });
+    row.voice = h('p', { class: 'hint job-voice', hidden: true });
     row.errorText = h('span', { class: 'job-error-text' });
     row.errorCode = h('span', { class: 'job-error-code' });
     row.error = h('p', { class: 'job-error', hidden: true }, row.errorText, row.errorCode);
@@ -83,6 +89,9 @@ export class JobList {
       row.progress,
       row.stages,
       row.time,
+      row.greetingEnd,
+      row.fit,
+      row.voice,
       row.error,
       row.result,
       h('div', { class: 'job-actions' }, row.cancel, row.retry),
@@ -108,6 +117,7 @@ export class JobList {
 
     this.renderStages(row, data);
     this.renderTime(row);
+    this.renderDetails(row, data);
 
     // A failure's message; on a pending job, the note why it has not started yet.
     const error = data.status === 'failed' || data.status === 'pending' ? data.error : null;
@@ -161,6 +171,18 @@ export class JobList {
       );
     });
     row.stages.replaceChildren(...items);
+  }
+
+  renderDetails(row, data) {
+    const lines = [
+      [row.greetingEnd, greetingEndLabel(data)],
+      [row.fit, data.status === 'completed' ? fitSummary(data.fit) : ''],
+      [row.voice, voiceLabel(data)],
+    ];
+    for (const [el, text] of lines) {
+      setText(el, text);
+      show(el, Boolean(text));
+    }
   }
 
   renderTime(row) {

@@ -19,18 +19,22 @@ export function newBatchId() {
  * One job per name, with exactly the fields the rules allow, and per 400 names a
  * greetingBatches document listing them, in the same commit: the trigger then starts the whole
  * batch as one flow run (a job that names a batch waits for its batch document).
+ * `firstNames[i]`, a string, is the job's `firstName`; undefined, the pipeline derives it.
  * Returns the new job ids.
- * @param {{uid: string, inputVideo: string, names: string[], voiceId: string,
- *          greetingEndSecond?: number, greetingText?: string, batchId: string}} request
+ * @param {{uid: string, inputVideo: string, names: string[], firstNames?: (string|undefined)[],
+ *          voiceId: string, greetingEndSecond?: number, greetingText?: string,
+ *          batchId: string}} request
  */
 export async function createJobs(db, request) {
   const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText } = request;
+  const firstNames = request.firstNames ?? [];
   const ids = [];
   for (let start = 0; start < names.length; start += BATCH_JOBS) {
     const batchId = start === 0 ? request.batchId : newBatchId();
     const batch = writeBatch(db);
     const jobIds = [];
-    for (const prospectName of names.slice(start, start + BATCH_JOBS)) {
+    for (let i = start; i < Math.min(start + BATCH_JOBS, names.length); i++) {
+      const prospectName = names[i];
       const ref = doc(collection(db, JOBS));
       const job = {
         userId: uid,
@@ -43,6 +47,7 @@ export async function createJobs(db, request) {
       };
       if (greetingEndSecond !== undefined) job.greetingEndSecond = greetingEndSecond;
       if (greetingText) job.greetingText = greetingText;
+      if (typeof firstNames[i] === 'string') job.firstName = firstNames[i];
       batch.set(ref, job);
       jobIds.push(ref.id);
     }

@@ -194,16 +194,21 @@ async function main() {
   });
 
   // ---- names: typed, and from a CSV ----
-  let csvNames = null; // {source, names, skipped}
+  let csvNames = null; // {source, names, firstNames, skipped}
   const namesBox = $('names');
 
+  // Typed names never carry a first name; a CSV's may (its firstName column), and a name typed
+  // and in the CSV too is the typed one (the first one wins, as for any repeat).
   function collectNames() {
     const typed = namesFromText(namesBox.value);
     const entries = typed.names.map((name) => ['the names box', name]);
-    if (csvNames) entries.push(...csvNames.names.map((name) => [csvNames.source, name]));
+    if (csvNames) {
+      entries.push(...csvNames.names.map((name, i) => [csvNames.source, name, csvNames.firstNames[i]]));
+    }
     const merged = pickNames(entries);
     return {
       names: merged.names,
+      firstNames: merged.firstNames,
       skipped: [
         ...typed.skipped.map((s) => `${s.where}: ${s.reason}`),
         ...(csvNames?.skipped ?? []).map((s) => `${s.where}: ${s.reason}`),
@@ -213,11 +218,12 @@ async function main() {
   }
 
   function renderNames() {
-    const { names, skipped } = collectNames();
+    const { names, firstNames, skipped } = collectNames();
     const any = names.length > 0 || skipped.length > 0;
     show($('names-summary'), any);
+    const given = firstNames.filter((f) => f !== undefined).length;
     $('names-count').textContent = names.length
-      ? `${names.length} ${names.length === 1 ? 'name' : 'names'}: ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, and ${names.length - 8} more` : ''}`
+      ? `${names.length} ${names.length === 1 ? 'name' : 'names'}${given ? ` (${given} with a first name from the CSV)` : ''}: ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, and ${names.length - 8} more` : ''}`
       : 'No usable names yet.';
     show($('names-skipped-box'), skipped.length > 0);
     $('names-skipped-title').textContent = `${skipped.length} skipped (blank, duplicate or unusable)`;
@@ -301,7 +307,7 @@ async function main() {
   /** The batch as the form describes it, or throws an Error saying what to fix. */
   function readBatch() {
     if (!videoFile) throw new Error('Choose your video.');
-    const names = collectNames().names;
+    const { names, firstNames } = collectNames();
     if (!names.length) throw new Error(`Add at least one prospect name (1 to ${MAX_NAME_CHARS} characters).`);
     // Left empty, the worker finds the end of the first phrase in the recording.
     const endText = $('greeting-end').value.trim();
@@ -323,6 +329,7 @@ async function main() {
     if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw new Error('The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
     return {
       names,
+      firstNames,
       voiceId,
       greetingEndSecond: end,
       greetingText: template && template !== DEFAULT_TEMPLATE ? template : undefined,

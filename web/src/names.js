@@ -4,6 +4,9 @@
 
 export const MAX_NAME_CHARS = 100;
 const NAME_COLUMNS = ['name', 'prospectname', 'prospect_name', 'prospect name'];
+// An optional column saying what to call each prospect (the job's `firstName`), matched as the
+// CLI matches it (greetings/client/prospects.py FIRST_NAME_COLUMNS).
+const FIRST_NAME_COLUMNS = ['firstname', 'first_name', 'first name'];
 // Letters, marks, digits, spaces and the punctuation real names use (as validate.py allows).
 const REFUSED = /[^\p{L}\p{M}\p{N} .,'\-&()\u2019\u2018\u2010\u2013]/gu;
 const CONTROLS = /[\p{Cc}\p{Cf}]/u;
@@ -27,15 +30,19 @@ export function cleanName(raw) {
 }
 
 /**
- * The usable names of `[where, raw]` entries, in order: blanks, repeats (case-insensitive) and
- * names the pipeline would refuse are skipped with the reason.
- * @returns {{names: string[], skipped: {where: string, reason: string}[]}}
+ * The usable names of `[where, raw, rawFirstName?]` entries, in order: blanks, repeats
+ * (case-insensitive, by name) and names the pipeline would refuse are skipped with the reason.
+ * A first name is cleaned like a name and a bad one skips its row; a missing or blank one leaves
+ * `firstNames[i]` undefined, so the pipeline derives it from the name.
+ * @returns {{names: string[], firstNames: (string|undefined)[],
+ *            skipped: {where: string, reason: string}[]}}
  */
 export function pickNames(entries) {
   const names = [];
+  const firstNames = [];
   const skipped = [];
   const firstSeen = new Map();
-  for (const [where, raw] of entries) {
+  for (const [where, raw, rawFirst] of entries) {
     if (raw == null || !raw.trim()) {
       skipped.push({ where, reason: 'blank name' });
       continue;
@@ -47,6 +54,16 @@ export function pickNames(entries) {
       skipped.push({ where, reason: `"${raw.trim()}": ${error.message}` });
       continue;
     }
+    let firstName;
+    if (rawFirst != null && rawFirst.trim()) {
+      try {
+        firstName = cleanName(rawFirst);
+      } catch (error) {
+        const reason = `"${name}": first name "${rawFirst.trim()}": ${error.message}`;
+        skipped.push({ where, reason });
+        continue;
+      }
+    }
     const key = name.toLocaleLowerCase();
     const first = firstSeen.get(key);
     if (first) {
@@ -55,8 +72,9 @@ export function pickNames(entries) {
     }
     firstSeen.set(key, { name, where });
     names.push(name);
+    firstNames.push(firstName);
   }
-  return { names, skipped };
+  return { names, firstNames, skipped };
 }
 
 /**
@@ -121,7 +139,10 @@ export function parseCsv(text) {
   return rows;
 }
 
-/** Names from a CSV whose header has a `name` (or `prospectName`) column. */
+/**
+ * Names from a CSV whose header has a `name` (or `prospectName`) column and, optionally, a
+ * `firstName` (or `first_name`, `first name`; any case) column giving what to call each one.
+ */
 export function namesFromCsv(text, source = 'the CSV') {
   const rows = parseCsv(text).filter((r) => r.cells.some((c) => c.trim()) || r.line > 1);
   if (!rows.length) throw new Error(`${source} is empty: it needs a header row with a "name" column`);
@@ -131,10 +152,15 @@ export function namesFromCsv(text, source = 'the CSV') {
     const shown = rows[0].cells.slice(0, 6).map((c) => `"${c}"`).join(', ');
     throw new Error(`${source} has no "name" (or "prospectName") column; its header is ${shown}`);
   }
+  const firstColumn = header.findIndex((c) => FIRST_NAME_COLUMNS.includes(c));
   const data = rows.slice(1);
   // A trailing empty line is no row.
   while (data.length && data.at(-1).cells.every((c) => !c.trim())) data.pop();
-  return pickNames(data.map((r) => [`${source} line ${r.line}`, r.cells[column] ?? '']));
+  return pickNames(data.map((r) => [
+    `${source} line ${r.line}`,
+    r.cells[column] ?? '',
+    firstColumn < 0 ? undefined : (r.cells[firstColumn] ?? ''),
+  ]));
 }
 
 /** `name` as ascii lowercase letters, digits and dashes (never empty), like prospects.py. */

@@ -38,3 +38,59 @@ export function formatDuration(ms) {
   if (h) return `${h} h ${String(m).padStart(2, '0')} min`;
   return `${m} min ${String(sec).padStart(2, '0')} s`;
 }
+
+// What a job's document says about its result, one short line each ('' when there is nothing to
+// say). Pure and forgiving: fields the server did not write, or wrote oddly, give no line.
+
+/** A finite number from a number or a numeric string; null for anything else. */
+function finite(value) {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
+  if (typeof value === 'string' && value.trim() !== '') {
+    const n = Number(value);
+    return Number.isFinite(n) ? n : null;
+  }
+  return null;
+}
+
+/** "Greeting ends at 0.97 s": the end given, or the one the worker found and wrote back. */
+export function greetingEndLabel(job) {
+  const end = finite(job?.greetingEndSecond);
+  if (end == null || end <= 0) return '';
+  return `Greeting ends at ${end.toFixed(2)} s`;
+}
+
+/**
+ * What fitting the greeting to its slot took (a completed job's `fit`), e.g. "Fitted: spoken
+ * 1.12x faster, stretched 1.04x, used 0.30 s of the pause after the greeting". Only what was
+ * done, as it would read: a factor that shows as 1.00x or a time that shows as 0.00 s is left
+ * out, and nothing done at all is ''.
+ */
+export function fitSummary(fit) {
+  if (!fit || typeof fit !== 'object') return '';
+  const parts = [];
+  const speed = finite(fit.providerSpeed);
+  if (speed != null && speed > 0 && speed.toFixed(2) !== '1.00') {
+    parts.push(speed > 1 ? `spoken ${speed.toFixed(2)}x faster` : `spoken at ${speed.toFixed(2)}x speed`);
+  }
+  const tempo = finite(fit.tempo);
+  if (tempo != null && tempo > 0 && tempo.toFixed(2) !== '1.00') parts.push(`stretched ${tempo.toFixed(2)}x`);
+  const pause = finite(fit.pauseUsedSecond);
+  if (pause != null && pause > 0 && pause.toFixed(2) !== '0.00') {
+    parts.push(`used ${pause.toFixed(2)} s of the pause after the greeting`);
+  }
+  const lead = finite(fit.leadTrimmedSecond);
+  if (lead != null && lead > 0 && lead.toFixed(2) !== '0.00') {
+    parts.push(`cut ${lead.toFixed(2)} s of leading silence`);
+  }
+  return parts.length ? `Fitted: ${parts.join(', ')}` : '';
+}
+
+/** Which voice spoke (`voiceUsed`, written for voiceId "clone"): "Voice: local (espeak:en-us)". */
+export function voiceLabel(job) {
+  const used = job?.voiceUsed;
+  if (typeof used !== 'string' || used.trim() === '') return '';
+  const voice = used.trim();
+  if (voice.startsWith('espeak:')) return `Voice: local (${voice})`;
+  if (job.voiceId === 'clone') return `Voice: cloned (${voice})`;
+  return `Voice: ${voice}`;
+}

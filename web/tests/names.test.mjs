@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { cleanName, namesFromCsv, namesFromText, outputFilename, slugify } from '../src/names.js';
+import {
+  cleanName, namesFromCsv, namesFromText, outputFilename, pickNames, slugify,
+} from '../src/names.js';
 import { formatDuration, statusWords } from '../src/status.js';
 
 test('typed names: one per line or comma separated, trimmed, blanks and repeats skipped', () => {
@@ -33,6 +35,27 @@ test('CSV: a name or prospectName column, quoted fields, BOM, CRLF, reported lin
   assert.deepEqual(namesFromCsv('Name\nBo\n', 'x.csv').names, ['Bo']);
   assert.throws(() => namesFromCsv('email\na@b.c\n', 'bad.csv'), /no "name" \(or "prospectName"\) column/);
   assert.throws(() => namesFromCsv('', 'empty.csv'), /empty/);
+});
+
+test('CSV: a firstName / first_name column (any case) says what to call each prospect', () => {
+  const csv = 'Name,FIRST_NAME,company\nDr. Anna-Lena Smith,  Annie  ,Acme\nRobert Jones,,Initech\n'
+    + 'Kim Lee,$(id),Hooli\nAl Roe,\u00a0,X\nLong One,' + 'x'.repeat(101) + ',Y\nrobert jones,Bob,Z\nShort Row\n';
+  const { names, firstNames, skipped } = namesFromCsv(csv, 'p.csv');
+  assert.deepEqual(names, ['Dr. Anna-Lena Smith', 'Robert Jones', 'Al Roe', 'Short Row']);
+  // Trimmed; a blank (or missing) cell leaves it unset, for the pipeline to derive.
+  assert.deepEqual(firstNames, ['Annie', undefined, undefined, undefined]);
+  assert.deepEqual(skipped.map((s) => s.where), ['p.csv line 4', 'p.csv line 6', 'p.csv line 7']);
+  assert.match(skipped[0].reason, /^"Kim Lee": first name "\$\(id\)": contains characters that cannot be spoken/);
+  assert.match(skipped[1].reason, /^"Long One": first name "x+": 101 characters; at most 100/);
+  assert.match(skipped[2].reason, /duplicate of "Robert Jones"/); // dedupe is by name
+  assert.deepEqual(namesFromCsv('first name,prospectName\nBo,Robert Bo\n').firstNames, ['Bo']);
+  assert.deepEqual(namesFromCsv('firstName,name\nBo,Robert Bo\n').firstNames, ['Bo']);
+  // Without the column, none is given.
+  assert.deepEqual(namesFromCsv('name\nRobert Bo\n').firstNames, [undefined]);
+  // Typed names carry none; merged with a CSV's, the first of a repeated name wins.
+  assert.deepEqual(namesFromText('Ann').firstNames, [undefined]);
+  const merged = pickNames([['box', 'Ann'], ['p.csv', 'ann', 'Annie'], ['p.csv', 'Bo Li', 'Bo']]);
+  assert.deepEqual([merged.names, merged.firstNames], [['Ann', 'Bo Li'], [undefined, 'Bo']]);
 });
 
 test('download names match the CLI: <name-slug>-<jobId>.mp4', () => {
