@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,14 @@ def test_a_flow_run_from_the_image_completes_a_job(
     fields = request_fields(user, video, prospect_name="Ada")
     job_id = f"image-{os.urandom(6).hex()}"
     # Queued by hand (the trigger ignores it): this run, not the stack's worker, must do it.
-    document = {**JobRequest(**fields).to_firestore(), "status": "queued", "retryCount": 0}
+    # Queued now: without updatedAt the stack's sweep would take it for a job stuck in the
+    # queue since forever and reap it (worker-lost) while this run's process starts.
+    document = {
+        **JobRequest(**fields).to_firestore(),
+        "status": "queued",
+        "retryCount": 0,
+        "updatedAt": datetime.now(UTC),
+    }
     clients.db.collection(COLLECTION).document(job_id).create(document)
     run = requests.post(
         f"{stack.s.prefect_api}/deployments/{image_deployment(stack)}/create_flow_run",
