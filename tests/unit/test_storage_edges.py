@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import urllib.parse
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from google.cloud import storage
 from flows import storage as object_store
 from flows.job import ErrorCode, JobError
 from flows.settings import Settings
-from greetings.stack.storage_proxy import Refused, generate_signer_key, verify_v4
+from greetings.stack.storage_proxy import Refused, generate_signer_key
+from tests.support.signing import check_signed
 
 BODY = b"\x00\x00\x00\x18ftypmp42 a video's bytes"
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -144,27 +144,6 @@ def result_blob() -> storage.Blob:
     return client.bucket(BUCKET).blob("greeting-results/u1/job 1.mp4")
 
 
-def proxy_check(key_file: Path, url: str, method: str = "GET") -> None:
-    import json
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    info = json.loads(key_file.read_text())
-    private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
-    assert isinstance(private, rsa.RSAPrivateKey)
-    split = urllib.parse.urlsplit(url)
-    verify_v4(
-        private.public_key(),
-        info["client_email"],
-        method,
-        split.path,
-        dict(urllib.parse.parse_qsl(split.query)),
-        {"Host": split.netloc},
-        datetime.now(UTC),
-    )
-
-
 def test_with_the_stacks_key_the_url_is_signed_for_the_proxy(key_file: Path) -> None:
     url = object_store.emulator_download_url(
         result_blob(), "http://127.0.0.1:9198", "http://127.0.0.1:9199", key_file
@@ -173,9 +152,9 @@ def test_with_the_stacks_key_the_url_is_signed_for_the_proxy(key_file: Path) -> 
     assert split.netloc == "127.0.0.1:9198"
     assert urllib.parse.unquote(split.path) == f"/{BUCKET}/greeting-results/u1/job 1.mp4"
     assert dict(urllib.parse.parse_qsl(split.query))["X-Goog-Expires"] == "604800"
-    proxy_check(key_file, url)
+    check_signed(key_file, url, {}, method="GET")
     with pytest.raises(Refused):
-        proxy_check(key_file, url, method="PUT")
+        check_signed(key_file, url, {}, method="PUT")
 
 
 def test_in_the_stack_without_a_key_no_unsigned_url_is_handed_out() -> None:
@@ -203,7 +182,7 @@ def test_download_url_takes_the_key_from_the_workers_settings(
     )
     url = object_store.download_url(result_blob(), "http://127.0.0.1:9198")
     assert "X-Goog-Signature=" in url
-    proxy_check(key_file, url)
+    check_signed(key_file, url, {}, method="GET")
 
 
 def test_the_key_setting_comes_from_the_environment(

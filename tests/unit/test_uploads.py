@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 import uploads  # from triggers/, as the Functions runtime imports it
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from greetings.stack.storage_proxy import Refused, generate_signer_key, verify_v4
+from greetings.stack.storage_proxy import Refused, generate_signer_key
+from tests.support.signing import check_signed
 
 SHA = "ab" * 32
 ENDPOINT = "http://127.0.0.1:9198"
@@ -102,69 +101,45 @@ def signed_url(
     return url, headers
 
 
-def check(
-    key_file: Path,
-    url: str,
-    headers: dict[str, str],
-    method: str = "PUT",
-    now: datetime | None = None,
-) -> None:
-    import json
-
-    info = json.loads(key_file.read_text())
-    private = serialization.load_pem_private_key(info["private_key"].encode(), password=None)
-    assert isinstance(private, rsa.RSAPrivateKey)
-    split = urllib.parse.urlsplit(url)
-    verify_v4(
-        private.public_key(),
-        info["client_email"],
-        method,
-        split.path,
-        dict(urllib.parse.parse_qsl(split.query)),
-        {**headers, "Host": split.netloc},
-        now or datetime.now(UTC),
-    )
-
-
 def test_a_signed_url_passes_the_check(key_file: Path) -> None:
     url, headers = signed_url(key_file)
-    check(key_file, url, headers)
+    check_signed(key_file, url, headers)
 
 
 def test_another_object_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url.replace(f"/{SHA}.mp4", "/other.mp4"), headers)
+        check_signed(key_file, url.replace(f"/{SHA}.mp4", "/other.mp4"), headers)
 
 
 def test_another_content_type_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url, {**headers, "Content-Type": "text/html"})
+        check_signed(key_file, url, {**headers, "Content-Type": "text/html"})
 
 
 def test_another_method_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url, headers, method="GET")
+        check_signed(key_file, url, headers, method="GET")
 
 
 def test_a_missing_signed_header_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="not sent"):
-        check(key_file, url, {"Content-Type": headers["Content-Type"]})
+        check_signed(key_file, url, {"Content-Type": headers["Content-Type"]})
 
 
 def test_an_expired_url_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="expired"):
-        check(key_file, url, headers, now=datetime.now(UTC) + timedelta(minutes=31))
+        check_signed(key_file, url, headers, now=datetime.now(UTC) + timedelta(minutes=31))
 
 
 def test_a_longer_lifetime_written_into_the_url_fails(key_file: Path) -> None:
     url, headers = signed_url(key_file)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url.replace("X-Goog-Expires=1800", "X-Goog-Expires=999999"), headers)
+        check_signed(key_file, url.replace("X-Goog-Expires=1800", "X-Goog-Expires=999999"), headers)
 
 
 def test_another_key_fails(key_file: Path, tmp_path: Path) -> None:
@@ -172,7 +147,7 @@ def test_another_key_fails(key_file: Path, tmp_path: Path) -> None:
     generate_signer_key(other, "demo-test")
     url, headers = signed_url(other)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url, headers)
+        check_signed(key_file, url, headers)
 
 
 # --- no overwriting -------------------------------------------------------------------------
@@ -210,6 +185,6 @@ def test_the_precondition_is_part_of_the_signature(key_file: Path) -> None:
     # Left out, or changed to another generation, the PUT does not match its signature.
     without = {k: v for k, v in headers.items() if k != "x-goog-if-generation-match"}
     with pytest.raises(Refused, match="not sent"):
-        check(key_file, url, without)
+        check_signed(key_file, url, without)
     with pytest.raises(Refused, match="signature"):
-        check(key_file, url, {**headers, "x-goog-if-generation-match": "7"})
+        check_signed(key_file, url, {**headers, "x-goog-if-generation-match": "7"})
