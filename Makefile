@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV ?= uv
 PYTHON ?= python3
-APT_PACKAGES := ffmpeg espeak-ng chromium
+APT_PACKAGES := ffmpeg espeak-ng chromium bubblewrap
 PYTEST_ARGS ?=
 
 .PHONY: install system-packages python-env node-env triggers-env demo test lint stack-up stack-down
@@ -10,9 +10,10 @@ PYTEST_ARGS ?=
 install: system-packages python-env node-env triggers-env
 
 # ffmpeg/ffprobe render and probe; espeak-ng is the offline voice; chromium runs the web page's
-# browser tests (Playwright drives Debian's build: its own download does not work offline).
+# browser tests (Playwright drives Debian's build: its own download does not work offline); bwrap
+# sandboxes each job's media processes (flows/media.py).
 system-packages:
-	@missing=""; for cmd in ffmpeg ffprobe espeak-ng chromium; do command -v $$cmd >/dev/null || missing=1; done; \
+	@missing=""; for cmd in ffmpeg ffprobe espeak-ng chromium bwrap; do command -v $$cmd >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from prefect import State, flow, get_run_logger
 from prefect.states import Completed, Failed
 
 from flows.clients import Clients, worker_clients
-from flows.job import BATCHES, COLLECTION, JobError
+from flows.job import BATCHES, COLLECTION, ErrorCode, JobError
 from flows.lifecycle import BATCH_ATTEMPT, batch_job_ids, belongs_to_batch
-from flows.media import MediaInfo
+from flows.media import MediaInfo, confined_instead_to
 from flows.pipeline import current_flow_run_id, run_job
 from flows.stages.render import InputAnalysis, analyze_input
 from flows.stages.validate import load_upload
@@ -34,6 +34,59 @@ from flows.transitions import Heartbeat, touch_waiting_heartbeats
 from flows.workdir import run_dir, work_root
 
 log = logging.getLogger(__name__)
+
+
+def batch_too_large(
+    duration_s: float, jobs: int, limit_minutes: float, spent_s: float = 0.0
+) -> JobError | None:
+    """The error for a batch whose `jobs` renders of a `duration_s` video, after `spent_s`
+    seconds of its other uploads, come to more than `limit_minutes`; None if they fit (pure)."""
+    total_s = spent_s + duration_s * jobs
+    if total_s <= limit_minutes * 60:
+        return None
+    fit = max(0, int((limit_minutes * 60 - spent_s) // duration_s)) if duration_s > 0 else 0
+    return JobError(
+        ErrorCode.BATCH_TOO_LARGE,
+        f"This batch is {total_s / 60:.1f} minutes of video ({jobs} names on a "
+        f"{duration_s:.0f} s video), more than the {limit_minutes:g} minutes one batch may "
+        f"hold. Send at most {fit} names with this video at once, or a shorter video.",
+        retryable=False,
+    )
+
+
+class MediaBudget:
+    """A batch's total media minutes: each of its jobs renders its video once, so a batch is
+    its video's length times its names, and one user's batch must not hold a worker for hours.
+
+    Checked once per upload, when the batch first probes it; the batch's usual one video fails
+    every job or none. An upload that would take the total over the limit fails its jobs.
+    """
+
+    def __init__(self, limit_minutes: float, jobs_per_upload: Mapping[str, int]) -> None:
+        self._limit_minutes = limit_minutes
+        self._jobs = dict(jobs_per_upload)
+        self._spent_s = 0.0
+        self._guard = threading.Lock()
+
+    @classmethod
+    def of(
+        cls, limit_minutes: float, jobs: Mapping[str, dict[str, Any] | None], job_ids: list[str]
+    ) -> MediaBudget:
+        """The budget of the jobs `job_ids` (documents in `jobs`), counted by the upload named."""
+        counts: dict[str, int] = {}
+        for job_id in job_ids:
+            video = (jobs.get(job_id) or {}).get("inputVideo")
+            if isinstance(video, str):
+                counts[video] = counts.get(video, 0) + 1
+        return cls(limit_minutes, counts)
+
+    def admit(self, object_path: str, duration_s: float) -> JobError | None:
+        with self._guard:
+            jobs = self._jobs.get(object_path, 1)
+            error = batch_too_large(duration_s, jobs, self._limit_minutes, self._spent_s)
+            if error is None:
+                self._spent_s += duration_s * jobs
+            return error
 
 
 class SharedInputs:
@@ -47,9 +100,15 @@ class SharedInputs:
     (The pipeline's `Uploads`: each job's run asks it instead of downloading on its own.)
     """
 
-    def __init__(self, root: Path, load: Callable[[str, Path], tuple[Path, MediaInfo]]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        load: Callable[[str, Path], tuple[Path, MediaInfo]],
+        budget: MediaBudget | None = None,
+    ) -> None:
         self._root = root
         self._load = load
+        self._budget = budget
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._dest: dict[str, Path] = {}
@@ -57,11 +116,13 @@ class SharedInputs:
         self._analyses: dict[str, InputAnalysis | None] = {}
 
     @classmethod
-    def from_storage(cls, clients: Clients, root: Path) -> SharedInputs:
+    def from_storage(
+        cls, clients: Clients, root: Path, budget: MediaBudget | None = None
+    ) -> SharedInputs:
         def load(object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
             return load_upload(clients.bucket, object_path, dest, clients.settings.max_input_bytes)
 
-        return cls(root, load)
+        return cls(root, load, budget)
 
     def _place(self, key: str, kind: str) -> tuple[threading.Lock, Path]:
         """The lock that makes `key`'s work happen once, and the folder it works in."""
@@ -81,6 +142,11 @@ class SharedInputs:
                     if error.retryable:
                         raise
                     self._done[object_path] = error
+                loaded = self._done[object_path]
+                if self._budget and not isinstance(loaded, JobError):
+                    # Probed once: now the batch's media minutes are known, kept like a bad upload.
+                    over = self._budget.admit(object_path, loaded[1].duration_s)
+                    self._done[object_path] = over or loaded
             done = self._done[object_path]
         if isinstance(done, JobError):
             raise done
@@ -99,7 +165,9 @@ class SharedInputs:
         with lock:
             if key not in self._analyses:
                 try:
-                    self._analyses[key] = analyze_input(video, greeting_end_s, folder)
+                    # In the batch's folder, not the asking job's: every job reads the result.
+                    with confined_instead_to(folder):
+                        self._analyses[key] = analyze_input(video, greeting_end_s, folder)
                 except Exception:
                     log.info("no shared analysis of %s", object_path)
                     self._analyses[key] = None
@@ -151,8 +219,10 @@ def greeting_batch(batch_id: str) -> State[Any]:
     batch, jobs = read_batch(clients.db, batch_id)
     job_ids = batch_jobs(batch, batch_id, jobs, run_id)
     logger.info("batch %s: %d of %d listed jobs to run", batch_id, len(job_ids), len(jobs))
+    budget = MediaBudget.of(clients.settings.max_batch_media_minutes, jobs, job_ids)
     with run_dir(work_root(clients.settings.state_dir), f"batch-{batch_id}") as tmp:
-        states = run_all(clients, job_ids, run_id, SharedInputs.from_storage(clients, Path(tmp)))
+        inputs = SharedInputs.from_storage(clients, Path(tmp), budget)
+        states = run_all(clients, job_ids, run_id, inputs)
     counts = summarize(states)
     message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no jobs"
     return Failed(message=message) if counts.get("failed") else Completed(message=message)

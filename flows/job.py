@@ -110,6 +110,10 @@ class ErrorCode(StrEnum):
     INPUT_MISMATCH = "input-mismatch"  # the upload's bytes are not the SHA-256 its name says
     GREETING_TOO_LONG = "greeting-too-long"
     VOICE_CLONE_TOO_SHORT = "voice-clone-too-short"  # too little speech to clone the voice
+    # A batch whose video, once per job, is more media than a batch may hold (flows/batch.py).
+    BATCH_TOO_LARGE = "batch-too-large"
+    # Over the owner's new jobs per minute; written by the trigger only (flows/lifecycle.py).
+    RATE_LIMITED = lifecycle.RATE_LIMITED
     TTS_AUTH = "tts-auth"
     TTS_REJECTED = "tts-rejected"
     TTS_UNAVAILABLE = "tts-unavailable"

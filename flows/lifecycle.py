@@ -38,6 +38,11 @@ RETRY = "retry"  # a request allowed once it failed
 
 BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
 
+# The error code of a job refused by its owner's allowance of new jobs per minute (the trigger's
+# triggers/quota.py). Retryable by the user, whose retry request takes from the allowance again;
+# the sweep, whose retries would not, leaves such a job alone (flows/sweep.py).
+RATE_LIMITED = "rate-limited"
+
 
 def upload_prefix(user_id: str) -> str:
     """The user's own upload folder: the only place a job's inputVideo may name."""

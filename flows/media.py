@@ -9,7 +9,9 @@ is therefore opened only as the container its first bytes claim (`sniff_containe
 the one demuxer of that container, with only the `file` protocol (`upload_input_options`); and
 every ffprobe/ffmpeg process runs in its own session under an address-space and CPU limit with a
 wall-clock timeout (`ProcessLimits`, set per job with `limited`), so one upload cannot hold a
-worker's memory or threads.
+worker's memory or threads. Where the machine allows, a job's processes also run in a bubblewrap
+sandbox of the job's own folder (`confined_to`): should a demuxer or decoder still be tricked into
+opening a path, other jobs' uploads and results are not there to open, nor is the network.
 """
 
 from __future__ import annotations
@@ -17,17 +19,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
+
+log = logging.getLogger(__name__)
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
@@ -218,6 +225,188 @@ def _limited_command(cmd: Sequence[str]) -> list[str]:
     return [prlimit, f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_s}", "--", *cmd]
 
 
+# --- The sandbox ------------------------------------------------------------------------------
+
+SandboxMode = Literal["auto", "bwrap", "off"]
+
+
+class SandboxUnavailable(RuntimeError):
+    """A sandbox is required (GREETINGS_SANDBOX=bwrap) but bwrap cannot make one here."""
+
+
+@dataclass(frozen=True)
+class _Bwrap:
+    """How this machine's bwrap makes a sandbox (found once by `bwrap_setup`)."""
+
+    executable: str
+    # A fresh /proc of the sandbox's own processes. A container runtime that masks parts of its
+    # /proc (Docker's and Kubernetes' defaults) makes the kernel refuse to mount another one;
+    # ffmpeg needs none, so the sandbox then has no /proc rather than the worker's.
+    fresh_proc: bool
+
+
+_CONFINED_TO: contextvars.ContextVar[tuple[_Bwrap, Path] | None] = contextvars.ContextVar(
+    "media_confined_to", default=None
+)
+# PATH inside the sandbox: the environment is cleared (the worker's holds API keys).
+_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What of /etc the media programs read: the dynamic linker's cache, and the alternatives links
+# through which Debian installs libraries ffmpeg loads (libblas.so.3 and liblapack.so.3).
+_SANDBOX_ETC = ("/etc/ld.so.cache", "/etc/alternatives")
+
+
+def _system_view() -> list[str]:
+    """bwrap arguments that show the system's programs and libraries, read-only."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/lib", "/lib64", "/sbin"):
+        path = Path(top)
+        if path.is_symlink():  # merged /usr (Debian 12): links into /usr
+            args += ["--symlink", os.readlink(path), top]
+        elif path.is_dir():
+            args += ["--ro-bind", top, top]
+    for etc in _SANDBOX_ETC:
+        args += ["--ro-bind-try", etc, etc]
+    return args
+
+
+def _bwrap_command(
+    bwrap: _Bwrap, folder: Path, named: Sequence[str], cmd: Sequence[str]
+) -> list[str]:
+    """`cmd` in a sandbox where `folder` is the only place it can write and the files `named`
+    the only ones of the worker's it can read; no network, no other process, no environment."""
+    return [
+        bwrap.executable,
+        "--unshare-all",
+        "--die-with-parent",  # killing bwrap (the job's process group) kills what it runs
+        "--new-session",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        _SANDBOX_PATH,
+        *_system_view(),
+        *(["--proc", "/proc"] if bwrap.fresh_proc else []),
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--bind",
+        str(folder),
+        str(folder),
+        *(arg for path in named for arg in ("--ro-bind", path, path)),
+        "--chdir",
+        str(folder),
+        "--",
+        *cmd,
+    ]
+
+
+@cache
+def bwrap_setup() -> _Bwrap | str:
+    """How bwrap sandboxes here, or why it cannot (not installed, no user namespaces, ...).
+
+    Found once per process by running `true` in the very sandbox a job gets: with a fresh /proc
+    if the kernel allows one, else without.
+    """
+    executable = shutil.which("bwrap")
+    if executable is None:
+        return "bwrap is not installed (Debian package bubblewrap)"
+    problem = ""
+    with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as folder:
+        for bwrap in (_Bwrap(executable, fresh_proc=True), _Bwrap(executable, fresh_proc=False)):
+            try:
+                done = subprocess.run(
+                    _bwrap_command(bwrap, Path(folder), [], ["true"]),
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"bwrap did not run: {exc}"
+            if done.returncode == 0:
+                return bwrap
+            problem = stderr_tail(done.stderr.decode(errors="replace"), 1)
+    return f"bwrap cannot make a sandbox here: {problem}"
+
+
+@cache
+def sandboxing(mode: SandboxMode) -> _Bwrap | None:
+    """The sandbox jobs' media processes get with `mode` (None: none), said once in the log.
+
+    "auto" sandboxes where bwrap works; "bwrap" raises `SandboxUnavailable` where it does not.
+    Without a sandbox each job still has its own 0700 folder, its limits and its own session.
+    """
+    if mode == "off":
+        log.warning("media processes are not sandboxed (GREETINGS_SANDBOX=off)")
+        return None
+    setup = bwrap_setup()
+    if isinstance(setup, _Bwrap):
+        log.info(
+            "each job's media processes run in a bwrap sandbox of its own folder (%s /proc)",
+            "a fresh" if setup.fresh_proc else "no",
+        )
+        return setup
+    if mode == "bwrap":
+        raise SandboxUnavailable(f"GREETINGS_SANDBOX=bwrap, but {setup}")
+    log.warning("media processes are not sandboxed: %s", setup)
+    return None
+
+
+@contextlib.contextmanager
+def confined_to(folder: Path, mode: SandboxMode = "bwrap") -> Iterator[None]:
+    """Media processes started in this context run in a sandbox (`mode`: see `sandboxing`)
+    that shows them `folder` (read-write, a job's scratch folder), each existing file named by
+    an absolute path on their command line (read-only: a batch's shared download, say), the
+    system's programs, and nothing else: no other job's files, no network."""
+    bwrap = sandboxing(mode)
+    token = _CONFINED_TO.set((bwrap, folder.resolve()) if bwrap is not None else None)
+    try:
+        yield
+    finally:
+        _CONFINED_TO.reset(token)
+
+
+@contextlib.contextmanager
+def confined_instead_to(folder: Path) -> Iterator[None]:
+    """In a sandboxed context, media processes started in this one see `folder` instead of its
+    folder (a batch's shared work, done for all its jobs by the job that asks first); an
+    unsandboxed context stays so."""
+    confined = _CONFINED_TO.get()
+    token = _CONFINED_TO.set((confined[0], folder.resolve()) if confined is not None else None)
+    try:
+        yield
+    finally:
+        _CONFINED_TO.reset(token)
+
+
+def _files_named(cmd: Sequence[str], folder: Path) -> list[str]:
+    """The files outside `folder` that `cmd` names by absolute path: only those are shown, one
+    file at a time, so naming a file never shows the rest of its folder."""
+    named = {
+        arg
+        for arg in cmd
+        if arg.startswith("/") and not Path(arg).is_relative_to(folder) and Path(arg).is_file()
+    }
+    return sorted(named)
+
+
+def _command(cmd: Sequence[str]) -> list[str]:
+    """`cmd` as it is started: under the current limits, in the current sandbox if any."""
+    limited = _limited_command(cmd)
+    confined = _CONFINED_TO.get()
+    if confined is None:
+        return limited
+    bwrap, folder = confined
+    return _bwrap_command(bwrap, folder, _files_named(cmd, folder), limited)
+
+
+def _status(returncode: int) -> int:
+    """A process's exit status as if unsandboxed: bwrap exits 128 + n for a child killed by
+    signal n, where Popen says -n (a probe killed for memory is told apart by that)."""
+    if _CONFINED_TO.get() is not None and 128 < returncode <= 128 + signal.SIGRTMAX:
+        return 128 - returncode
+    return returncode
+
+
 def _run(cmd: Sequence[str], stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Runs a media process in its own session under the current limits and cancel flag."""
     with _user_slot():
@@ -226,7 +415,7 @@ def _run(cmd: Sequence[str], stdin: bytes | None = None) -> subprocess.Completed
 
 def _run_now(cmd: Sequence[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
     proc = subprocess.Popen(
-        _limited_command(cmd),
+        _command(cmd),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -234,7 +423,7 @@ def _run_now(cmd: Sequence[str], stdin: bytes | None) -> subprocess.CompletedPro
     )
     with _Supervisor([proc], Path(cmd[0]).name):
         stdout, stderr = proc.communicate(stdin)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(proc.args, _status(proc.returncode), stdout, stderr)
 
 
 def sniff_container(path: Path) -> str:
@@ -337,9 +526,7 @@ def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
 def _run_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     procs = [
         subprocess.Popen(
-            _limited_command(
-                [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
-            ),
+            _command([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -373,7 +560,8 @@ def _run_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     for i in (0, 1):
         if procs[i].returncode != 0 and i not in killed:
             args = [str(a) for a in (producer, consumer)[i]]
-            raise FfmpegError(args, procs[i].returncode, stderr[i].decode(errors="replace"))
+            status = _status(procs[i].returncode)
+            raise FfmpegError(args, status, stderr[i].decode(errors="replace"))
 
 
 def run_ffprobe(args: Sequence[str]) -> dict[str, Any]:

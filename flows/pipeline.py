@@ -27,6 +27,7 @@ from flows.media import (
     MediaTimeout,
     ProcessLimits,
     allowing,
+    confined_to,
     for_user,
     limited,
 )
@@ -207,6 +208,7 @@ def run_job(
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
         cancel_watch(clients.db, job_id, attempt) as cancelled,
         limited(limits, cancelled),
+        confined_to(Path(tmp), settings.sandbox),
     ):
         work_dir = Path(tmp)
         own = OwnUpload(clients.bucket, work_dir, settings.max_input_bytes)

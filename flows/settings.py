@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.media import SandboxMode
+
 # The folder that holds flows/: the repository, or /opt/greetings in the worker image.
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,9 @@ class Settings(BaseSettings):
     # --- Input limits (validating-input) ------------------------------------------------------
     max_input_bytes: int = 500 * 1024 * 1024
     max_input_seconds: float = 600.0
+    # A batch's video once per job (flows/batch.py): more minutes of it than this fail every job
+    # of the batch `batch-too-large`. 4000: 400 names (the largest batch) on a 10-minute video.
+    max_batch_media_minutes: float = 4000.0
 
     # --- Speech (processing-audio) ------------------------------------------------------------
     # "auto": ElevenLabs when a key is configured, else the local espeak-ng voice.
@@ -86,6 +91,10 @@ class Settings(BaseSettings):
     # ffmpeg/ffprobe processes one user may run at once on a worker: another user's job never
     # waits behind them. As many as a batch works on at once.
     media_slots_per_user: int = 4
+    # Each job's media processes in a bubblewrap sandbox of its own folder (flows/media.py
+    # `confined_to`). "auto": where bwrap works here (it needs user namespaces); "bwrap": a job
+    # that cannot be sandboxed fails instead of running without one; "off": never.
+    sandbox: SandboxMode = "auto"
 
     # --- Retries and the sweep ----------------------------------------------------------------
     max_retries: int = 3

@@ -1,6 +1,7 @@
 """The `retry-failed-jobs` flow (every 5 minutes): the backstop that brings failed work back.
 
-- retries `failed` jobs whose error is retryable, up to `max_retries`, with backoff;
+- retries `failed` jobs whose error is retryable, up to `max_retries`, with backoff (not
+  `rate-limited` ones: their owner retries those, within their allowance);
 - reaps jobs whose worker is gone (running stage, stale heartbeat) as `failed` / `worker-lost`;
 - starts `pending` jobs that never got a flow run (the trigger was lost or Prefect was down).
 Deciding is a plain function (`plan_sweep`); acting on the decisions is the flow.
@@ -55,6 +56,10 @@ def plan_sweep(jobs: dict[str, dict[str, Any]], now: datetime, settings: Setting
         error = job.get("error") or {}
         if status == JobStatus.FAILED:
             if not error.get("retryable") or attempt >= settings.max_retries:
+                continue
+            if error.get("code") == ErrorCode.RATE_LIMITED:
+                # Its owner retries it, and that retry takes from their allowance of new jobs
+                # per minute; a retry from here would start every refused job at once.
                 continue
             wait_s = settings.retry_backoff_seconds * 2**attempt
             if _older_than(job.get("updatedAt"), now, wait_s):

@@ -29,6 +29,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.flow_engine import run_flow
 from prefect.workers.base import BaseJobConfiguration, BaseWorker, BaseWorkerResult
 
+from flows.media import sandboxing
 from flows.settings import get_settings
 from flows.workdir import remove_orphans, work_root
 
@@ -111,6 +112,9 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, Any, InProcessWorker
 def serve(pool: str, name: str, threads: int = DEFAULT_THREADS) -> None:
     """Runs the worker until interrupted (what `greetings worker` calls)."""
 
+    # Said once at start-up, and GREETINGS_SANDBOX=bwrap on a machine that cannot stops here,
+    # not at each job's first stage.
+    sandboxing(get_settings().sandbox)
     removed = remove_orphans(work_root(get_settings().state_dir))
     if removed:
         print(f"removed {len(removed)} scratch folder(s) left by a killed worker")

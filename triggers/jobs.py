@@ -1,7 +1,9 @@
 """What the trigger does with a job document: plain functions taking their clients as arguments.
 
 This is the only place in triggers/ that writes a job's `status`: pending -> queued when it starts
-a run, any unfinished status -> cancelled, failed -> pending for a user's retry. The worker writes
+a run, pending -> failed (`rate-limited`) when its owner is over their allowance of new jobs per
+minute (quota.py), any unfinished status -> cancelled, failed -> pending for a user's retry. The
+worker writes
 every later status (flows/transitions.py). Both follow the same rule: a write is conditional on
 the job's current status and attempt, inside a transaction, so a duplicate or late event never
 moves a job backwards. What both must agree on (statuses, the idempotency key, which jobs a batch
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import lifecycle
+import quota
 from google.cloud import firestore
 from lifecycle import (
     BATCH_ATTEMPT,
@@ -25,6 +28,7 @@ from lifecycle import (
     PENDING,
     QUEUED,
     QUEUED_PROGRESS,
+    RATE_LIMITED,
     REQUESTS,
     RETRY,
     TERMINAL,
@@ -50,6 +54,36 @@ class Orchestrator(Protocol):
 
 def _entry(status: str, attempt: int, **extra: Any) -> dict[str, Any]:
     return {"status": status, "at": datetime.now(UTC), "attempt": attempt, **extra}
+
+
+def start_job(
+    db: firestore.Client,
+    orchestrator: Orchestrator,
+    unavailable: type[Exception],
+    deployment: str,
+    job_id: str,
+    attempt: int,
+    jobs_per_minute: int,
+) -> str | None:
+    """A new job (on_job_created): takes a token from its owner's allowance, then starts the
+    attempt; over the allowance the job ends `failed` (`rate-limited`). None if not started.
+
+    A job found already started or finished is left alone (a duplicate delivery; the run's key
+    makes it one run anyway). One found pending with a note was charged by the delivery that
+    wrote the note (Prefect was down): it is started without a second charge.
+    """
+    snapshot = db.collection(COLLECTION).document(job_id).get()
+    job = (snapshot.to_dict() or {}) if snapshot.exists else {}
+    if job.get("status") != PENDING or attempt_of(job) != attempt:
+        return None
+    user_id = job.get("userId")
+    if isinstance(user_id, str) and user_id and not job.get("error"):
+        allowance = quota.take(db, user_id, 1, jobs_per_minute)
+        if not allowance.granted:
+            log.info("job %s: user %s over %d/min", job_id, user_id, allowance.per_minute)
+            mark_failed(db, [job_id], attempt, rate_limited(allowance))
+            return None
+    return start_attempt(db, orchestrator, unavailable, deployment, job_id, attempt)
 
 
 def start_attempt(
@@ -150,6 +184,53 @@ def mark_queued(db: firestore.Client, job_id: str, attempt: int, flow_run_id: st
     return bool(apply(db.transaction()))
 
 
+def rate_limited(allowance: quota.Allowance) -> dict[str, Any]:
+    """The error of a job its owner's allowance refused: retryable, by its owner's request."""
+    return {"code": RATE_LIMITED, "message": quota.refusal_message(allowance), "retryable": True}
+
+
+def _failed_fields(
+    data: dict[str, Any], attempt: int, error: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """The write that ends a still-pending attempt `failed`; None if nothing to write.
+
+    The fields flows/transitions.py writes for a failure (its plan_update): status, the history
+    entry with the error's code, error, heartbeatAt, updatedAt, completedAt. Only from pending:
+    a job the worker or a user moved on meanwhile is theirs.
+    """
+    if data.get("status") != PENDING or attempt_of(data) != attempt:
+        return None
+    entry = {"status": FAILED, "at": now, "attempt": attempt, "errorCode": error["code"]}
+    return {
+        "status": FAILED,
+        "history": [*data.get("history", []), entry],
+        "error": error,
+        "heartbeatAt": now,
+        "updatedAt": now,
+        "completedAt": now,
+    }
+
+
+def mark_failed(
+    db: firestore.Client, job_ids: list[str], attempt: int, error: dict[str, Any]
+) -> int:
+    """pending -> failed with `error` for these jobs' `attempt`, in one commit; how many moved."""
+    refs = [db.collection(COLLECTION).document(job_id) for job_id in job_ids]
+
+    @firestore.transactional
+    def apply(transaction: firestore.Transaction) -> int:
+        now = datetime.now(UTC)
+        moved = 0
+        for snapshot in transaction.get_all(refs):
+            fields = _failed_fields(snapshot.to_dict() or {}, attempt, error, now)
+            if snapshot.exists and fields:
+                transaction.update(snapshot.reference, fields)
+                moved += 1
+        return moved
+
+    return int(apply(db.transaction())) if refs else 0
+
+
 # --- batches: greetingBatches/{batchId}, one flow run for many jobs ------------------------------
 
 
@@ -160,23 +241,34 @@ def start_batch(
     deployment: str,
     batch_id: str,
     batch: dict[str, Any],
+    jobs_per_minute: int,
 ) -> str | None:
-    """Creates the batch's one flow run and marks its jobs queued; None if Prefect is down
-    or no listed job is the owner's and waiting.
+    """Creates the batch's one flow run and marks its jobs queued; None if Prefect is down,
+    the owner is over their allowance of new jobs per minute, or no listed job is the owner's
+    and waiting.
 
     The idempotency key is the batch id, so a duplicate delivery reuses the run. When Prefect
     cannot be reached the jobs stay pending with a retryable note, and the sweep starts them
-    one by one.
+    one by one. A batch takes one token per job, all or none: over the allowance every waiting
+    job of it ends `failed` (`rate-limited`), and its owner retries them.
     """
-    refs = [
-        snapshot.reference
+    waiting = [
+        snapshot
         for snapshot in db.get_all(
             [db.collection(COLLECTION).document(j) for j in batch_job_ids(batch)]
         )
         if belongs_to_batch(snapshot.to_dict(), batch_id, batch, frozenset({PENDING}))
     ]
+    refs = [snapshot.reference for snapshot in waiting]
     if not refs:
         log.info("batch %s: none of its listed jobs is the owner's and waiting", batch_id)
+        return None
+    # Jobs with a note were charged by the delivery that wrote it (Prefect was down then).
+    fresh = sum(1 for snapshot in waiting if not (snapshot.to_dict() or {}).get("error"))
+    allowance = quota.take(db, str(batch["userId"]), fresh, jobs_per_minute)
+    if not allowance.granted:
+        moved = mark_failed(db, [ref.id for ref in refs], BATCH_ATTEMPT, rate_limited(allowance))
+        log.info("batch %s: over %d/min, %d jobs refused", batch_id, allowance.per_minute, moved)
         return None
     try:
         flow_run_id = orchestrator.create_flow_run(
@@ -210,6 +302,32 @@ def start_batch(
         "batch %s: flow run %s, %s of %d jobs queued", batch_id, flow_run_id, queued, len(refs)
     )
     return flow_run_id
+
+
+def retry(
+    db: firestore.Client,
+    orchestrator: Orchestrator,
+    unavailable: type[Exception],
+    deployment: str,
+    job_id: str,
+    user_id: str,
+    max_retries: int,
+    jobs_per_minute: int,
+) -> tuple[str, str]:
+    """A user's retry request: the request's (outcome, message).
+
+    A retry starts a job as creating one does, so it takes a token from the same allowance,
+    first: a refused retry leaves the job as it was, its attempts unspent (a retry refused for
+    another reason has still cost its token, as asking does).
+    """
+    allowance = quota.take(db, user_id, 1, jobs_per_minute)
+    if not allowance.granted:
+        return "refused", quota.refusal_message(allowance)
+    attempt = begin_retry(db, job_id, max_retries)
+    if attempt is None:
+        return "refused", "The job is not failed, or its retries are used up."
+    start_attempt(db, orchestrator, unavailable, deployment, job_id, attempt)
+    return "retrying", f"Attempt {attempt} started."
 
 
 def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | None:

@@ -31,6 +31,12 @@ GREETING_DEPLOYMENT = params.StringParam(
 )
 BATCH_DEPLOYMENT = params.StringParam("BATCH_DEPLOYMENT", default="greeting-batch/greeting-batch")
 MAX_RETRIES = params.IntParam("GREETINGS_MAX_RETRIES", default=3)
+# New jobs (a batch's count, retries too) one user may start a minute; quota.py says how.
+JOBS_PER_MINUTE = params.IntParam(
+    "GREETINGS_JOBS_PER_MINUTE",
+    default=120,
+    description="new jobs one user may start a minute (a batch of up to 400 fits an unused one)",
+)
 STORAGE_BUCKET = params.StringParam(
     "STORAGE_BUCKET", default="", description="empty: <project id>.appspot.com"
 )
@@ -106,13 +112,14 @@ def on_job_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> N
         return
     if data.get("batchId"):
         return  # its greetingBatches document starts it (or, without one, the sweep)
-    jobs.start_attempt(
+    jobs.start_job(
         _db(),
         _prefect(),
         PrefectUnavailable,
         GREETING_DEPLOYMENT.value,
         event.params["jobId"],
         int(data.get("retryCount") or 0),
+        JOBS_PER_MINUTE.value,
     )
 
 
@@ -128,6 +135,7 @@ def on_batch_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) ->
         BATCH_DEPLOYMENT.value,
         event.params["batchId"],
         event.data.to_dict() or {},
+        JOBS_PER_MINUTE.value,
     )
 
 
@@ -150,14 +158,16 @@ def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) 
             else ("refused", "The job had already finished.")
         )
     elif data.get("action") == jobs.RETRY:
-        attempt = jobs.begin_retry(_db(), job_id, MAX_RETRIES.value)
-        if attempt is None:
-            outcome, message = "refused", "The job is not failed, or its retries are used up."
-        else:
-            jobs.start_attempt(
-                _db(), _prefect(), PrefectUnavailable, GREETING_DEPLOYMENT.value, job_id, attempt
-            )
-            outcome, message = "retrying", f"Attempt {attempt} started."
+        outcome, message = jobs.retry(
+            _db(),
+            _prefect(),
+            PrefectUnavailable,
+            GREETING_DEPLOYMENT.value,
+            job_id,
+            str(data.get("userId")),
+            MAX_RETRIES.value,
+            JOBS_PER_MINUTE.value,
+        )
     else:
         outcome, message = "refused", "Unknown action."
     jobs.mark_request_handled(_db(), job_id, request_id, outcome, message)

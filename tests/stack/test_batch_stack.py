@@ -99,6 +99,7 @@ def test_duplicate_batch_event_starts_nothing_and_foreign_jobs_are_left_alone(
         BATCH_DEPLOYMENT,
         batch_id,
         batch,
+        120,  # the trigger's default JOBS_PER_MINUTE
     )
     assert again is None
     assert len(batch_runs(stack, batch_id)) == 1

@@ -309,6 +309,19 @@ def test_other_collections_denied(stack: Any, alice: User) -> None:
         as_user(stack, alice).create("users", alice.uid, {"name": "x"}, ())
 
 
+def test_a_user_can_neither_fill_nor_read_their_own_allowance(
+    stack: Any, clients: Any, alice: User
+) -> None:
+    # userQuotas/{uid}: the trigger's token bucket (triggers/quota.py), the server's alone.
+    with pytest.raises(Denied):
+        as_user(stack, alice).create("userQuotas", alice.uid, {"tokens": 10_000}, ())
+    clients.db.collection("userQuotas").document(alice.uid).set({"tokens": 1})
+    with pytest.raises(Denied):
+        as_user(stack, alice).get("userQuotas", alice.uid)
+    with pytest.raises(Denied):
+        as_user(stack, alice).update("userQuotas", alice.uid, {"tokens": 10_000})
+
+
 # --- greetingBatches: a user lists their own batch's jobs, once ----------------------------------
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from flows.batch import SharedInputs, batch_jobs
+from flows.batch import MediaBudget, SharedInputs, batch_jobs, batch_too_large
 from flows.job import ErrorCode, JobError
+from flows.media import MediaInfo
 
 BATCH = "b-1"
 
@@ -104,3 +105,55 @@ def test_shared_inputs_keep_a_bad_upload_but_not_an_outage(tmp_path: Path) -> No
         inputs.get("flaky")
     assert inputs.get("flaky") == (tmp_path / "v", {"ok": True})
     assert calls.count("flaky") == 2
+
+
+# --- a batch's total media minutes -----------------------------------------------------------
+
+
+def test_a_batch_fits_until_its_video_times_its_names_passes_the_limit() -> None:
+    assert batch_too_large(90, 400, 600) is None  # exactly 600 minutes
+    error = batch_too_large(90, 401, 600)
+    assert error is not None
+    assert error.code == ErrorCode.BATCH_TOO_LARGE and not error.retryable
+    assert error.message == (
+        "This batch is 601.5 minutes of video (401 names on a 90 s video), more than the 600 "
+        "minutes one batch may hold. Send at most 400 names with this video at once, or a "
+        "shorter video."
+    )
+    # After 500 minutes of the batch's other upload, 100 are left: 66 names of a 90 s video.
+    assert "at most 66 names" in (batch_too_large(90, 67, 600, spent_s=500 * 60) or error).message
+    assert batch_too_large(90, 66, 600, spent_s=500 * 60) is None
+
+
+def test_media_budget_counts_each_uploads_jobs() -> None:
+    jobs: dict[str, dict[str, Any] | None] = {
+        "a": job(inputVideo="long"),
+        "b": job(inputVideo="long"),
+        "c": job(inputVideo="short"),
+        "gone": None,
+    }
+    budget = MediaBudget.of(10, jobs, ["a", "b", "c", "gone"])
+    assert budget.admit("long", 240) is None  # 2 x 4 min: 8 of 10
+    over = budget.admit("short", 180)  # 1 x 3 min more: 11
+    assert over is not None and "at most 0 names" in over.message
+    assert budget.admit("short", 60) is None  # what was refused was not counted
+
+
+def test_shared_inputs_fail_every_job_of_a_batch_too_large_after_one_probe(
+    tmp_path: Path,
+) -> None:
+    calls: list[str] = []
+
+    def load(object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
+        calls.append(object_path)
+        return dest, MediaInfo(1000, 120.0, "mov,mp4", None, None)
+
+    inputs = SharedInputs(tmp_path, load, MediaBudget(10, {"video": 6}))  # 12 minutes
+    for _ in range(6):
+        with pytest.raises(JobError) as failed:
+            inputs.get("video")
+        assert failed.value.code == ErrorCode.BATCH_TOO_LARGE
+    assert calls == ["video"]
+
+    fits = SharedInputs(tmp_path / "fits", load, MediaBudget(10, {"video": 5}))
+    assert fits.get("video")[1].duration_s == 120.0

@@ -46,6 +46,13 @@ def test_retryable_failures_are_retried_after_their_backoff() -> None:
     assert kinds(jobs) == [("retry", "a", 0), ("retry", "d", 2)]
 
 
+def test_rate_limited_jobs_are_left_to_their_owner() -> None:
+    # Retryable, but only by the owner's retry request, which takes from their allowance.
+    limited = failed(0, True, since=9999)
+    limited["error"] = {**limited["error"], "code": "rate-limited"}
+    assert kinds({"a": limited}) == []
+
+
 def test_stuck_jobs_are_reaped_by_heartbeat() -> None:
     jobs = {
         "stale": {"status": "generating-video", "heartbeatAt": ago(121), "flowRunId": "r"},

@@ -124,7 +124,9 @@ export class JobList {
     show(row.error, Boolean(error?.message));
     if (error?.message) {
       setText(row.errorText, error.message);
-      const retried = error.retryable && data.status === 'failed' ? ' (it will be retried)' : '';
+      // The sweep retries retryable failures, except rate-limited ones: their owner's Retry does.
+      const automatic = error.retryable && error.code !== 'rate-limited';
+      const retried = automatic && data.status === 'failed' ? ' (it will be retried)' : '';
       setText(row.errorCode, `Error code: ${error.code}${retried}`);
     }
     row.error.classList.toggle('job-note-only', data.status !== 'failed');

@@ -13,6 +13,7 @@ The analysis needs that claim before it starts: with the pipeline's probe of the
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import os
@@ -429,9 +430,11 @@ def _probe_and_decode(
         info, first_pts = _checked_probe(probe, greeting_end_s)
         greeting_raw, tail_ready = _decoding(lambda: decode(info.duration_s))
     else:
+        # The pool's threads do not inherit context variables: without a copy of this one, the
+        # job's limits, cancel flag, user slot and sandbox would not reach these two processes.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            probed = pool.submit(probe)
-            decoded = pool.submit(decode, claimed_s)
+            probed = pool.submit(contextvars.copy_context().run, probe)
+            decoded = pool.submit(contextvars.copy_context().run, decode, claimed_s)
             info, first_pts = _checked_probe(probed.result, greeting_end_s)
             greeting_raw, tail_ready = _decoding(decoded.result)
     upload = Upload(input_video, container, info.duration_s)
