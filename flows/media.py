@@ -58,6 +58,20 @@ class MediaTooLarge(ProbeError):
     """Reading the file needed more memory than a media process may have (huge frames)."""
 
 
+class TooManyTracks(ProbeError):
+    """The header lists more tracks than any recording has: refused before ffprobe opens them
+    (998 audio tracks took it to 1.3 GB)."""
+
+    def __init__(self, path: Path, tracks: int) -> None:
+        super().__init__(f"{path.name} holds {tracks} tracks")
+        self.tracks = tracks
+
+
+# More tracks than a recording has (validate allows one video and a few audio): counted from an
+# MP4/MOV header before ffprobe reads them. Matroska's are left to ffprobe's memory limit.
+MAX_TRACKS_TO_PROBE = 8
+
+
 class MediaCancelled(Exception):
     """The job was cancelled: its media processes were killed."""
 
@@ -79,6 +93,11 @@ class ProcessLimits:
     timeout_s: float = 120.0
     memory_bytes: int = 1 << 30
     cpu_s: int = 120
+    # ffprobe decodes a frame where a codec's header does not say enough (PNG, MJPEG): a 3 MB
+    # 16000x16000 PNG took 780 MB under the 1 GiB above. Its libraries map about 280 MB of
+    # address space; 512 MiB leaves room for any allowed frame and fails that decode at once,
+    # while the sizes the refusal needs come from the header (measured, see README Limits).
+    probe_memory_bytes: int = 512 << 20
 
 
 _LIMITS: contextvars.ContextVar[ProcessLimits] = contextvars.ContextVar(
@@ -566,7 +585,14 @@ def _run_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
 
 def run_ffprobe(args: Sequence[str]) -> dict[str, Any]:
     cmd = [FFPROBE, "-v", "error", "-print_format", "json", *args]
-    proc = _run(cmd)
+    limits = _LIMITS.get()
+    token = _LIMITS.set(
+        replace(limits, memory_bytes=min(limits.memory_bytes, limits.probe_memory_bytes))
+    )
+    try:
+        proc = _run(cmd)
+    finally:
+        _LIMITS.reset(token)
     if proc.returncode != 0:
         said = stderr_tail(proc.stderr.decode(errors="replace"))
         # Out of address space: an allocation failed, a library could not be mapped, or the
@@ -600,6 +626,13 @@ def probe_upload(path: Path) -> MediaInfo:
     if not path.is_file():
         raise ProbeError(f"{path} is not a file")
     container = sniff_container(path)
+    if container == "mov":
+        try:
+            tracks = len(mp4_track_kinds(path))
+        except ProbeError:
+            tracks = 0  # no index: ffprobe says why, as for any file
+        if tracks > MAX_TRACKS_TO_PROBE:
+            raise TooManyTracks(path, tracks)
     data = run_ffprobe(
         ["-show_format", "-show_streams", *upload_input_options(container), str(path)]
     )

@@ -33,6 +33,7 @@ from flows.media import (
     MediaTimeout,
     MediaTooLarge,
     ProbeError,
+    TooManyTracks,
     probe_upload,
     sniff_container,
 )
@@ -409,6 +410,12 @@ def inspect_video(video: Path) -> MediaInfo:
         raise JobError(
             ErrorCode.INPUT_TOO_LARGE,
             "The video's frames are too large to read: upload it at 4K (4096x2304) or less.",
+        ) from exc
+    except TooManyTracks as exc:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The file holds {exc.tracks} tracks; a recording has one video track and at most "
+            f"{MAX_AUDIO_STREAMS} audio tracks: export it with one of each.",
         ) from exc
     except MediaTimeout as exc:
         raise JobError(

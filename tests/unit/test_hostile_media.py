@@ -7,6 +7,8 @@ user's video by absolute path; a PNG-in-MOV of huge frames took a worker to giga
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -103,6 +105,30 @@ def test_frames_too_large_to_decode_are_read_from_the_header_under_the_limit(
     assert refused.value.code == ErrorCode.INPUT_TOO_LARGE
 
 
+PROBE_PEAK = """
+import resource, sys
+from pathlib import Path
+from flows.media import probe_upload
+info = probe_upload(Path(sys.argv[1]))
+print(info.video.width, info.video.height, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_a_frame_that_decodes_to_768_mb_is_probed_in_under_300_mb(tmp_path: Path) -> None:
+    huge = tmp_path / "16k.mov"  # one 16000x16000 RGB frame: 768 MB decoded, 0.8 MB stored
+    making = ["-f", "lavfi", "-i", "color=c=red:s=16000x16000:r=1:d=1", "-frames:v", "1"]
+    with limited(ProcessLimits(memory_bytes=8 << 30)):
+        run_ffmpeg([*making, "-c:v", "png", "-pix_fmt", "rgb24", "-f", "mov", str(huge)])
+    # The worker's default limits, in a fresh process: its children's peak is this probe's.
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_PEAK, str(huge)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    width, height, peak_kb = (int(word) for word in out)
+    print(f"ffprobe of a 16000x16000 PNG frame peaked at {peak_kb / 1024:.0f} MB")
+    assert (width, height) == (16000, 16000)
+    assert peak_kb < 300 * 1024
+
+
 def test_a_probe_killed_for_memory_is_too_large_not_a_crash(tmp_path: Path) -> None:
     video = make_sample_video(tmp_path / "v.mp4", seconds=2)
     # Too little address space even to load ffprobe's libraries: the process dies.
@@ -133,6 +159,23 @@ def test_many_audio_tracks_are_refused(tmp_path: Path) -> None:
         check_media(probe_upload(many), 1.0, 600)
     assert refused.value.code == ErrorCode.INPUT_NOT_VIDEO
     assert "6 audio tracks" in refused.value.message
+
+
+def test_hundreds_of_tracks_are_counted_from_the_header_before_ffprobe_opens_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_sample_video(tmp_path / "one.mp4", seconds=3)
+    many = tmp_path / "many.mp4"
+    maps = [arg for _ in range(998) for arg in ("-map", "0:a:0")]
+    run_ffmpeg(["-i", str(source), "-map", "0:v:0", *maps, "-c", "copy", str(many)])
+    started: list[object] = []
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a) or real(*a, **k))
+    with pytest.raises(JobError) as refused:
+        inspect_video.fn(many)
+    assert refused.value.code == ErrorCode.INPUT_NOT_VIDEO
+    assert "999 tracks" in refused.value.message and "at most 4 audio" in refused.value.message
+    assert started == []  # no ffprobe ran
 
 
 def test_a_media_process_past_its_time_is_stopped() -> None:
