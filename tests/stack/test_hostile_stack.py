@@ -203,6 +203,22 @@ def stage_seconds(job: dict[str, Any], first: str, last: str) -> float:
     return float((at[last] - at[first]).total_seconds())
 
 
+def refusal_problems(
+    clients: Any, finished: dict[str, dict[str, Any]], expected: dict[str, tuple[str, str, str]]
+) -> list[str]:
+    """Why the jobs (id -> (label, code, hint)) are not clean failures within REFUSED_WITHIN_S of
+    their first stage (empty if they all are)."""
+    problems = []
+    for job_id, (label, code, hint) in expected.items():
+        job = finished[job_id]
+        problems += [f"{label}: {p}" for p in failure_problems(clients, job, job_id, code, hint)]
+        if job.get("status") == "failed":
+            took = stage_seconds(job, "validating-input", "failed")
+            if took > REFUSED_WITHIN_S:
+                problems.append(f"{label}: refused {took:.1f} s after it started")
+    return problems
+
+
 def submit_as(stack: Any, user: User, input_video: str, **overrides: Any) -> str:
     job_id = new_job_id()
     create_as_user(stack, user, job_id, job_fields(user, input_video, **overrides))
@@ -240,17 +256,11 @@ def test_disguised_playlists_and_concat_files_open_nothing_and_fail_at_once(
     assert opened() == [], "the watch saw an open before any job ran"
 
     finished = wait_all_finished(clients, prefect_client, list(jobs), 90)
-    problems = []
-    for job_id, name in jobs.items():
-        job = finished[job_id]
-        problems += [
-            f"{name}: {p}"
-            for p in failure_problems(clients, job, job_id, "input-not-video", "not a video")
-        ]
-        if job.get("status") == "failed":
-            took = stage_seconds(job, "validating-input", "failed")
-            if took > REFUSED_WITHIN_S:
-                problems.append(f"{name}: refused {took:.1f} s after it started")
+    problems = refusal_problems(
+        clients,
+        finished,
+        {job_id: (name, "input-not-video", "not a video") for job_id, name in jobs.items()},
+    )
     assert opened() == [], "a job's process opened the other user's video"
     assert_no_scratch_left(stack, list(jobs))
     assert not problems, "\n".join(problems)
@@ -279,15 +289,9 @@ def test_huge_frames_and_hundreds_of_tracks_are_refused_from_the_header(
             create_as_user(stack, mallory, job_id, job_fields(mallory, paths[name]))
         finished = wait_all_finished(clients, prefect_client, list(job_ids), 90)
 
-    problems = []
-    for job_id, name in job_ids.items():
-        code, hint = expected[name]
-        job = finished[job_id]
-        problems += [f"{name}: {p}" for p in failure_problems(clients, job, job_id, code, hint)]
-        if job.get("status") == "failed":
-            took = stage_seconds(job, "validating-input", "failed")
-            if took > REFUSED_WITHIN_S:
-                problems.append(f"{name}: refused {took:.1f} s after it started")
+    problems = refusal_problems(
+        clients, finished, {job_id: (name, *expected[name]) for job_id, name in job_ids.items()}
+    )
     probes = [peak for program, peak in watch.peaks_kb.values() if program == "ffprobe"]
     print(f"{len(probes)} ffprobe process(es) seen; peaks (kB): {sorted(probes)}")
     big = {pid: v for pid, v in watch.peaks_kb.items() if v[1] > PROBE_PEAK_LIMIT_KB}
