@@ -186,6 +186,11 @@ class JobRequest(_Camel):
     greeting_text: str | None = None
     first_name: str | None = None  # what to call the prospect; derived from prospectName if unset
     greeting_fallback: str | None = None  # spoken when there is no first name (default "there")
+    # How to say the name ("Sheh-VAWN" for Siobhan): spoken for {firstName} and {name}, and
+    # nowhere else (the job's name, its file name and the page show prospectName).
+    pronunciation: str | None = None
+    # The video's words right after the greeting: the voice leads into them, never says them.
+    following_text: str | None = None
     batch_id: str | None = None
 
 

@@ -33,7 +33,7 @@ from flows.media import (
 )
 from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
-from flows.stages.synthesize import speak_greeting
+from flows.stages.synthesize import SpeechFile, speak_greeting
 from flows.stages.upload import upload_result, withdraw_result
 from flows.stages.validate import (
     ValidRequest,
@@ -144,15 +144,16 @@ class JobRun:
             )
             voice_id = voice_to_speak(voices, voice_id, source)
             spoken = {"voiceUsed": voice_id}
-        text = request.greeting_text
-        speech = speak_greeting(voices, voice_id, text, work_dir)
+        # The video's own words after the slot: the greeting's intonation leads into them.
+        text, following = request.greeting_text, request.following_text
+        speech = speak_greeting(voices, voice_id, text, work_dir, next_text=following)
 
         self.move(JobStatus.GENERATING_VIDEO, **spoken)
         shared = uploads.analysis(request.input_video, video, greeting_end_s)
 
-        def respeak(speed: float) -> Path:
+        def respeak(speed: float) -> SpeechFile:
             # A greeting too long for its slot: the voice speaks faster before any time-stretch.
-            return speak_greeting(voices, voice_id, text, work_dir, speed)
+            return speak_greeting(voices, voice_id, text, work_dir, speed, next_text=following)
 
         report = render_video(
             video, info, speech, greeting_end_s, work_dir, settings, shared, respeak

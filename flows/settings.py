@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     max_batch_media_minutes: float = 4000.0
 
     # --- Speech (processing-audio) ------------------------------------------------------------
-    # "auto": ElevenLabs when a key is configured, else the local espeak-ng voice.
+    # "auto": ElevenLabs when a key is configured, else the local voice (`local_voice`).
     tts_provider: Literal["auto", "elevenlabs", "espeak"] = "auto"
     elevenlabs_api_key: SecretStr | None = None
     elevenlabs_base_url: str | None = None  # None: the SDK's production endpoint
@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # The plan's concurrent-request allowance: a Prefect global concurrency limit of this size.
     elevenlabs_concurrency: int = 2
     espeak_voice: str = "en-us"
+    # The voice without an ElevenLabs key (and for voiceId "clone" there): "piper", the natural
+    # Piper voice piper:joe where its wheel is installed (else espeak-ng), or "espeak".
+    local_voice: Literal["piper", "espeak"] = "piper"
     # Where synthesized greetings are cached across runs and workers: a folder, or gs://bucket/path.
     speech_cache: str = ""  # empty means "<state_dir>/speech-cache"
     # voiceId "clone" (flows/stages/clone.py): the rep's voice cloned from their upload, once.

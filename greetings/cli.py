@@ -99,14 +99,17 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         "--name", action="append", metavar="NAME", help="a prospect's name (repeat for more)"
     )
     who.add_argument(
-        "--names-csv", metavar="FILE", help="a CSV with a `name` (or `prospectName`) column"
+        "--names-csv",
+        metavar="FILE",
+        help="a CSV with a `name` (or `prospectName`) column; optional `firstName` and "
+        "`pronunciation` columns",
     )
     submit.add_argument(
         "--voice",
         metavar="VOICE_ID",
         default=None,
-        help="ElevenLabs voice id (required when ElevenLabs is configured), or espeak:<voice>; "
-        "default espeak:en-us without ElevenLabs",
+        help="ElevenLabs voice id (required when ElevenLabs is configured), clone, piper:joe or "
+        "espeak:<voice>; default piper:joe without ElevenLabs",
     )
     submit.add_argument(
         "--greeting-end",
@@ -120,6 +123,13 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         default=None,
         metavar="TEXT",
         help='what to say, default "Hey {firstName},"; also {lastName} and {name}',
+    )
+    submit.add_argument(
+        "--following-text",
+        default=None,
+        metavar="TEXT",
+        help="the words you say right after the greeting in the video (at most 200 characters), "
+        "so the new greeting leads into them; never spoken itself",
     )
     submit.add_argument(
         "--wait", action="store_true", help="follow the jobs live and download the videos"
@@ -216,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of the original greeting to replace (default 1.5); auto: found from it",
     )
     render.add_argument(
-        "--voice", default="default", help="voice id (ElevenLabs, or espeak:<voice>)"
+        "--voice", default="default", help="voice id (ElevenLabs, piper:joe or espeak:<voice>)"
     )
     render.add_argument("--greeting-text", default=None, help='template, default "Hey {name},"')
     render.set_defaults(handler=_render)

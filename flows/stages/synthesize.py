@@ -9,10 +9,14 @@ passes them in.
 Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares what a worker needs:
 
 - retries only for failures worth retrying (429, 5xx, timeouts: `JobError.retryable`), with
-  jittered exponential backoff;
+  jittered exponential backoff. The task is their only owner: the SDK's HTTP client would repeat
+  a 429/408/409/5xx twice more on its own (elevenlabs 2.78 `core/http_client.py`, `max_retries`
+  2, for every non-streaming call such as `convert_with_timestamps`), unseen by Prefect and
+  multiplying with the task's retries, so each call asks it for none (`request_options`);
 - a cache shared by every run and every worker, keyed by what determines the audio (provider,
-  model, output format, voice settings, voice id, text) and not by the run, so re-rendering a
-  batch or retrying a job costs no ElevenLabs characters for greetings already spoken;
+  model, output format, voice settings, voice id, text; speed and `next_text` when given) and
+  not by the run, so re-rendering a batch or retrying a job costs no ElevenLabs characters for
+  greetings already spoken;
 - a Prefect global concurrency limit named `elevenlabs` around ElevenLabs calls, sized to the
   plan's concurrent-request allowance (`GREETINGS_ELEVENLABS_CONCURRENCY`), so workers queue
   instead of collecting 429s. The local stack creates the limit (`ensure_elevenlabs_limit`);
@@ -20,15 +24,21 @@ Prefect). `synthesize_greeting` is the Prefect task that wraps it and declares w
   has no `create_if_missing` (the server deprecated it), so creating it is a deployment step.
 
 `speak_greeting` is the stage: it picks the voice for the job's voice id, runs the task (bound to
-the speech cache's storage: a folder, or `gs://...` in production) and writes the audio file.
+the speech cache's storage: a folder, or `gs://...` in production) and writes the audio file,
+returned with where its speech ends when the voice said so (`SpeechFile`): ElevenLabs answers
+with per-character timestamps, so the render cuts the greeting right after its last word instead
+of guessing from silence (espeak-ng gives none: the render measures silence, as before).
 The voice id `clone` is resolved before it, by flows/stages/clone.py (`Voices.cloner`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
+import math
 import re
 import subprocess
 import tempfile
@@ -44,6 +54,8 @@ from urllib.parse import quote
 import httpx
 from elevenlabs import ElevenLabs, VoiceSettings
 from elevenlabs.core.api_error import ApiError
+from elevenlabs.core.request_options import RequestOptions
+from elevenlabs.types import CharacterAlignmentResponseModel
 from prefect import Task, task
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
@@ -65,6 +77,7 @@ logger = logging.getLogger(__name__)
 ELEVENLABS_CONCURRENCY_LIMIT = "elevenlabs"
 SPEECH_CACHE_BLOCK = "greetings-speech-cache"
 ESPEAK_VOICE_PREFIX = "espeak:"
+PIPER_VOICE_PREFIX = "piper:"  # the Piper neural voices (flows/stages/piper.py)
 # Bump when the bytes a provider returns for the same inputs change meaning (e.g. a new
 # container format), so old cache entries are never served for new code.
 # 2: espeak voice ids are checked against espeak-ng's list (1 cached Norwegian for `no-such-...`).
@@ -85,6 +98,8 @@ ESPEAK_DEFAULT_WPM = 175
 # the fastest any voice is asked for before the render time-stretches what is left.
 MAX_SPEECH_SPEED = 1.2
 _MAX_PROVIDER_MESSAGE = 300
+# Every ElevenLabs call: no retries inside the SDK, the Prefect task owns them (see above).
+_NO_SDK_RETRIES: RequestOptions = {"max_retries": 0}
 
 # espeak-ng voice names as `espeak-ng --voices` lists them (`en-us`, `de`, `en-us+f3` with a
 # variant). Anything else never reaches the command line: no paths, no option-like values.
@@ -118,6 +133,20 @@ class Speech:
     provider: str
     voice_id: str  # the voice that spoke: for espeak-ng, `espeak:<voice>` actually used
     model: str
+    # Where (in seconds from the audio's start) its last spoken character ends, as the provider's
+    # timestamps say; None: unknown (espeak-ng), the render finds the end from silence. The
+    # default is also a class attribute, so a Speech pickled into the cache before this field
+    # existed reads None when unpickled (pickle restores `__dict__` without `__init__`): cached
+    # greetings keep their keys and cost nothing again; they are cut by silence, as before.
+    spoken_end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SpeechFile:
+    """A greeting's audio file in the run's folder, and where its speech ends (`Speech`)."""
+
+    path: Path
+    spoken_end_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,9 +170,13 @@ class Voice(Protocol):
         """The Prefect global concurrency limit its calls must hold a slot of, if any."""
         ...
 
-    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+    def synthesize(
+        self, text: str, voice_id: str, speed: float = 1.0, *, next_text: str | None = None
+    ) -> Speech:
         """`speed` above 1.0 asks the voice itself to speak faster (at most MAX_SPEECH_SPEED):
-        a voice speaking faster sounds natural where a time-stretch of its audio does not."""
+        a voice speaking faster sounds natural where a time-stretch of its audio does not.
+        `next_text`: the words the greeting leads into, for a voice that shapes its intonation
+        toward them (it is not spoken); a voice that cannot use it ignores it."""
         ...
 
 
@@ -157,8 +190,46 @@ def speech_extension(output_format: str) -> Literal["mp3", "wav"]:
     raise ValueError(f"unsupported ElevenLabs output format {output_format!r}: use mp3_* or wav_*")
 
 
+def spoken_end_s(alignment: CharacterAlignmentResponseModel | None) -> float | None:
+    """When the last spoken character of an ElevenLabs alignment ends (None: none to tell).
+
+    Spaces and punctuation are skipped: the API gives a trailing "," or "." a time of its own,
+    which may run into the silence after the last word.
+    """
+    if alignment is None:
+        return None
+    characters = alignment.characters
+    ends = alignment.character_end_times_seconds
+    if len(characters) != len(ends):
+        return None
+    for character, end in zip(reversed(characters), reversed(ends), strict=True):
+        if _spoken(character):
+            return float(end) if math.isfinite(end) and end > 0 else None
+    return None
+
+
+def _decoded_audio(encoded: object) -> bytes:
+    """The audio of a with-timestamps answer (its `audio_base64`)."""
+    # The SDK builds its answer unchecked: a 200 without the documented JSON (a cut-off answer,
+    # a proxy's) has no such field or garbage in it. Asking again may well get a good one.
+    try:
+        if isinstance(encoded, str):
+            return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise JobError(
+            ErrorCode.TTS_UNAVAILABLE, f"ElevenLabs answered unreadable audio: {exc}"
+        ) from exc
+    raise JobError(ErrorCode.TTS_UNAVAILABLE, "ElevenLabs answered without audio")
+
+
+def _spoken(character: str) -> bool:
+    return bool(character.strip()) and not all(
+        unicodedata.category(ch).startswith("P") for ch in character
+    )
+
+
 class ElevenLabsVoice:
-    """ElevenLabs text-to-speech through the official SDK (which does not retry `convert`)."""
+    """ElevenLabs text-to-speech through the official SDK, with per-character timestamps."""
 
     provider = "elevenlabs"
 
@@ -188,31 +259,39 @@ class ElevenLabsVoice:
             voice_settings=tuple(sorted(settings.items())),
         )
 
-    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+    def synthesize(
+        self, text: str, voice_id: str, speed: float = 1.0, *, next_text: str | None = None
+    ) -> Speech:
         settings = self.voice_settings
         if speed != 1.0:
             base = settings.model_dump(exclude_none=True) if settings else {}
             settings = VoiceSettings(**{**base, "speed": check_speed(speed)})
         try:
-            # The SDK streams: errors (HTTP or network) surface while the chunks are joined.
-            audio = b"".join(
-                self._client.text_to_speech.convert(
-                    # The SDK puts the id into the URL path as it is: escaped, `../x` stays a
-                    # (refused) voice id instead of reaching another endpoint with our key.
-                    quote(voice_id, safe=""),
-                    text=text,
-                    model_id=self.model_id,
-                    output_format=self.output_format,
-                    voice_settings=settings,
-                )
+            answer = self._client.text_to_speech.convert_with_timestamps(
+                # The SDK puts the id into the URL path as it is: escaped, `../x` stays a
+                # (refused) voice id instead of reaching another endpoint with our key.
+                quote(voice_id, safe=""),
+                text=text,
+                model_id=self.model_id,
+                output_format=self.output_format,
+                voice_settings=settings,
+                # None goes out as JSON null, which the API takes as "no next text".
+                next_text=next_text,
+                request_options=_NO_SDK_RETRIES,
             )
         except ApiError as exc:
             raise elevenlabs_error(exc.status_code, exc.body, voice_id) from exc
         except httpx.HTTPError as exc:
             raise elevenlabs_transport_error(exc) from exc
+        audio = _decoded_audio(getattr(answer, "audio_base_64", None))
         if not audio:
             raise JobError(ErrorCode.TTS_UNAVAILABLE, "ElevenLabs returned no audio")
-        return Speech(audio, self.extension, self.provider, voice_id, self.model_id)
+        # `alignment` is of the text as sent; `normalized_alignment` (numbers spelled out, ...)
+        # shares its timeline, so it tells the end as well where the first is missing.
+        end_s = spoken_end_s(answer.alignment)
+        if end_s is None:
+            end_s = spoken_end_s(answer.normalized_alignment)
+        return Speech(audio, self.extension, self.provider, voice_id, self.model_id, end_s)
 
 
 def parse_espeak_voices(listing: str) -> frozenset[str]:
@@ -281,7 +360,10 @@ class EspeakVoice:
             raise JobError(ErrorCode.INVALID_VOICE, f"espeak-ng has no voice {voice_id!r}")
         return name
 
-    def synthesize(self, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+    def synthesize(
+        self, text: str, voice_id: str, speed: float = 1.0, *, next_text: str | None = None
+    ) -> Speech:
+        # espeak-ng has no notion of surrounding text: `next_text` is ignored.
         name = self.espeak_voice(voice_id)
         rate = round(ESPEAK_DEFAULT_WPM * check_speed(speed))
         with tempfile.TemporaryDirectory(prefix="greeting-espeak-") as folder:
@@ -330,12 +412,28 @@ class EspeakVoice:
         )
 
 
-def voice_for(voice_id: str, configured: Voice, local: Voice) -> Voice:
-    """The voice that speaks for `voice_id`: `espeak:<voice>` ids always get the local voice.
+def voice_for(voice_id: str, configured: Voice, local: Voice, piper: Voice | None = None) -> Voice:
+    """The voice that speaks for `voice_id`: `espeak:<voice>` ids always get the espeak-ng voice
+    `local`, `piper:<voice>` ids the Piper voice (espeak-ng where none is installed).
 
     So a deployment with an ElevenLabs key can still render offline previews and test jobs.
     """
+    if voice_id.startswith(PIPER_VOICE_PREFIX):
+        return piper or local
     return local if voice_id.startswith(ESPEAK_VOICE_PREFIX) else configured
+
+
+def piper_voice(settings: Settings) -> Voice | None:
+    """The natural offline voice where its model is installed (and not turned off), else None."""
+    if settings.local_voice != "piper":
+        return None
+    # Imported here: flows/stages/piper.py builds on this module's Speech.
+    from flows.stages.piper import PiperVoice, installed_piper_voices
+
+    if not installed_piper_voices():
+        logger.warning("no Piper voice installed: the local voice is espeak-ng")
+        return None
+    return PiperVoice()
 
 
 def elevenlabs_client(settings: Settings) -> ElevenLabs | None:
@@ -363,6 +461,10 @@ def build_voice(settings: Settings, client: ElevenLabs | None = None) -> Voice:
             if settings.tts_provider == "auto"
             else "GREETINGS_TTS_PROVIDER=espeak"
         )
+        piper = piper_voice(settings)
+        if piper is not None:
+            logger.info("%s: using the local Piper voice (piper:joe)", reason)
+            return piper
         logger.info("%s: using the local espeak-ng voice %r", reason, settings.espeak_voice)
         return EspeakVoice(settings.espeak_voice)
     if client is None:
@@ -492,24 +594,44 @@ def check_speed(speed: float) -> float:
     return speed
 
 
-def synthesize_speech(voice: Voice, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+def plain_next_text(next_text: str | None) -> str | None:
+    """`next_text` made plain as the greeting is (None when nothing of it is left)."""
+    if next_text is None:
+        return None
+    return plain_speech_text(next_text) or None
+
+
+def synthesize_speech(
+    voice: Voice, text: str, voice_id: str, speed: float = 1.0, *, next_text: str | None = None
+) -> Speech:
     """The greeting `text` spoken by `voice_id`; no Prefect involved.
 
-    The text is made plain here too, whoever built it: markup must never reach a provider.
+    The text (and `next_text`) is made plain here too, whoever built it: markup must never
+    reach a provider.
     """
     spoken = plain_speech_text(text)
     if not spoken:
         raise JobError(ErrorCode.INVALID_GREETING_TEXT, "the greeting text is empty")
-    return voice.synthesize(spoken, voice_id, speed)
+    return voice.synthesize(spoken, voice_id, speed, next_text=plain_next_text(next_text))
 
 
-def speech_cache_key(identity: SpeechIdentity, voice_id: str, text: str, speed: float = 1.0) -> str:
+def speech_cache_key(
+    identity: SpeechIdentity,
+    voice_id: str,
+    text: str,
+    speed: float = 1.0,
+    next_text: str | None = None,
+) -> str:
     """A stable key for the audio these inputs produce: the same on every run and worker."""
-    # The speed joins the key only when asked for: greetings cached at the voice's own speed
-    # keep their keys.
+    # The speed and the next text join the key only when asked for: greetings cached at the
+    # voice's own speed and without a next text keep their keys. `next_text` changes the
+    # intonation (for ElevenLabs), so the same greeting before other words is other audio.
+    # It is keyed as passed, before `plain_next_text`: equal inputs, equal keys.
     faster = [] if speed == 1.0 else [round(speed, 4)]
+    stitched = [] if next_text is None else [["next_text", next_text]]
     material = json.dumps(
         [
+            *stitched,
             *faster,
             SPEECH_CACHE_VERSION,
             identity.provider,
@@ -533,6 +655,7 @@ def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         parameters["voice_id"],
         parameters["text"],
         parameters.get("speed", 1.0),
+        parameters.get("next_text"),
     )
 
 
@@ -560,6 +683,10 @@ def _concurrency_slot(limit: str | None) -> Iterator[None]:
         ) from exc
 
 
+# `synthesize_greeting` as a task value: (voice, text, voice_id, speed, next_text) -> Speech.
+SynthesisTask = Task[[Voice, str, str, float, str | None], Speech]
+
+
 @task(
     name="synthesize-greeting",
     retries=TTS_RETRIES,
@@ -570,10 +697,12 @@ def _concurrency_slot(limit: str | None) -> Iterator[None]:
     persist_result=True,
     result_serializer="pickle",
 )
-def synthesize_greeting(voice: Voice, text: str, voice_id: str, speed: float = 1.0) -> Speech:
+def synthesize_greeting(
+    voice: Voice, text: str, voice_id: str, speed: float = 1.0, next_text: str | None = None
+) -> Speech:
     """The greeting spoken by `voice_id`, from the speech cache when it was spoken before."""
     with _concurrency_slot(voice.concurrency_limit):
-        return synthesize_speech(voice, text, voice_id, speed)
+        return synthesize_speech(voice, text, voice_id, speed, next_text=next_text)
 
 
 def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
@@ -587,7 +716,7 @@ def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
     return Path(location.removeprefix("file://")).expanduser().resolve()
 
 
-def synthesize_greeting_task(settings: Settings) -> Task[[Voice, str, str, float], Speech]:
+def synthesize_greeting_task(settings: Settings) -> SynthesisTask:
     """`synthesize_greeting` storing its results in the configured speech cache.
 
     A bucket is saved as the `remote-file-system/greetings-speech-cache` block first (an API call):
@@ -613,13 +742,14 @@ def ensure_elevenlabs_limit(client: SyncPrefectClient, settings: Settings) -> No
 class Voices:
     """A worker's voices and its synthesis task, built once at start-up (`build_voices`)."""
 
-    configured: Voice  # ElevenLabs with a key, else the local voice
+    configured: Voice  # ElevenLabs with a key, else the local voice (Piper, else espeak-ng)
     local: Voice  # speaks `espeak:<voice>` ids whatever is configured
-    task: Task[[Voice, str, str, float], Speech]  # synthesize_greeting bound to the speech cache
+    task: SynthesisTask  # synthesize_greeting bound to the speech cache
     # Makes (once per upload) the voice of voiceId "clone"; None without ElevenLabs, where the
     # local voice `local_voice_id` speaks for "clone" (flows/stages/clone.py).
     cloner: VoiceCloner | None = None
     local_voice_id: str = f"{ESPEAK_VOICE_PREFIX}en-us"
+    piper: Voice | None = None  # speaks `piper:<voice>` ids where a Piper voice is installed
 
 
 def build_voices(
@@ -628,24 +758,37 @@ def build_voices(
     cloner: VoiceCloner | None = None,
 ) -> Voices:
     """The worker's voices; `client` (ElevenLabs) is built from the settings unless given."""
+    piper = piper_voice(settings)
     return Voices(
         configured=build_voice(settings, client),
         local=EspeakVoice(settings.espeak_voice),
         task=synthesize_greeting_task(settings),
         cloner=cloner,
-        local_voice_id=ESPEAK_VOICE_PREFIX + settings.espeak_voice,
+        local_voice_id=(
+            f"{PIPER_VOICE_PREFIX}joe" if piper else ESPEAK_VOICE_PREFIX + settings.espeak_voice
+        ),
+        piper=piper,
     )
 
 
 def speak_greeting(
-    voices: Voices, voice_id: str, text: str, work_dir: Path, speed: float = 1.0
-) -> Path:
-    """Speaks `text` in `voice_id` (from the cache when spoken before); returns the audio file.
+    voices: Voices,
+    voice_id: str,
+    text: str,
+    work_dir: Path,
+    speed: float = 1.0,
+    *,
+    next_text: str | None = None,
+) -> SpeechFile:
+    """Speaks `text` in `voice_id` (from the cache when spoken before); returns the audio file
+    and where its speech ends, if the voice said so (the render's cut).
 
-    `speed` above 1.0: the voice asked to speak faster, to fit a greeting to its slot."""
-    voice = voice_for(voice_id, voices.configured, voices.local)
-    speech = voices.task(voice, text, voice_id, speed)
+    `speed` above 1.0: the voice asked to speak faster, to fit a greeting to its slot.
+    `next_text`: the video's words after the greeting, which ElevenLabs shapes the greeting's
+    intonation toward (not spoken)."""
+    voice = voice_for(voice_id, voices.configured, voices.local, voices.piper)
+    speech = voices.task(voice, text, voice_id, speed, next_text)
     suffix = "" if speed == 1.0 else f"-x{speed:.3f}"
     speech_file = work_dir / f"greeting{suffix}.{speech.extension}"
     speech_file.write_bytes(speech.audio)
-    return speech_file
+    return SpeechFile(speech_file, speech.spoken_end_s)

@@ -60,6 +60,10 @@ MIN_TAIL_S = 1.0  # the video must go on at least this long after the greeting
 # Apostrophes and hyphens as people and word processors type them (U+2019, U+2018, U+2010, U+2013).
 NAME_PUNCTUATION = frozenset(".,'-&()\u2019\u2018\u2010\u2013")
 MAX_FALLBACK_CHARS = 40
+# The rep's words right after the greeting, which the voice leads into (never spoken): a sentence.
+MAX_FOLLOWING_TEXT_CHARS = 200
+# A sentence may ask or exclaim, as the greeting template may.
+SENTENCE_PUNCTUATION = frozenset("!?")
 # What may reach the voice once the template is filled: a greeting is a few words, and a provider
 # bills by the character (a 200-character template of 33 `{name}`s would be 3,000).
 MAX_SPOKEN_CHARS = 120
@@ -81,6 +85,9 @@ class ValidRequest:
     voice_id: str
     greeting_end_s: float | None  # None: found from the recording (settle_greeting_end)
     greeting_text: str  # the template with the names filled in: what is spoken
+    # How the name is said, already in `greeting_text`; kept to say why the text reads as it does.
+    pronunciation: str | None = None
+    following_text: str | None = None  # the video's words after the greeting: the voice's next_text
 
 
 def _refused_characters(text: str, allowed_extra: frozenset[str] = frozenset()) -> list[str]:
@@ -193,6 +200,57 @@ def _spoken_part(raw: str, field: str) -> str:
         raise JobError(exc.code, exc.message.replace("The prospect name", field)) from None
 
 
+def clean_pronunciation(raw: Any) -> str | None:
+    """How to say the name the greeting says ("Sheh-VAWN"), checked as names are (it stands for
+    one: at most MAX_NAME_CHARS); None when unset or blank (the name is said as written),
+    `invalid-name` when it cannot be spoken."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise JobError(ErrorCode.INVALID_NAME, "pronunciation must be text.")
+    if not raw.strip():
+        return None
+    return _spoken_part(raw, "pronunciation")
+
+
+def pronounced(spoken: SpokenName, pronunciation: str | None) -> SpokenName:
+    """`spoken` with the name the greeting says respelt: `{firstName}` and `{name}` are what a
+    greeting calls the person, so both say the pronunciation; `{lastName}` stays as written (a
+    rep who needs it respelt writes a template without it and puts it in the pronunciation)."""
+    if pronunciation is None:
+        return spoken
+    return replace(spoken, full=pronunciation, first=pronunciation)
+
+
+def following_text(raw: Any) -> str | None:
+    """The rep's words right after the greeting, trimmed, or None; checked as the words of a
+    greeting are (`invalid-greeting-text`): they go to the voice too, though it never says them."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise JobError(ErrorCode.INVALID_GREETING_TEXT, "followingText must be text.")
+    text = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not text:
+        return None
+    if len(text) > MAX_FOLLOWING_TEXT_CHARS:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"followingText has {len(text)} characters; at most {MAX_FOLLOWING_TEXT_CHARS} are "
+            "allowed: the first words after the greeting are enough.",
+        )
+    # Controls are refused before folding, as in names: a sign of a broken import.
+    raw_refused = [c for c in raw if unicodedata.category(c) in ("Cc", "Cf") and c != " "]
+    refused = raw_refused or _refused_characters(text, SENTENCE_PUNCTUATION)
+    if refused:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_TEXT,
+            f"followingText contains characters that cannot be spoken ({_describe(refused)}). "
+            "Write the words as they are said, with letters, digits, spaces and "
+            ". , ' - & ( ) ! ? only.",
+        )
+    return text
+
+
 def greeting_text(template: Any, name: str | SpokenName) -> str:
     """The words to speak: the template's `{name}`, `{firstName}` and `{lastName}` filled in,
     taken literally (no format(): braces are refused everywhere else)."""
@@ -279,6 +337,8 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
             "voiceId must be an ElevenLabs voice id (20 letters and digits), a local voice "
             "such as espeak:en-us, or clone.",
         )
+    pronunciation = clean_pronunciation(raw.get("pronunciation"))
+    spoken = spoken_name(name, raw.get("firstName"), raw.get("greetingFallback"))
     return ValidRequest(
         user_id=user_id,
         input_video=input_path(raw.get("inputVideo"), user_id),
@@ -287,10 +347,11 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
         greeting_end_s=(
             None if raw.get("greetingEndSecond") is None else greeting_end(raw["greetingEndSecond"])
         ),
-        greeting_text=greeting_text(
-            raw.get("greetingText"),
-            spoken_name(name, raw.get("firstName"), raw.get("greetingFallback")),
-        ),
+        # The pronunciation goes into what is spoken only: prospect_name (the job's name, the
+        # result's file name) stays as the user wrote it.
+        greeting_text=greeting_text(raw.get("greetingText"), pronounced(spoken, pronunciation)),
+        pronunciation=pronunciation,
+        following_text=following_text(raw.get("followingText")),
     )
 
 

@@ -14,13 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flows.job import JobError
-from flows.stages.validate import clean_name, spoken_name
+from flows.stages.validate import clean_name, clean_pronunciation, spoken_name
 from greetings.errors import UsageError
 
 NAME_COLUMNS = ("name", "prospectname", "prospect_name", "prospect name")
 # An optional column saying what to call the prospect (the job's `firstName`); a blank cell is
 # a first name the CRM did not have: the pipeline derives it from the name, as the page does.
 FIRST_NAME_COLUMNS = ("firstname", "first_name", "first name")
+# An optional column saying how to say the name the greeting says ("Sheh-VAWN" for Siobhan: the
+# job's `pronunciation`); a blank cell says the name as written.
+PRONUNCIATION_COLUMNS = ("pronunciation",)
 SLUG_FALLBACK = "prospect"
 MAX_SLUG_CHARS = 60
 # Letters NFKD does not split into an ASCII base and a mark.
@@ -45,20 +48,28 @@ class Prospects:
     skipped: list[Skipped] = field(default_factory=list)
     # Per name, in the same order: its explicit first name, or None to derive it from the name.
     first_names: list[str | None] = field(default_factory=list)
+    # Per name, in the same order: how to say it, or None to say it as written.
+    pronunciations: list[str | None] = field(default_factory=list)
 
 
-def pick_names(entries: Iterable[tuple[str, str | None, str | None]]) -> Prospects:
-    """The usable names of `(where, raw name, raw first name)` entries, in order; blanks, repeats
-    and names (or first names) the pipeline would refuse are skipped with the reason."""
+# Where a name came from, the name, its first name and its pronunciation, as given.
+Entry = tuple[str, str | None, str | None, str | None]
+
+
+def pick_names(entries: Iterable[Entry]) -> Prospects:
+    """The usable names of `(where, raw name, raw first name, raw pronunciation)` entries, in
+    order; blanks, repeats and names (or first names, or pronunciations) the pipeline would refuse
+    are skipped with the reason."""
     picked = Prospects()
     first_seen: dict[str, str] = {}
-    for where, raw, raw_first in entries:
+    for where, raw, raw_first, raw_pronunciation in entries:
         if raw is None or not raw.strip():
             picked.skipped.append(Skipped(where, "blank name"))
             continue
         try:
             name = clean_name(raw)
             first = None if raw_first is None else spoken_name(name, raw_first).first
+            pronunciation = clean_pronunciation(raw_pronunciation)
         except JobError as exc:
             picked.skipped.append(Skipped(where, f"{raw.strip()!r}: {exc.message}"))
             continue
@@ -72,16 +83,17 @@ def pick_names(entries: Iterable[tuple[str, str | None, str | None]]) -> Prospec
         picked.names.append(name)
         # A blank first-name cell leaves firstName unset: derived from the name by the pipeline.
         picked.first_names.append(first if raw_first is not None and raw_first.strip() else None)
+        picked.pronunciations.append(pronunciation)
     return picked
 
 
 def names_from_args(names: Iterable[str]) -> Prospects:
-    return pick_names((f"--name #{i}", name, None) for i, name in enumerate(names, start=1))
+    return pick_names((f"--name #{i}", name, None, None) for i, name in enumerate(names, start=1))
 
 
 def names_from_csv(text: str, source: str) -> Prospects:
     """Names from a CSV with a header naming a `name` (or `prospectName`) column, and
-    optionally a `firstName` (or `first_name`) column."""
+    optionally a `firstName` (or `first_name`) column and a `pronunciation` column."""
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     header = reader.fieldnames
     if not header:
@@ -94,12 +106,14 @@ def names_from_csv(text: str, source: str) -> Prospects:
         )
 
     first = next((c for c in header if c and c.strip().casefold() in FIRST_NAME_COLUMNS), None)
+    said = next((c for c in header if c and c.strip().casefold() in PRONUNCIATION_COLUMNS), None)
 
-    def rows() -> Iterable[tuple[str, str | None, str | None]]:
+    def rows() -> Iterable[Entry]:
         for row in reader:
             # line_num is the row's last physical line (a quoted name may span lines).
             given = (row.get(first) or "") if first else None
-            yield f"{source} line {reader.line_num}", row.get(column), given
+            pronunciation = row.get(said) if said else None
+            yield f"{source} line {reader.line_num}", row.get(column), given, pronunciation
 
     return pick_names(rows())
 

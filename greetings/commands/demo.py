@@ -78,6 +78,7 @@ def demo_command(args: argparse.Namespace) -> int:
             voice,
             DEFAULT_GREETING_END_S,
             first_names=prospects.first_names if prospects else None,
+            pronunciations=prospects.pronunciations if prospects else None,
         ),
         wait=True,
         out_dir=OUT_DIR,

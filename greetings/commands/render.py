@@ -15,7 +15,13 @@ from flows.job import JobError
 from flows.media import ProbeError, probe_upload, sniff_container
 from flows.stages.greeting_end import find_greeting_end
 from flows.stages.render import render_greeting
-from flows.stages.synthesize import EspeakVoice, build_voice, synthesize_speech, voice_for
+from flows.stages.synthesize import (
+    EspeakVoice,
+    build_voice,
+    piper_voice,
+    synthesize_speech,
+    voice_for,
+)
 from flows.stages.validate import check_media, check_size, clean_name, greeting_end, greeting_text
 from greetings.settings import get_settings
 
@@ -42,7 +48,8 @@ def render_command(args: argparse.Namespace) -> int:
             check_media(info, end_s, settings.max_input_seconds)
             print(f"the greeting ends at {end_s:.3f} s (found from the recording)")
         began = time.monotonic()
-        voice = voice_for(args.voice, build_voice(settings), EspeakVoice(settings.espeak_voice))
+        local, piper = EspeakVoice(settings.espeak_voice), piper_voice(settings)
+        voice = voice_for(args.voice, build_voice(settings), local, piper)
         speech = synthesize_speech(voice, text, args.voice)
         synth_s = time.monotonic() - began
         with tempfile.TemporaryDirectory(prefix="greetings-render-") as tmp:

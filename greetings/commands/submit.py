@@ -17,7 +17,13 @@ from typing import TextIO
 from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
 from flows.media import ProbeError, probe
 from flows.stages.synthesize import ESPEAK_VOICE_PREFIX
-from flows.stages.validate import VOICE_ID, check_media, greeting_end, greeting_text
+from flows.stages.validate import (
+    VOICE_ID,
+    check_media,
+    following_text,
+    greeting_end,
+    greeting_text,
+)
 from greetings.client.prospects import Prospects, names_from_args, names_from_csv
 from greetings.client.session import Session, connect
 from greetings.client.table import JobView, json_line
@@ -36,10 +42,14 @@ class Submission:
     greeting_end_s: float | None  # None: the worker finds it from the recording
     greeting_text: str | None = None
     first_names: list[str | None] | None = None  # per name; None: derived from the name
+    pronunciations: list[str | None] | None = None  # per name; None: said as written
+    # The video's words right after the greeting, the same for every job of the submission.
+    following_text: str | None = None
 
 
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
-    """`--voice`, or the local espeak-ng voice when no ElevenLabs key is configured."""
+    """`--voice`, or the local voice when no ElevenLabs key is configured: piper:joe, or
+    espeak-ng with GREETINGS_LOCAL_VOICE=espeak."""
     if requested:
         if not VOICE_ID.fullmatch(requested):
             raise UsageError(
@@ -52,7 +62,10 @@ def choose_voice(requested: str | None, settings: StackSettings) -> str:
             "ElevenLabs is configured (GREETINGS_ELEVENLABS_API_KEY): pick its voice with "
             "--voice VOICE_ID"
         )
-    return ESPEAK_VOICE_PREFIX + settings.espeak_voice
+    if settings.local_voice == "espeak":
+        return ESPEAK_VOICE_PREFIX + settings.espeak_voice
+    # The natural local voice; a worker without it speaks with espeak-ng and says so.
+    return "piper:joe"
 
 
 def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> Prospects:
@@ -103,6 +116,7 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
         end_s = None if args.greeting_end is None else greeting_end(args.greeting_end)
         if args.greeting_text is not None:
             greeting_text(args.greeting_text, "Name")
+        following = following_text(args.following_text)
     except JobError as exc:
         raise UsageError(exc.message) from exc
     voice = choose_voice(args.voice, settings)
@@ -110,7 +124,14 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
     video = Path(args.video)
     check_video(video, end_s, settings)
     return Submission(
-        video, prospects.names, voice, end_s, args.greeting_text, prospects.first_names
+        video,
+        prospects.names,
+        voice,
+        end_s,
+        args.greeting_text,
+        prospects.first_names,
+        prospects.pronunciations,
+        following,
     )
 
 
@@ -122,6 +143,7 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
     jobs: dict[str, str] = {}
     names = list(submission.names)
     first_names = submission.first_names or [None] * len(names)
+    pronunciations = submission.pronunciations or [None] * len(names)
     # One batch (one flow run) per MAX_BATCH_JOBS names: a batch is one Firestore commit.
     for start in range(0, len(names), MAX_BATCH_JOBS):
         batch_id = uuid.uuid4().hex
@@ -134,11 +156,14 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
                 greeting_end_second=submission.greeting_end_s,
                 greeting_text=submission.greeting_text,
                 first_name=first_name,
+                pronunciation=pronunciation,
+                following_text=submission.following_text,
                 batch_id=batch_id,
             )
-            for name, first_name in zip(
+            for name, first_name, pronunciation in zip(
                 names[start : start + MAX_BATCH_JOBS],
                 first_names[start : start + MAX_BATCH_JOBS],
+                pronunciations[start : start + MAX_BATCH_JOBS],
                 strict=True,
             )
         }

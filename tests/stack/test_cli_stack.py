@@ -115,7 +115,7 @@ def test_csv_names_blank_and_duplicate_are_reported_and_skipped(
     assert {r["jobId"] for r in listed} == {r["jobId"] for r in created}
     user = signed_in(stack, email)
     document = as_user(stack, user).get("greetingJobs", created[0]["jobId"])
-    assert document["voiceId"] == "espeak:en-us"
+    assert document["voiceId"] == "piper:joe"  # the natural local voice, without ElevenLabs
     assert document["greetingEndSecond"] == 1.5
     assert document["inputVideo"].startswith(upload_prefix(user.uid))
     # Nothing more to prove: cancel them rather than load the shared worker.

@@ -75,6 +75,8 @@ def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
     create(stack, alice, new_job(alice, firstName="Anna-Lena", greetingFallback="friend"))
     create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
+    create(stack, alice, new_job(alice, pronunciation="Sheh-VAWN", followingText="I saw you"))
+    create(stack, alice, new_job(alice, pronunciation="x" * 100, followingText="x" * 200))
     create(stack, alice, new_job(alice, greetingEndSecond=_DROP))  # found from the recording
 
 
@@ -123,6 +125,12 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("firstName not a string", {"firstName": 7}),
         ("greetingFallback empty", {"greetingFallback": ""}),
         ("greetingFallback too long", {"greetingFallback": "x" * 41}),
+        ("pronunciation empty", {"pronunciation": ""}),
+        ("pronunciation too long", {"pronunciation": "x" * 101}),
+        ("pronunciation not a string", {"pronunciation": ["Sheh", "VAWN"]}),
+        ("followingText empty", {"followingText": ""}),
+        ("followingText too long", {"followingText": "x" * 201}),
+        ("followingText not a string", {"followingText": 7}),
         ("missing voiceId", {"voiceId": _DROP}),
         ("input outside uploads", {"inputVideo": "greeting-results/someone/x.mp4"}),
         ("input path traversal", {"inputVideo": "user-uploads/{uid}/../other/x.mp4"}),

@@ -6,6 +6,19 @@ request's text spoken by espeak-ng; MP3 through ffmpeg for `mp3_*` formats), Ele
 bodies (`{"detail": {"status", "message"}}`; FastAPI's `{"detail": [...]}` for a malformed body),
 and, when told to, misbehaves: each scripted response is used by one request, in order.
 
+`POST /v1/text-to-speech/{voice_id}/with-timestamps` (`convert_with_timestamps`) takes the same
+request (auth, errors, `voice_settings.speed`, `next_text`, all scripted alike) and answers as the
+API does: JSON with `audio_base64` and `alignment` / `normalized_alignment` (`characters`,
+`character_start_times_seconds`, `character_end_times_seconds`). The alignment comes from its own
+audio: the last spoken (non-space, non-punctuation) character ends where espeak-ng's speech
+really ends (its last sample above SPEECH_THRESHOLD), the characters before it are spread evenly
+over the speech, and trailing punctuation runs on to the end of the audio, as ElevenLabs' often
+does. So that a cut at that end can be told from a cut at silence, this audio has
+`timestamps_lead_s` of digital silence before the speech and `timestamps_tail_s` of soft noise
+(`timestamps_tail_dbfs` RMS, a breath or hiss after the last word, loud enough for a silence
+detector to take it for sound) after espeak-ng's own audio. The plain endpoints answer espeak-ng's
+audio as it is.
+
     with FakeElevenLabs(voices={"voice-a"}) as fake:
         fake.script(too_many_concurrent_requests(), server_error())
         client = ElevenLabs(api_key=fake.api_key, base_url=fake.base_url)
@@ -25,14 +38,21 @@ Its calls are counted apart (`clone_calls`, `clones`) and scripted apart (`scrip
 
 from __future__ import annotations
 
+import base64
 import json
+import math
+import random
 import re
 import secrets
 import string
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import unicodedata
+import wave
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,9 +67,14 @@ from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_API_KEY = "fake-elevenlabs-key"
 DEFAULT_VOICES = frozenset({"JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM"})
-_PATH = re.compile(r"^/v1/text-to-speech/(?P<voice_id>[^/]+)(?P<stream>/stream)?$")
+_PATH = re.compile(r"^/v1/text-to-speech/(?P<voice_id>[^/]+)(?P<kind>/stream|/with-timestamps)?$")
 _CLONE_PATH = "/v1/voices/add"
 _OUTPUT_FORMAT = re.compile(r"^(?P<codec>mp3|wav|pcm)_(?P<rate>\d+)(?:_(?P<kbps>\d+))?$")
+# espeak-ng's samples (16 bit) above this are speech: its own silence is exact zeros.
+SPEECH_THRESHOLD = 64
+DEFAULT_TIMESTAMPS_LEAD_S = 0.1
+DEFAULT_TIMESTAMPS_TAIL_S = 0.4
+DEFAULT_TIMESTAMPS_TAIL_DBFS = -40.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +144,43 @@ class RecordedRequest:
     body: Any
     at: float  # time.monotonic() when it arrived
 
+    @property
+    def with_timestamps(self) -> bool:
+        return self.path.endswith("/with-timestamps")
+
+    @property
+    def next_text(self) -> str | None:
+        """The `next_text` the request carried (None: absent or null)."""
+        value = self.body.get("next_text") if isinstance(self.body, dict) else None
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """ElevenLabs' `CharacterAlignmentResponseModel`, as the fake derives it."""
+
+    characters: list[str]
+    starts: list[float]
+    ends: list[float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "characters": self.characters,
+            "character_start_times_seconds": self.starts,
+            "character_end_times_seconds": self.ends,
+        }
+
+
+@dataclass(frozen=True)
+class TimedSpeech:
+    """What a with-timestamps answer was made of (`FakeElevenLabs.timed`, by text)."""
+
+    spoken_end_s: float  # where the speech ends in the audio served (lead included)
+    speech_s: float  # the length of espeak-ng's own audio, its trailing silence included
+    lead_s: float
+    tail_s: float
+    alignment: Alignment
+
 
 @dataclass(frozen=True)
 class UploadedFile:
@@ -158,6 +220,10 @@ class _State:
     billed: Counter[str] = field(default_factory=Counter)  # texts answered with audio
     in_flight: int = 0
     max_in_flight: int = 0
+    timestamps_lead_s: float = DEFAULT_TIMESTAMPS_LEAD_S
+    timestamps_tail_s: float = DEFAULT_TIMESTAMPS_TAIL_S
+    timestamps_tail_dbfs: float = DEFAULT_TIMESTAMPS_TAIL_DBFS
+    timed: dict[str, TimedSpeech] = field(default_factory=dict)  # last answer per text
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -173,8 +239,18 @@ class FakeElevenLabs:
         api_key: str = DEFAULT_API_KEY,
         voices: Iterable[str] = DEFAULT_VOICES,
         port: int = 0,
+        *,
+        timestamps_lead_s: float = DEFAULT_TIMESTAMPS_LEAD_S,
+        timestamps_tail_s: float = DEFAULT_TIMESTAMPS_TAIL_S,
+        timestamps_tail_dbfs: float = DEFAULT_TIMESTAMPS_TAIL_DBFS,
     ) -> None:
-        self._state = _State(api_key=api_key, voices=set(voices))
+        self._state = _State(
+            api_key=api_key,
+            voices=set(voices),
+            timestamps_lead_s=timestamps_lead_s,
+            timestamps_tail_s=timestamps_tail_s,
+            timestamps_tail_dbfs=timestamps_tail_dbfs,
+        )
         state = self._state
 
         class Handler(_Handler):
@@ -245,6 +321,7 @@ class FakeElevenLabs:
             self._state.requests.clear()
             self._state.texts.clear()
             self._state.billed.clear()
+            self._state.timed.clear()
             self._state.max_in_flight = 0
 
     @property
@@ -278,6 +355,11 @@ class FakeElevenLabs:
     def requests(self) -> list[RecordedRequest]:
         with self._state.lock:
             return list(self._state.requests)
+
+    def timed(self, text: str) -> TimedSpeech:
+        """How the last with-timestamps answer for `text` was made (KeyError: none was)."""
+        with self._state.lock:
+            return self._state.timed[text]
 
     @property
     def clone_calls(self) -> int:
@@ -348,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
-            self._answer(scripted, match["voice_id"], query, body)
+            self._answer(scripted, match["voice_id"], query, body, match["kind"])
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test): nothing to answer
         finally:
@@ -411,8 +493,39 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _answer_timed(self, text: str, fmt: re.Match[str], speed: float) -> None:
+        state = self.shared
+        audio, timed = _speak_timed(
+            text,
+            fmt["codec"],
+            int(fmt["rate"]),
+            fmt["kbps"],
+            speed,
+            lead_s=state.timestamps_lead_s,
+            tail_s=state.timestamps_tail_s,
+            tail_dbfs=state.timestamps_tail_dbfs,
+        )
+        alignment = timed.alignment.to_json()
+        # The fake normalizes nothing: its normalized alignment is the alignment.
+        body = {
+            "audio_base64": base64.b64encode(audio).decode("ascii"),
+            "alignment": alignment,
+            "normalized_alignment": alignment,
+        }
+        # Recorded before the answer goes out: a test reads it as soon as its call returns.
+        with state.lock:
+            state.timed[text] = timed
+        self._send_json(200, body, [("request-id", f"fake-{len(state.requests)}")])
+        with state.lock:
+            state.billed[text] += 1
+
     def _answer(
-        self, scripted: Scripted | None, voice_id: str, query: dict[str, str], body: Any
+        self,
+        scripted: Scripted | None,
+        voice_id: str,
+        query: dict[str, str],
+        body: Any,
+        kind: str | None = None,
     ) -> None:
         if self._scripted_or_refused(scripted):
             return
@@ -435,6 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         speed = (body.get("voice_settings") or {}).get("speed") or 1.0
+        if kind == "/with-timestamps":
+            self._answer_timed(body["text"], fmt, float(speed))
+            return
         audio, content_type = _speak(
             body["text"], fmt["codec"], int(fmt["rate"]), fmt["kbps"], float(speed)
         )
@@ -515,6 +631,16 @@ def _validate(body: Any) -> list[dict[str, Any]]:
                 "input": body["text"],
             }
         ]
+    for name in ("previous_text", "next_text"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            return [
+                {
+                    "type": "string_type",
+                    "loc": ["body", name],
+                    "msg": "Input should be a valid string",
+                    "input": body[name],
+                }
+            ]
     settings = body.get("voice_settings")
     if settings is not None and not isinstance(settings, dict):
         return [
@@ -549,24 +675,102 @@ def _speak(
     encoded as the output format asks."""
     with tempfile.TemporaryDirectory(prefix="fake-elevenlabs-") as folder:
         wav = Path(folder) / "speech.wav"
-        subprocess.run(
-            [*_ESPEAK, "-s", str(round(175 * speed)), "--stdin", "-w", str(wav)],
-            input=text.encode("utf-8"),
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-        out = Path(folder) / f"out.{'mp3' if codec == 'mp3' else 'wav'}"
-        encode = ["-c:a", "libmp3lame", "-b:a", f"{kbps or 128}k"] if codec == "mp3" else []
-        if codec == "pcm":
-            encode = ["-f", "s16le", "-c:a", "pcm_s16le"]
-        command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-ar", str(rate)]
-        subprocess.run(
-            [*command, *encode, str(out)],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-        audio = out.read_bytes()
+        _espeak_wav(text, speed, wav)
+        return _encode(wav, Path(folder), codec, rate, kbps)
+
+
+def _encode(wav: Path, folder: Path, codec: str, rate: int, kbps: str | None) -> tuple[bytes, str]:
+    """`wav` as the output format asks, and its content type."""
+    out = folder / f"out.{'mp3' if codec == 'mp3' else 'wav'}"
+    encode = ["-c:a", "libmp3lame", "-b:a", f"{kbps or 128}k"] if codec == "mp3" else []
+    if codec == "pcm":
+        encode = ["-f", "s16le", "-c:a", "pcm_s16le"]
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-ar", str(rate)]
+    subprocess.run(
+        [*command, *encode, str(out)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    audio = out.read_bytes()
     content_type = {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm"}[codec]
     return audio, content_type
+
+
+def _espeak_wav(text: str, speed: float, wav: Path) -> None:
+    subprocess.run(
+        [*_ESPEAK, "-s", str(round(175 * speed)), "--stdin", "-w", str(wav)],
+        input=text.encode("utf-8"),
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+
+
+def _speak_timed(
+    text: str,
+    codec: str,
+    rate: int,
+    kbps: str | None,
+    speed: float,
+    *,
+    lead_s: float,
+    tail_s: float,
+    tail_dbfs: float,
+) -> tuple[bytes, TimedSpeech]:
+    """`text` spoken as `_speak` does, with `lead_s` of silence before it and `tail_s` of noise
+    after it, and the alignment of its characters to that audio."""
+    with tempfile.TemporaryDirectory(prefix="fake-elevenlabs-") as folder:
+        spoken = Path(folder) / "speech.wav"
+        _espeak_wav(text, speed, spoken)
+        with wave.open(str(spoken)) as source:
+            params = source.getparams()
+            frames = source.readframes(source.getnframes())
+        samples = array("h")
+        samples.frombytes(frames)
+        if sys.byteorder == "big":
+            samples.byteswap()
+        sr = params.framerate
+        loud = [i for i, x in enumerate(samples) if abs(x) > SPEECH_THRESHOLD]
+        first, last = (loud[0], loud[-1] + 1) if loud else (0, len(samples))
+        lead = round(lead_s * sr)
+        # Uniform noise of peak A has an RMS of A / sqrt(3); seeded: the same text, the same audio.
+        peak = 10 ** (tail_dbfs / 20) * math.sqrt(3) * 32767
+        noise = random.Random(text)
+        tail = array("h", (round(noise.uniform(-peak, peak)) for _ in range(round(tail_s * sr))))
+        padded = array("h", bytes(2 * lead)) + samples + tail
+        if sys.byteorder == "big":
+            padded.byteswap()
+        whole = Path(folder) / "timed.wav"
+        with wave.open(str(whole), "wb") as out:
+            out.setparams(params)
+            out.writeframes(padded.tobytes())
+        audio, _ = _encode(whole, Path(folder), codec, rate, kbps)
+    timed = TimedSpeech(
+        spoken_end_s=(lead + last) / sr,
+        speech_s=len(samples) / sr,
+        lead_s=lead / sr,
+        tail_s=len(tail) / sr,
+        alignment=_alignment(text, (lead + first) / sr, (lead + last) / sr, len(padded) / sr),
+    )
+    return audio, timed
+
+
+def _spoken(character: str) -> bool:
+    return bool(character.strip()) and not unicodedata.category(character).startswith("P")
+
+
+def _alignment(text: str, start_s: float, end_s: float, total_s: float) -> Alignment:
+    """Characters up to the last spoken one spread evenly over start_s..end_s; what follows it
+    (punctuation, spaces) from end_s to the end of the audio. Times in ms, as the API's are."""
+    characters = list(text)
+    spoken = [i for i, ch in enumerate(characters) if _spoken(ch)]
+    count = spoken[-1] + 1 if spoken else 0
+    step = (end_s - start_s) / count if count else 0.0
+    starts = [start_s + i * step for i in range(count)]
+    ends = [start_s + (i + 1) * step for i in range(count)]
+    if count:
+        ends[-1] = end_s
+    starts += [end_s if count else 0.0] * (len(characters) - count)
+    ends += [total_s] * (len(characters) - count)
+    return Alignment(characters, [round(t, 3) for t in starts], [round(t, 3) for t in ends])

@@ -7,13 +7,15 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from flows.job import JobRequest
 from greetings.cli import build_parser, main
-from greetings.client.enduser import SignInError, uid_from_id_token
+from greetings.client.enduser import SignedInUser, SignInError, uid_from_id_token
 from greetings.client.prospects import names_from_args, names_from_csv, output_filename, slugify
+from greetings.client.session import Session
 from greetings.client.table import (
     GONE,
     JobView,
@@ -36,7 +38,7 @@ from greetings.client.transfer import (
     upload_path,
 )
 from greetings.commands.jobs import refusal
-from greetings.commands.submit import choose_voice, read_prospects
+from greetings.commands.submit import Submission, choose_voice, create_jobs, read_prospects
 from greetings.commands.watch import Follow, LiveTable, StatusLines
 from greetings.errors import EXIT_USAGE, UsageError
 from greetings.settings import StackSettings
@@ -103,6 +105,23 @@ def test_a_csv_may_say_what_to_call_each_prospect() -> None:
     assert "names.csv line 4" in str(prospects.skipped[0])
     without = names_from_csv("name\nRobert Jones\n", "names.csv")
     assert without.first_names == [None]  # derived from the name by the pipeline
+
+
+def test_a_csv_may_say_how_to_say_each_name() -> None:
+    text = (
+        "name,firstName,Pronunciation\nSiobhan Kelly,,  Sheh-VAWN \nAda Lovelace,Ada,\n"
+        "Kim Lee,,<phoneme>\nAoife Byrne,,EE-fa\n"
+    )
+    prospects = names_from_csv(text, "names.csv")
+    # The name stays as written (the job's name, the file's); the pronunciation goes with it.
+    assert prospects.names == ["Siobhan Kelly", "Ada Lovelace", "Aoife Byrne"]
+    assert prospects.pronunciations == ["Sheh-VAWN", None, "EE-fa"]  # blank: said as written
+    assert prospects.first_names == [None, "Ada", None]
+    assert str(prospects.skipped[0]).startswith(
+        "names.csv line 4: 'Kim Lee': pronunciation contains characters that cannot be spoken"
+    )
+    assert names_from_csv("name\nAda\n", "n.csv").pronunciations == [None]
+    assert names_from_args(["Ada"]).pronunciations == [None]
 
 
 def test_read_prospects_reports_skips_and_refuses_when_none_are_left(tmp_path: Path) -> None:
@@ -427,11 +446,60 @@ def test_an_object_holds_the_file_only_with_the_same_size_and_md5(tmp_path: Path
     assert not holds(None, digest)
 
 
+class BatchRecorder:
+    """The user's Firestore as `create_jobs` uses it: records each batch it is asked to create."""
+
+    def __init__(self) -> None:
+        self.batches: dict[str, dict[str, JobRequest]] = {}
+
+    def create_batch(self, batch_id: str, jobs: dict[str, JobRequest]) -> None:
+        self.batches[batch_id] = jobs
+
+
+def test_every_job_of_a_batch_carries_its_pronunciation_and_the_following_words(
+    tmp_path: Path,
+) -> None:
+    video = tmp_path / "pitch.mp4"
+    video.write_bytes(b"a pitch")
+    firestore = BatchRecorder()
+    session = Session(
+        StackSettings(), SignedInUser("uid-1", "token"), cast(Any, firestore), MemoryStore(), True
+    )
+    submission = Submission(
+        video,
+        ["Siobhan Kelly", "Ada Lovelace"],
+        "espeak:en-us",
+        1.5,
+        pronunciations=["Sheh-VAWN", None],
+        following_text="I saw your team is hiring",
+    )
+    created = create_jobs(session, submission, io.StringIO())
+    assert sorted(created.values()) == ["Ada Lovelace", "Siobhan Kelly"]
+    (jobs,) = firestore.batches.values()  # one batch: each job its own document
+    written = {r.prospect_name: r.to_firestore() for r in jobs.values()}
+    assert written["Siobhan Kelly"]["pronunciation"] == "Sheh-VAWN"
+    assert "pronunciation" not in written["Ada Lovelace"]
+    assert {w["followingText"] for w in written.values()} == {"I saw your team is hiring"}
+
+
+def test_following_text_is_an_option_of_submit(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(
+        ["submit", "v.mp4", "--name", "A", "--following-text", "I saw your team is hiring"]
+    )
+    assert args.following_text == "I saw your team is hiring"
+    assert build_parser().parse_args(["submit", "v.mp4", "--name", "A"]).following_text is None
+    # Refused before anything is uploaded, as the worker would refuse it.
+    assert main(["submit", "v.mp4", "--name", "Ada", "--following-text", "<b>hi</b>"]) == 2
+    assert "followingText contains characters that cannot be spoken" in capsys.readouterr().err
+
+
 VOICE = "JBFqnCBsd6RMkjVDRZzb"  # an ElevenLabs voice id's shape
 
 
 def test_choose_voice() -> None:
-    assert choose_voice(None, StackSettings(tts_provider="espeak")) == "espeak:en-us"
+    assert choose_voice(None, StackSettings(tts_provider="espeak")) == "piper:joe"
+    robotic = StackSettings(tts_provider="espeak", local_voice="espeak")
+    assert choose_voice(None, robotic) == "espeak:en-us"
     assert choose_voice(VOICE, StackSettings(tts_provider="espeak")) == VOICE
     with pytest.raises(UsageError, match="no voice id"):
         choose_voice("../../v1/sound-generation", StackSettings(tts_provider="espeak"))

@@ -555,11 +555,15 @@ def test_clone_error_never_blames_the_voice_id() -> None:
 
 
 def test_without_a_key_clone_is_the_local_voice(tmp_path: Path) -> None:
-    voices = build_voices(settings(espeak_voice="en-gb", state_dir=tmp_path))
+    voices = build_voices(settings(espeak_voice="en-gb", local_voice="espeak", state_dir=tmp_path))
     assert voices.cloner is None
     assert build_cloner(None, MemoryCloneStore(MemoryBacking()), settings()) is None
     chosen = voice_to_speak(voices, CLONE_VOICE_ID, source(tmp_path / "unused.mp4", tmp_path))
     assert chosen == "espeak:en-gb"
+    # By default the local voice is the natural one.
+    natural = build_voices(settings(state_dir=tmp_path))
+    unused = source(tmp_path / "unused.mp4", tmp_path)
+    assert voice_to_speak(natural, CLONE_VOICE_ID, unused) == "piper:joe"
     assert voice_to_speak(voices, "espeak:de", source(tmp_path / "x.mp4", tmp_path)) == "espeak:de"
 
 
@@ -594,7 +598,7 @@ def run_clone_job(
     """One job with voiceId "clone" through JobRun, render and upload left out."""
     spoken: list[str] = []
 
-    def speak(voices: Any, voice_id: str, text: str, work_dir: Path) -> Path:
+    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, **_: Any) -> Path:
         spoken.append(voice_id)
         return work_dir / "greeting.wav"
 
@@ -625,7 +629,7 @@ def run_clone_job(
 def test_a_clone_job_records_the_local_voice_without_a_key(
     monkeypatch: pytest.MonkeyPatch, clips: dict[str, Path], tmp_path: Path
 ) -> None:
-    configured = settings(espeak_voice="en-gb", state_dir=tmp_path)
+    configured = settings(espeak_voice="en-gb", local_voice="espeak", state_dir=tmp_path)
     voices = build_voices(configured)
     clients = Clients(configured, None, None, voices, UserSlots(4))  # type: ignore[arg-type]
     writes, spoken = run_clone_job(monkeypatch, clients, clips["speech"], tmp_path)

@@ -354,7 +354,7 @@ def worker(monkeypatch: pytest.MonkeyPatch, greeting: Path) -> list[Path]:
     """The pipeline with its voice and its result store swapped out; returns what it stored."""
     stored: list[Path] = []
 
-    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, *_: Any) -> Path:
+    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, *_: Any, **__: Any) -> Path:
         return greeting  # outside the run's folder: what a run leaves there is all the render's
 
     def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:

@@ -66,8 +66,18 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """Each stage's edge replaced by a recorder; returns what ran, in order."""
     ran: list[str] = []
 
-    def speak(voices: Any, voice_id: str, text: str, work_dir: Path) -> Path:
-        ran.append(f"speak {text}")
+    def speak(
+        voices: Any,
+        voice_id: str,
+        text: str,
+        work_dir: Path,
+        speed: float = 1.0,
+        *,
+        next_text: str | None = None,
+    ) -> Path:
+        ran.append(f"speak {text}" + ("" if speed == 1.0 else f" x{speed}"))
+        if next_text is not None:
+            ran.append(f"leading into {next_text}")
         return work_dir / "greeting.wav"
 
     def render(video: Path, info: MediaInfo, speech: Path, end_s: float, *_: Any) -> RenderReport:
@@ -116,6 +126,34 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
     }
     assert uploads.asked == [JOB["inputVideo"]]
     assert stages == ["speak Hey Anna-Lena,", "render 1.5", f"upload {USER}/job-1"]
+
+
+def test_the_pronunciation_is_spoken_and_the_following_words_lead_every_take(
+    stages: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    job = {**JOB, "pronunciation": "AN-uh LAY-nuh", "followingText": "I saw you are hiring"}
+    writes = Writes()
+
+    def write(job_id: str, change: Transition) -> dict[str, Any]:
+        writes(job_id, change)
+        return dict(job)
+
+    run = job_run(writes)
+    run.write = write
+
+    def render(*args: Any) -> RenderReport:
+        args[-1](1.1)  # the slot is too short: the greeting is spoken again, faster
+        return rendered(tmp_path / "output.mp4")
+
+    monkeypatch.setattr(pipeline, "render_video", render)
+    # The result keeps the job's own name and id: the pronunciation is for the voice only.
+    assert run.run(Uploads(), tmp_path) == f"greeting-results/{USER}/job-1.mp4"
+    assert stages[:4] == [
+        "speak Hey AN-uh LAY-nuh,",
+        "leading into I saw you are hiring",
+        "speak Hey AN-uh LAY-nuh, x1.1",
+        "leading into I saw you are hiring",
+    ]
 
 
 def test_cancelled_while_uploading_withdraws_the_stored_result(

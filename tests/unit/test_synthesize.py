@@ -16,14 +16,17 @@ from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
-from elevenlabs import ElevenLabs, VoiceSettings
+from elevenlabs import CharacterAlignmentResponseModel, ElevenLabs, VoiceSettings
+from elevenlabs.core.api_error import ApiError
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.filesystems import RemoteFileSystem
+from prefect.serializers import PickleSerializer
 from prefect.states import Failed
 from prefect.testing.utilities import prefect_test_harness
 
@@ -31,22 +34,28 @@ from flows.job import ErrorCode, JobError
 from flows.retry import is_retryable
 from flows.settings import Settings
 from flows.stages import synthesize as stage
+from flows.stages.piper import PiperVoice
 from flows.stages.synthesize import (
     ELEVENLABS_CONCURRENCY_LIMIT,
     ElevenLabsVoice,
     EspeakVoice,
     Speech,
+    SpeechFile,
     SpeechIdentity,
+    Voices,
     build_voice,
+    build_voices,
     elevenlabs_error,
     elevenlabs_transport_error,
     ensure_elevenlabs_limit,
     espeak_text,
     parse_espeak_voices,
     plain_speech_text,
+    speak_greeting,
     speech_cache_key,
     speech_cache_storage,
     speech_extension,
+    spoken_end_s,
     synthesize_greeting,
     synthesize_greeting_task,
     synthesize_speech,
@@ -385,12 +394,34 @@ def test_slot_wait_failures_become_job_errors(monkeypatch: pytest.MonkeyPatch) -
 # --- build_voice ----------------------------------------------------------------------------------
 
 
-def test_build_voice_without_a_key_uses_espeak(caplog: pytest.LogCaptureFixture) -> None:
+def test_build_voice_without_a_key_uses_the_piper_voice(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=stage.__name__):
-        chosen = build_voice(settings(espeak_voice="en-gb"))
+        chosen = build_voice(settings())
+    assert isinstance(chosen, PiperVoice)
+    assert "no ElevenLabs key configured: using the local Piper voice" in caplog.text
+    voices = build_voices(settings())
+    assert voices.local_voice_id == "piper:joe" and voices.piper is not None
+
+
+def test_build_voice_without_a_key_uses_espeak_when_asked_or_without_piper(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with caplog.at_level(logging.INFO, logger=stage.__name__):
+        chosen = build_voice(settings(espeak_voice="en-gb", local_voice="espeak"))
     assert isinstance(chosen, EspeakVoice)
     assert chosen.default_voice == "en-gb"
     assert "no ElevenLabs key configured: using the local espeak-ng voice" in caplog.text
+
+    import flows.stages.piper as piper
+
+    monkeypatch.setattr(piper, "installed_piper_voices", list)  # a machine without the wheel
+    assert isinstance(build_voice(settings()), EspeakVoice)
+    voices = build_voices(settings())
+    assert voices.local_voice_id == "espeak:en-us" and voices.piper is None
+    # A piper: id there is spoken by espeak-ng, which says so in the voice it reports.
+    speaker = voice_for("piper:joe", voices.configured, voices.local, voices.piper)
+    assert speaker is voices.local
+    assert speaker.synthesize("Hey John,", "piper:joe").voice_id == "espeak:en-us"
 
 
 def test_build_voice_with_a_key_talks_to_the_configured_endpoint(
@@ -428,13 +459,14 @@ def test_elevenlabs_speaks_mp3(
     fake: FakeElevenLabs, voice: ElevenLabsVoice, tmp_path: Path
 ) -> None:
     speech = synthesize_speech(voice, "Hey John,", VOICE_ID)
-    assert speech == Speech(speech.audio, "mp3", "elevenlabs", VOICE_ID, MODEL)
+    end_s = fake.timed("Hey John,").alignment.ends[-2]  # the "n"'s, as the answer said
+    assert speech == Speech(speech.audio, "mp3", "elevenlabs", VOICE_ID, MODEL, end_s)
     info = probe(speech.audio, "mp3", tmp_path)
     assert info["streams"][0]["codec_name"] == "mp3"
     assert info["streams"][0]["sample_rate"] == "44100"
     assert 0.3 < float(info["format"]["duration"]) < 5
     [request] = fake.requests
-    assert request.path == f"/v1/text-to-speech/{VOICE_ID}"
+    assert request.path == f"/v1/text-to-speech/{VOICE_ID}/with-timestamps"
     assert request.headers["xi-api-key"] == fake.api_key
     assert request.query["output_format"] == "mp3_44100_128"
     assert request.body["text"] == "Hey John,"
@@ -511,7 +543,7 @@ def test_elevenlabs_transient_failures_are_retryable(
     with pytest.raises(JobError) as caught:
         voice.synthesize("Hey John,", VOICE_ID)
     assert (caught.value.code, caught.value.retryable) == (ErrorCode.TTS_UNAVAILABLE, True)
-    assert fake.calls == 1  # the SDK itself did not retry
+    assert fake.calls == 1  # the SDK itself did not retry (max_retries=0)
     assert voice.synthesize("Hey John,", VOICE_ID).audio  # and the next call is served
 
 
@@ -662,13 +694,33 @@ def test_repeated_greeting_costs_no_second_elevenlabs_call(
 def test_429_then_success_costs_two_calls(
     fake: FakeElevenLabs, unlimited_voice: ElevenLabsVoice, tmp_path: Path
 ) -> None:
+    """The Prefect task owns the retries: one HTTP call per attempt, every attempt in its UI."""
     task = synthesize_greeting_task(settings(speech_cache=str(tmp_path))).with_options(
         retry_delay_seconds=0
     )
     fake.script(too_many_concurrent_requests())
-    [speech] = run_flow(task, unlimited_voice, "Hey Busy,")
-    assert speech.extension == "mp3"
-    assert fake.calls == 2
+
+    @flow(name="speak-busy")
+    def speak() -> tuple[Speech, UUID]:
+        future = task.submit(unlimited_voice, "Hey Busy,", VOICE_ID)
+        return future.result(), future.task_run_id
+
+    speech, task_run_id = speak()
+    assert speech.extension == "mp3" and speech.spoken_end_s is not None
+    with get_client(sync_client=True) as client:
+        attempts = client.read_task_run(task_run_id).run_count
+    assert (attempts, fake.calls) == (2, 2)  # 1 call per attempt: the SDK repeated nothing
+    assert all(r.with_timestamps for r in fake.requests)
+
+
+def test_the_sdk_alone_would_retry_twice_more(fake: FakeElevenLabs) -> None:
+    """Why its retries are off: elevenlabs 2.78 repeats a 429 twice on its own (`max_retries`
+    2, about 1 s then 2 s apart), unseen by Prefect; times the task's 5 attempts, 15 calls."""
+    client = ElevenLabs(api_key=fake.api_key, base_url=fake.base_url, timeout=5)
+    fake.script(*[too_many_concurrent_requests()] * 3)
+    with pytest.raises(ApiError):
+        client.text_to_speech.convert_with_timestamps(VOICE_ID, text="Hey Busy,", model_id=MODEL)
+    assert fake.calls == 3
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -769,3 +821,146 @@ def test_espeak_rejects_a_voice_it_would_misread_as_a_language() -> None:
         EspeakVoice("en-us").espeak_voice("espeak:no-such-voice")
     assert error.value.code == ErrorCode.INVALID_VOICE
     assert EspeakVoice("en-us").espeak_voice("espeak:en-gb") == "en-gb"
+
+
+# --- Timestamps: where the greeting's speech ends -------------------------------------------------
+
+
+def alignment(text: str, ends: list[float]) -> CharacterAlignmentResponseModel:
+    return CharacterAlignmentResponseModel(
+        characters=list(text),
+        character_start_times_seconds=[0.0, *ends[:-1]],
+        character_end_times_seconds=ends,
+    )
+
+
+def test_the_end_is_the_last_spoken_characters_not_the_trailing_punctuations() -> None:
+    # As ElevenLabs answers: the trailing "," runs on into the silence after the last word.
+    assert spoken_end_s(alignment("Hey Jo,", [0.1, 0.2, 0.3, 0.35, 0.5, 0.62, 1.4])) == 0.62
+    assert spoken_end_s(alignment("Hi Zoë!? ", [0.1, 0.2, 0.3, 0.4, 0.5, 0.61, 0.9, 1.0, 1.2])) == (
+        0.61
+    )
+    assert spoken_end_s(alignment("Hey 2", [0.1, 0.2, 0.3, 0.4, 0.7])) == 0.7
+
+
+@pytest.mark.parametrize(
+    "told",
+    [
+        None,
+        alignment(", .", [0.1, 0.2, 0.3]),  # nothing spoken
+        CharacterAlignmentResponseModel(
+            characters=["H", "i"],
+            character_start_times_seconds=[0.0],
+            character_end_times_seconds=[0.2],
+        ),  # lists of different lengths
+        alignment("Hi", [0.1, 0.0]),  # no time
+    ],
+)
+def test_no_end_is_made_up(told: CharacterAlignmentResponseModel | None) -> None:
+    assert spoken_end_s(told) is None
+
+
+def test_elevenlabs_alignment_becomes_spoken_end_s(
+    fake: FakeElevenLabs, voice: ElevenLabsVoice, tmp_path: Path
+) -> None:
+    speech = synthesize_speech(voice, "Hey Johanna,", VOICE_ID)
+    timed = fake.timed("Hey Johanna,")
+    # The fake's alignment is in ms, as the API's: the end of "a", not of "," (the audio's end).
+    assert speech.spoken_end_s == pytest.approx(timed.spoken_end_s, abs=0.0006)
+    assert timed.alignment.ends[-1] == pytest.approx(
+        timed.lead_s + timed.speech_s + timed.tail_s, abs=0.0006
+    )
+    duration = float(probe(speech.audio, "mp3", tmp_path)["format"]["duration"])
+    assert speech.spoken_end_s < duration - timed.tail_s  # the added noise is after it
+
+
+def test_espeak_knows_no_end() -> None:
+    assert EspeakVoice("en-us").synthesize("Hey John,", "espeak:en-us").spoken_end_s is None
+
+
+def test_speech_cached_before_the_end_existed_reads_none() -> None:
+    """A Speech pickled by older code has no `spoken_end_s`: it unpickles as None (the class
+    default), so the render cuts it by silence as before and its cache key stays."""
+    old = object.__new__(Speech)
+    old.__dict__.update(audio=b"ID3", extension="mp3", provider="elevenlabs", voice_id="v")
+    old.__dict__.update(model=MODEL)  # what an old result held: no spoken_end_s
+    serializer = PickleSerializer()  # the task's result_serializer="pickle"
+    cached = serializer.loads(serializer.dumps(old))
+    assert "spoken_end_s" not in cached.__dict__
+    assert cached.spoken_end_s is None
+    assert cached == Speech(b"ID3", "mp3", "elevenlabs", "v", MODEL)
+
+
+# --- next_text ------------------------------------------------------------------------------------
+
+
+def test_next_text_reaches_elevenlabs_and_is_made_plain(
+    fake: FakeElevenLabs, voice: ElevenLabsVoice
+) -> None:
+    synthesize_speech(voice, "Hey John,", VOICE_ID, next_text="thanks for <b>joining</b> me")
+    assert fake.requests[-1].next_text == "thanks for b joining /b me"
+    synthesize_speech(voice, "Hey John,", VOICE_ID)
+    assert fake.requests[-1].body["next_text"] is None  # JSON null: no next text
+    synthesize_speech(voice, "Hey John,", VOICE_ID, next_text=" <> ")
+    assert fake.requests[-1].next_text is None  # nothing of it left: not sent
+
+
+def test_espeak_ignores_next_text() -> None:
+    voice = EspeakVoice("en-us")
+    plain = voice.synthesize("Hey John,", "espeak:en-us")
+    stitched = voice.synthesize("Hey John,", "espeak:en-us", next_text="thanks for joining me")
+    assert stitched == plain
+
+
+def test_next_text_is_part_of_the_cache_key_only_when_set() -> None:
+    # Keys made before next_text existed (the same code at the previous commit) stay the same.
+    assert speech_cache_key(IDENTITY, VOICE_ID, "Hey John,") == (
+        "speech-elevenlabs-ae66cc2c2de89d4e78985f5ebaf608180c16b1867afa794b51edcfa2aafaf42d"
+    )
+    assert speech_cache_key(IDENTITY, VOICE_ID, "Hey John,", 1.15) == (
+        "speech-elevenlabs-b1f8491128bd5967895e722ecf4648dd44fd0d323c27445e4780dbe616982265"
+    )
+    plain = speech_cache_key(IDENTITY, VOICE_ID, "Hey John,")
+    assert speech_cache_key(IDENTITY, VOICE_ID, "Hey John,", 1.0, None) == plain
+    stitched = speech_cache_key(IDENTITY, VOICE_ID, "Hey John,", 1.0, "thanks for joining")
+    assert stitched != plain
+    assert stitched != speech_cache_key(IDENTITY, VOICE_ID, "Hey John,", 1.0, "welcome back")
+    assert stitched != speech_cache_key(IDENTITY, VOICE_ID, "Hey John,", 1.15, "thanks for joining")
+    key_fn = synthesize_greeting.cache_key_fn
+    assert key_fn is not None
+    client = ElevenLabs(api_key="k", base_url="http://127.0.0.1:9")
+    voice = ElevenLabsVoice(client, MODEL, "mp3_44100_128")
+    parameters = {"voice": voice, "text": "Hey John,", "voice_id": VOICE_ID, "speed": 1.0}
+    unset = key_fn(object(), {**parameters, "next_text": None})  # type: ignore[arg-type]
+    assert unset == speech_cache_key(voice.cache_identity, VOICE_ID, "Hey John,")
+    stitched_key = key_fn(object(), {**parameters, "next_text": "hi"})  # type: ignore[arg-type]
+    assert stitched_key == speech_cache_key(voice.cache_identity, VOICE_ID, "Hey John,", 1.0, "hi")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_speak_greeting_passes_next_text_and_returns_the_end(
+    fake: FakeElevenLabs, unlimited_voice: ElevenLabsVoice, tmp_path: Path
+) -> None:
+    voices = Voices(
+        configured=unlimited_voice,
+        local=EspeakVoice("en-us"),
+        task=synthesize_greeting_task(settings(speech_cache=str(tmp_path / "cache"))),
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    @flow(name="speak-stitched")
+    def speak(next_text: str | None, voice_id: str = VOICE_ID) -> SpeechFile:
+        return speak_greeting(voices, voice_id, "Hey Stitched,", work, next_text=next_text)
+
+    first = speak("thanks for joining me")
+    assert first.path == work / "greeting.mp3" and first.path.read_bytes()
+    assert first.spoken_end_s == pytest.approx(fake.timed("Hey Stitched,").spoken_end_s, abs=1e-3)
+    assert [r.next_text for r in fake.requests] == ["thanks for joining me"]
+    assert speak("thanks for joining me") == first  # cached: no call
+    speak("welcome back")  # another next text: other audio, another call
+    speak(None)  # and none: the key of a greeting without one
+    assert [r.next_text for r in fake.requests] == ["thanks for joining me", "welcome back", None]
+    # The local voice: no timestamps, the render measures silence.
+    local = speak("thanks for joining me", "espeak:en-us")
+    assert local.spoken_end_s is None and local.path.suffix == ".wav"

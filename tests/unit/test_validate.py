@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from flows.job import ErrorCode, JobError
+from flows.job import ErrorCode, GreetingJob, JobError, JobRequest
 from flows.stages.render import check_output_duration
 from flows.stages.validate import (
     check_media,
     check_size,
     clean_name,
+    following_text,
     greeting_end,
     greeting_text,
     input_path,
@@ -103,6 +104,96 @@ def test_an_explicit_first_name_and_fallback_win() -> None:
     assert code_of(validate_request, job(greetingFallback="x" * 41)) == (
         ErrorCode.INVALID_GREETING_TEXT
     )
+
+
+def test_the_pronunciation_is_what_the_voice_says_for_the_name() -> None:
+    siobhan = job(prospectName="Siobhan Kelly", pronunciation="  Sheh-VAWN ")
+    request = validate_request(siobhan)
+    assert request.greeting_text == "Hey Sheh-VAWN,"
+    assert request.pronunciation == "Sheh-VAWN"
+    # The job's name (shown everywhere, and the result's file name) stays as written.
+    assert request.prospect_name == "Siobhan Kelly"
+    # {firstName} and {name} are what the greeting calls the person; {lastName} stays written.
+    template = job(
+        prospectName="Siobhan Kelly",
+        pronunciation="Sheh-VAWN",
+        greetingText=("Hello {firstName} {lastName}, dear {name}!"),
+    )
+    assert validate_request(template).greeting_text == "Hello Sheh-VAWN Kelly, dear Sheh-VAWN!"
+    # It wins over firstName and the fallback word: it says how to say the name greeted.
+    explicit = job(firstName="Shiv", pronunciation="Shiv-AWN")
+    assert validate_request(explicit).greeting_text == "Hey Shiv-AWN,"
+    assert validate_request(job(prospectName="Dr.", pronunciation="Doc")).greeting_text == (
+        "Hey Doc,"
+    )
+    # Unset or blank: the name is said as written.
+    assert validate_request(job(pronunciation=" ")).greeting_text == "Hey Jane,"
+    assert validate_request(job(pronunciation=None)).pronunciation is None
+
+
+def test_the_spoken_cap_counts_the_pronunciation() -> None:
+    # A 100-character pronunciation said twice is 200 characters of speech, over the 120 spoken.
+    long = job(pronunciation="Ab-" * 33 + "a", greetingText="{name} and {firstName}")
+    assert code_of(validate_request, long) == ErrorCode.INVALID_GREETING_TEXT
+    # A short name with a long pronunciation: the cap is on what is said, not on what is written.
+    once = job(prospectName="Jo", pronunciation="Ab-" * 33 + "a", greetingText="Hi {name}")
+    assert len(validate_request(once).greeting_text) == 103
+    # The pronunciation itself is at most a name's length.
+    assert code_of(validate_request, job(pronunciation="x" * 101)) == ErrorCode.INVALID_NAME
+
+
+@pytest.mark.parametrize(
+    "pronunciation",
+    ["x" * 101, 7, "Sheh\nVAWN", '<phoneme ph="x">S</phoneme>', "$(id)", "{name}", "Sam 🎉"],
+)
+def test_a_pronunciation_that_cannot_be_spoken_is_invalid_name(pronunciation: Any) -> None:
+    with pytest.raises(JobError) as refused:
+        validate_request(job(pronunciation=pronunciation))
+    assert refused.value.code == ErrorCode.INVALID_NAME
+    assert "pronunciation" in refused.value.message
+
+
+def test_the_following_words_are_carried_for_the_voice_and_never_spoken() -> None:
+    request = validate_request(job(followingText="  I saw your team\u00a0is hiring!  "))
+    assert request.following_text == "I saw your team is hiring!"
+    assert request.greeting_text == "Hey Jane,"  # not part of what is said
+    assert validate_request(job()).following_text is None
+    assert following_text(" ") is None
+    assert following_text("Quick question?") == "Quick question?"
+    assert following_text("x" * 200) == "x" * 200
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["x" * 201, 7, "line\nbreak", "<break time='3s'/>", "$(id)", "Hi {name}", "Ok 🎉", "a\u202eb"],
+)
+def test_following_words_that_cannot_be_spoken_are_refused(words: Any) -> None:
+    with pytest.raises(JobError) as refused:
+        validate_request(job(followingText=words))
+    assert refused.value.code == ErrorCode.INVALID_GREETING_TEXT
+    assert "followingText" in refused.value.message
+
+
+def test_the_new_fields_travel_through_the_job_document() -> None:
+    request = JobRequest(
+        user_id="u1",
+        input_video="user-uploads/u1/v.mp4",
+        prospect_name="Siobhan Kelly",
+        voice_id="espeak:en-us",
+        pronunciation="Sheh-VAWN",
+        following_text="I saw your team is hiring",
+    )
+    written = request.to_firestore()
+    assert written["pronunciation"] == "Sheh-VAWN"
+    assert written["followingText"] == "I saw your team is hiring"
+    read = GreetingJob.from_firestore("job-1", {**written, "status": "pending"})
+    assert (read.pronunciation, read.following_text) == ("Sheh-VAWN", "I saw your team is hiring")
+    assert read.prospect_name == "Siobhan Kelly"
+    # Unset, they are not written at all (the rules allow them only as text).
+    bare = JobRequest.model_validate(
+        {k: v for k, v in written.items() if k not in ("pronunciation", "followingText")}
+    ).to_firestore()
+    assert "pronunciation" not in bare and "followingText" not in bare
 
 
 # Full names as they stand in a sales team's CSV (titles, hyphens, diacritics, particles, three

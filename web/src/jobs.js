@@ -20,14 +20,18 @@ export function newBatchId() {
  * greetingBatches document listing them, in the same commit: the trigger then starts the whole
  * batch as one flow run (a job that names a batch waits for its batch document).
  * `firstNames[i]`, a string, is the job's `firstName`; undefined, the pipeline derives it.
+ * `pronunciations[i]`, a string, is the job's `pronunciation` (spoken for the name, never shown);
+ * `followingText`, the batch's words after the greeting, goes on every job (jobs are separate
+ * documents: each carries its own copy).
  * Returns the new job ids.
  * @param {{uid: string, inputVideo: string, names: string[], firstNames?: (string|undefined)[],
- *          voiceId: string, greetingEndSecond?: number, greetingText?: string,
- *          batchId: string}} request
+ *          pronunciations?: (string|undefined)[], voiceId: string, greetingEndSecond?: number,
+ *          greetingText?: string, followingText?: string, batchId: string}} request
  */
 export async function createJobs(db, request) {
-  const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText } = request;
+  const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText, followingText } = request;
   const firstNames = request.firstNames ?? [];
+  const pronunciations = request.pronunciations ?? [];
   const ids = [];
   for (let start = 0; start < names.length; start += BATCH_JOBS) {
     const batchId = start === 0 ? request.batchId : newBatchId();
@@ -48,6 +52,8 @@ export async function createJobs(db, request) {
       if (greetingEndSecond !== undefined) job.greetingEndSecond = greetingEndSecond;
       if (greetingText) job.greetingText = greetingText;
       if (typeof firstNames[i] === 'string') job.firstName = firstNames[i];
+      if (pronunciations[i]) job.pronunciation = pronunciations[i];
+      if (followingText) job.followingText = followingText;
       batch.set(ref, job);
       jobIds.push(ref.id);
     }

@@ -8,7 +8,9 @@ import { show } from './dom.js';
 import { connect } from './firebase.js';
 import { createJobs, newBatchId, requestAction, watchJobs } from './jobs.js';
 import { JobList } from './jobs-view.js';
-import { MAX_NAME_CHARS, namesFromCsv, namesFromText, pickNames } from './names.js';
+import {
+  MAX_NAME_CHARS, cleanFollowingText, namesFromCsv, namesFromText, pickNames,
+} from './names.js';
 import { errorMessage, uploadVideo } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
@@ -194,21 +196,25 @@ async function main() {
   });
 
   // ---- names: typed, and from a CSV ----
-  let csvNames = null; // {source, names, firstNames, skipped}
+  let csvNames = null; // {source, names, firstNames, pronunciations, skipped}
   const namesBox = $('names');
 
-  // Typed names never carry a first name; a CSV's may (its firstName column), and a name typed
-  // and in the CSV too is the typed one (the first one wins, as for any repeat).
+  // Typed names never carry a first name or a pronunciation; a CSV's may (its firstName and
+  // pronunciation columns), and a name typed and in the CSV too is the typed one (the first one
+  // wins, as for any repeat).
   function collectNames() {
     const typed = namesFromText(namesBox.value);
     const entries = typed.names.map((name) => ['the names box', name]);
     if (csvNames) {
-      entries.push(...csvNames.names.map((name, i) => [csvNames.source, name, csvNames.firstNames[i]]));
+      entries.push(...csvNames.names.map((name, i) => [
+        csvNames.source, name, csvNames.firstNames[i], csvNames.pronunciations[i],
+      ]));
     }
     const merged = pickNames(entries);
     return {
       names: merged.names,
       firstNames: merged.firstNames,
+      pronunciations: merged.pronunciations,
       skipped: [
         ...typed.skipped.map((s) => `${s.where}: ${s.reason}`),
         ...(csvNames?.skipped ?? []).map((s) => `${s.where}: ${s.reason}`),
@@ -218,12 +224,17 @@ async function main() {
   }
 
   function renderNames() {
-    const { names, firstNames, skipped } = collectNames();
+    const { names, firstNames, pronunciations, skipped } = collectNames();
     const any = names.length > 0 || skipped.length > 0;
     show($('names-summary'), any);
     const given = firstNames.filter((f) => f !== undefined).length;
+    const said = pronunciations.filter((p) => p !== undefined).length;
+    const fromCsv = [
+      given ? `${given} with a first name` : '',
+      said ? `${said} with a pronunciation` : '',
+    ].filter(Boolean).join(', ');
     $('names-count').textContent = names.length
-      ? `${names.length} ${names.length === 1 ? 'name' : 'names'}${given ? ` (${given} with a first name from the CSV)` : ''}: ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, and ${names.length - 8} more` : ''}`
+      ? `${names.length} ${names.length === 1 ? 'name' : 'names'}${fromCsv ? ` (${fromCsv} from the CSV)` : ''}: ${names.slice(0, 8).join(', ')}${names.length > 8 ? `, and ${names.length - 8} more` : ''}`
       : 'No usable names yet.';
     show($('names-skipped-box'), skipped.length > 0);
     $('names-skipped-title').textContent = `${skipped.length} skipped (blank, duplicate or unusable)`;
@@ -307,7 +318,7 @@ async function main() {
   /** The batch as the form describes it, or throws an Error saying what to fix. */
   function readBatch() {
     if (!videoFile) throw new Error('Choose your video.');
-    const { names, firstNames } = collectNames();
+    const { names, firstNames, pronunciations } = collectNames();
     if (!names.length) throw new Error(`Add at least one prospect name (1 to ${MAX_NAME_CHARS} characters).`);
     // Left empty, the worker finds the end of the first phrase in the recording.
     const endText = $('greeting-end').value.trim();
@@ -327,12 +338,16 @@ async function main() {
     const template = $('greeting-text').value.trim();
     if (template.length > MAX_TEMPLATE_CHARS) throw new Error(`The greeting text is longer than ${MAX_TEMPLATE_CHARS} characters.`);
     if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw new Error('The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
+    // Optional: the words the rep says right after the greeting, which the new greeting leads into.
+    const followingText = cleanFollowingText($('following-text').value);
     return {
       names,
       firstNames,
+      pronunciations,
       voiceId,
       greetingEndSecond: end,
       greetingText: template && template !== DEFAULT_TEMPLATE ? template : undefined,
+      followingText,
     };
   }
 

@@ -7,6 +7,10 @@ const NAME_COLUMNS = ['name', 'prospectname', 'prospect_name', 'prospect name'];
 // An optional column saying what to call each prospect (the job's `firstName`), matched as the
 // CLI matches it (greetings/client/prospects.py FIRST_NAME_COLUMNS).
 const FIRST_NAME_COLUMNS = ['firstname', 'first_name', 'first name'];
+// An optional column saying how to say each name ("Sheh-VAWN" for Siobhan: the job's
+// `pronunciation`), as the CLI reads it (prospects.py PRONUNCIATION_COLUMNS).
+const PRONUNCIATION_COLUMNS = ['pronunciation'];
+export const MAX_FOLLOWING_TEXT_CHARS = 200;
 // Letters, marks, digits, spaces and the punctuation real names use (as validate.py allows).
 const REFUSED = /[^\p{L}\p{M}\p{N} .,'\-&()\u2019\u2018\u2010\u2013]/gu;
 const CONTROLS = /[\p{Cc}\p{Cf}]/u;
@@ -30,19 +34,43 @@ export function cleanName(raw) {
 }
 
 /**
- * The usable names of `[where, raw, rawFirstName?]` entries, in order: blanks, repeats
- * (case-insensitive, by name) and names the pipeline would refuse are skipped with the reason.
- * A first name is cleaned like a name and a bad one skips its row; a missing or blank one leaves
- * `firstNames[i]` undefined, so the pipeline derives it from the name.
+ * The rep's words right after the greeting (the job's `followingText`), trimmed, or undefined
+ * when blank; throws an Error when the worker would refuse them (validate.py `following_text`):
+ * a sentence may also ask or exclaim.
+ */
+export function cleanFollowingText(raw) {
+  const text = raw.normalize('NFC').split(/\s+/u).filter(Boolean).join(' ');
+  if (!text) return undefined;
+  const length = [...text].length;
+  if (length > MAX_FOLLOWING_TEXT_CHARS) {
+    throw new Error(`The words after the greeting are ${length} characters; at most ${MAX_FOLLOWING_TEXT_CHARS} are allowed: the first words are enough.`);
+  }
+  if (CONTROLS.test(raw)) throw new Error('The words after the greeting contain a control character (a tab or line break?).');
+  const refused = [...new Set(text.replace(/[!?]/g, '').match(REFUSED) ?? [])];
+  if (refused.length) {
+    const shown = refused.slice(0, 5).map((c) => `"${c}"`).join(', ');
+    throw new Error(`The words after the greeting contain characters that cannot be spoken (${shown}): write them as they are said.`);
+  }
+  return text;
+}
+
+/**
+ * The usable names of `[where, raw, rawFirstName?, rawPronunciation?]` entries, in order:
+ * blanks, repeats (case-insensitive, by name) and names the pipeline would refuse are skipped
+ * with the reason. A first name or a pronunciation is cleaned like a name and a bad one skips
+ * its row; a missing or blank first name leaves `firstNames[i]` undefined, so the pipeline
+ * derives it from the name, and a missing or blank pronunciation leaves `pronunciations[i]`
+ * undefined, so the name is said as written.
  * @returns {{names: string[], firstNames: (string|undefined)[],
- *            skipped: {where: string, reason: string}[]}}
+ *            pronunciations: (string|undefined)[], skipped: {where: string, reason: string}[]}}
  */
 export function pickNames(entries) {
   const names = [];
   const firstNames = [];
+  const pronunciations = [];
   const skipped = [];
   const firstSeen = new Map();
-  for (const [where, raw, rawFirst] of entries) {
+  for (const [where, raw, rawFirst, rawPronunciation] of entries) {
     if (raw == null || !raw.trim()) {
       skipped.push({ where, reason: 'blank name' });
       continue;
@@ -64,6 +92,16 @@ export function pickNames(entries) {
         continue;
       }
     }
+    let pronunciation;
+    if (rawPronunciation != null && rawPronunciation.trim()) {
+      try {
+        pronunciation = cleanName(rawPronunciation);
+      } catch (error) {
+        const reason = `"${name}": pronunciation "${rawPronunciation.trim()}": ${error.message}`;
+        skipped.push({ where, reason });
+        continue;
+      }
+    }
     const key = name.toLocaleLowerCase();
     const first = firstSeen.get(key);
     if (first) {
@@ -73,8 +111,9 @@ export function pickNames(entries) {
     firstSeen.set(key, { name, where });
     names.push(name);
     firstNames.push(firstName);
+    pronunciations.push(pronunciation);
   }
-  return { names, firstNames, skipped };
+  return { names, firstNames, pronunciations, skipped };
 }
 
 /**
@@ -141,7 +180,8 @@ export function parseCsv(text) {
 
 /**
  * Names from a CSV whose header has a `name` (or `prospectName`) column and, optionally, a
- * `firstName` (or `first_name`, `first name`; any case) column giving what to call each one.
+ * `firstName` (or `first_name`, `first name`; any case) column giving what to call each one and
+ * a `pronunciation` column (any case) giving how to say it.
  */
 export function namesFromCsv(text, source = 'the CSV') {
   const rows = parseCsv(text).filter((r) => r.cells.some((c) => c.trim()) || r.line > 1);
@@ -153,6 +193,7 @@ export function namesFromCsv(text, source = 'the CSV') {
     throw new Error(`${source} has no "name" (or "prospectName") column; its header is ${shown}`);
   }
   const firstColumn = header.findIndex((c) => FIRST_NAME_COLUMNS.includes(c));
+  const saidColumn = header.findIndex((c) => PRONUNCIATION_COLUMNS.includes(c));
   const data = rows.slice(1);
   // A trailing empty line is no row.
   while (data.length && data.at(-1).cells.every((c) => !c.trim())) data.pop();
@@ -160,6 +201,7 @@ export function namesFromCsv(text, source = 'the CSV') {
     `${source} line ${r.line}`,
     r.cells[column] ?? '',
     firstColumn < 0 ? undefined : (r.cells[firstColumn] ?? ''),
+    saidColumn < 0 ? undefined : r.cells[saidColumn],
   ]));
 }
 

@@ -90,7 +90,7 @@ export function voiceLabel(job) {
   const used = job?.voiceUsed;
   if (typeof used !== 'string' || used.trim() === '') return '';
   const voice = used.trim();
-  if (voice.startsWith('espeak:')) return `Voice: local (${voice})`;
+  if (voice.startsWith('espeak:') || voice.startsWith('piper:')) return `Voice: local (${voice})`;
   if (job.voiceId === 'clone') return `Voice: cloned (${voice})`;
   return `Voice: ${voice}`;
 }

@@ -68,6 +68,7 @@ test('the voice that spoke: the local one, or the clone', () => {
   assert.equal(voiceLabel({ voiceId: 'clone', voiceUsed: 'espeak:en-us' }), 'Voice: local (espeak:en-us)');
   assert.equal(voiceLabel({ voiceId: 'clone', voiceUsed: 'Xb7hH8MSUJpSbSDYk0k2' }), 'Voice: cloned (Xb7hH8MSUJpSbSDYk0k2)');
   assert.equal(voiceLabel({ voiceUsed: 'espeak:de' }), 'Voice: local (espeak:de)');
+  assert.equal(voiceLabel({ voiceId: 'clone', voiceUsed: 'piper:joe' }), 'Voice: local (piper:joe)');
   assert.equal(voiceLabel({ voiceId: 'abc', voiceUsed: 'abc' }), 'Voice: abc');
 });
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  cleanName, namesFromCsv, namesFromText, outputFilename, pickNames, slugify,
+  cleanFollowingText, cleanName, namesFromCsv, namesFromText, outputFilename, pickNames, slugify,
 } from '../src/names.js';
 import { formatDuration, statusWords } from '../src/status.js';
 
@@ -56,6 +56,36 @@ test('CSV: a firstName / first_name column (any case) says what to call each pro
   assert.deepEqual(namesFromText('Ann').firstNames, [undefined]);
   const merged = pickNames([['box', 'Ann'], ['p.csv', 'ann', 'Annie'], ['p.csv', 'Bo Li', 'Bo']]);
   assert.deepEqual([merged.names, merged.firstNames], [['Ann', 'Bo Li'], [undefined, 'Bo']]);
+});
+
+test('CSV: a pronunciation column (any case) says how to say each name, never replacing it', () => {
+  const csv = 'name,Pronunciation,firstName\nSiobhan Kelly,  Sheh-VAWN ,\nAda Lovelace,,Ada\n'
+    + 'Kim Lee,<phoneme>,\nAoife Byrne,EE-fa,\nLong One,' + 'x'.repeat(101) + ',\nShort Row\n';
+  const { names, firstNames, pronunciations, skipped } = namesFromCsv(csv, 'p.csv');
+  // The name stays as written: it is what the job, its card and its file are called.
+  assert.deepEqual(names, ['Siobhan Kelly', 'Ada Lovelace', 'Aoife Byrne', 'Short Row']);
+  assert.deepEqual(pronunciations, ['Sheh-VAWN', undefined, 'EE-fa', undefined]);
+  assert.deepEqual(firstNames, [undefined, 'Ada', undefined, undefined]);
+  assert.deepEqual(skipped.map((s) => s.where), ['p.csv line 4', 'p.csv line 6']);
+  assert.match(skipped[0].reason, /^"Kim Lee": pronunciation "<phoneme>": contains characters that cannot be spoken/);
+  assert.match(skipped[1].reason, /^"Long One": pronunciation "x+": 101 characters; at most 100/);
+  // Without the column, or typed, none is given.
+  assert.deepEqual(namesFromCsv('name\nBo\n').pronunciations, [undefined]);
+  assert.deepEqual(namesFromText('Siobhan').pronunciations, [undefined]);
+  const merged = pickNames([['box', 'Ann'], ['p.csv', 'ann', undefined, 'Ahn'], ['p.csv', 'Bo', undefined, 'Boh']]);
+  assert.deepEqual([merged.names, merged.pronunciations], [['Ann', 'Bo'], [undefined, 'Boh']]);
+  assert.equal(outputFilename(names[0], 'j1'), 'siobhan-kelly-j1.mp4'); // files by name, as written
+});
+
+test('words right after the greeting: trimmed, optional, checked as the worker checks them', () => {
+  assert.equal(cleanFollowingText('  I saw your team\u00a0is  hiring! '), 'I saw your team is hiring!');
+  assert.equal(cleanFollowingText('Quick question?'), 'Quick question?');
+  assert.equal(cleanFollowingText('   '), undefined);
+  assert.equal(cleanFollowingText('x'.repeat(200)), 'x'.repeat(200));
+  assert.throws(() => cleanFollowingText('x'.repeat(201)), /201 characters; at most 200/);
+  assert.throws(() => cleanFollowingText('<break time="3s"/>'), /cannot be spoken \("<", "="/);
+  assert.throws(() => cleanFollowingText('Hi {name}'), /cannot be spoken/);
+  assert.throws(() => cleanFollowingText('line\nbreak'), /control character/);
 });
 
 test('download names match the CLI: <name-slug>-<jobId>.mp4', () => {

@@ -91,14 +91,15 @@ from flows.stages.render.timing import (
     plan_head,
     to_samples,
 )
-from flows.stages.synthesize import MAX_SPEECH_SPEED
+from flows.stages.synthesize import MAX_SPEECH_SPEED, SpeechFile
 
 log = logging.getLogger(__name__)
 
 RenderPath = Literal["head-reencode", "full-audio-reencode"]
 _T = TypeVar("_T")
 
-# Kept after the end of speech that `speech_end_s` finds.
+# Kept after the end of speech: the one `speech_end_s` finds, or the one the voice's timestamps
+# tell (`SpeechFile.spoken_end_s`), whose last character's end may fall a hair before its decay.
 SPEECH_TAIL_S = 0.03
 # Kept before the start of speech that `speech_start_s` finds, when leading silence is cut.
 SPEECH_LEAD_S = 0.02
@@ -128,10 +129,23 @@ class RenderReport:
     room_tone_db: float | None = None
     # How much faster the voice itself was asked to speak (1.0: as it speaks), before `tempo`.
     provider_speed: float = 1.0
+    # How much of the greeting's audio was used (its lead included, before `tempo`), and what
+    # told where its speech ends: the voice's timestamps, or silence measured in its audio.
+    greeting_s: float = 0.0
+    greeting_cut: GreetingCut = "silence"
 
 
-# Asks the voice to say the greeting again at a speed (1.0-1.2), returns the new audio file.
-Respeak = Callable[[float], Path]
+# What told where the greeting's speech ends (and so where its audio is cut).
+GreetingCut = Literal["timestamps", "silence"]
+# A greeting's audio: its file alone (the end found from silence), or with the end of its speech
+# as the voice's timestamps tell it (`speak_greeting`'s SpeechFile).
+GreetingAudio = Path | SpeechFile
+# Asks the voice to say the greeting again at a speed (1.0-1.2), returns the new audio.
+Respeak = Callable[[float], GreetingAudio]
+
+
+def _speech_file(greeting: GreetingAudio) -> SpeechFile:
+    return greeting if isinstance(greeting, SpeechFile) else SpeechFile(greeting)
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,7 @@ class _Inspection:
     windows: list[int | None]  # window sequence of the original's first packets
     greeting_pcm: array[float]  # mono, ANALYSIS_RATE
     original_pcm: array[float]  # the slot and AFTER_SLOT_S more, interleaved, ANALYSIS_RATE
+    spoken_end_s: float | None = None  # the greeting's, from the voice's timestamps
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,7 @@ class _Fit:
     greeting_s: float  # up to the end of its speech
     gain_db: float
     slot: SlotFit
+    cut: GreetingCut = "silence"
 
     @property
     def tempo(self) -> float:
@@ -159,7 +175,7 @@ class _Fit:
 
 def render_greeting(
     input_video: Path,
-    greeting_audio: Path,
+    greeting_audio: GreetingAudio,
     greeting_end_s: float,
     output: Path,
     *,
@@ -172,6 +188,10 @@ def render_greeting(
 ) -> RenderReport:
     """Render `output` (MP4): the input with its greeting slot re-voiced; says what it did.
 
+    `greeting_audio`: its file, or a SpeechFile that also says where its speech ends (the voice's
+    timestamps): the greeting is then cut right there (plus SPEECH_TAIL_S) instead of where its
+    audio turns silent, which a breath or noise after the last word would push later.
+
     `respeak`: where the greeting is too long for its slot even after its silences are cut and
     the original's pause is used, the voice is asked to speak faster through it before any
     time-stretch (which sounds worse than a voice speaking faster).
@@ -181,6 +201,8 @@ def render_greeting(
     duration it claims, so the input's analysis need not wait for the render's own probe.
     """
     started = time.perf_counter()
+    speech = _speech_file(greeting_audio)
+    greeting_audio = speech.path
     if not greeting_end_s > 0:
         raise JobError(ErrorCode.INVALID_GREETING_END, "greetingEndSecond must be above 0.")
     container = _container(input_video, upload)
@@ -194,6 +216,7 @@ def render_greeting(
             seen = _inspect(
                 input_video, container, claimed_s, greeting_audio, greeting_end_s, work, shared
             )
+            seen = replace(seen, spoken_end_s=speech.spoken_end_s)
             audio, sr = seen.audio, seen.audio.sample_rate
             stretch = quietest_stretch(
                 seen.original_pcm, channels=audio.channels, sample_rate=ANALYSIS_RATE
@@ -295,6 +318,8 @@ def render_greeting(
         pause_used_s=round(fit.slot.pause_used_s(greeting_end_s), 3),
         room_tone_db=round(stretch.level_db + stretch.gain_db, 1) if stretch else None,
         provider_speed=speed,
+        greeting_s=round(fit.greeting_s, 3),
+        greeting_cut=fit.cut,
     )
 
 
@@ -526,7 +551,8 @@ def _fit_greeting(
     (`timing.fit_slot`: its leading silence cut, the original's pause used, time-stretched, as
     far as each is needed) and its gain. `room`: the original's floor, below its next words."""
     powers = block_powers(seen.greeting_pcm, channels=1, sample_rate=ANALYSIS_RATE)
-    greeting_s = min(len(seen.greeting_pcm) / ANALYSIS_RATE, speech_end_s(powers) + SPEECH_TAIL_S)
+    end_s, cut = _speech_end(seen.spoken_end_s, powers)
+    greeting_s = min(len(seen.greeting_pcm) / ANALYSIS_RATE, end_s + SPEECH_TAIL_S)
     if greeting_s <= SPEECH_TAIL_S:
         raise JobError(ErrorCode.RENDER_FAILED, "The synthesized greeting is silent or empty.")
     slot = fit_slot(
@@ -545,7 +571,18 @@ def _fit_greeting(
         gated_level_db(block_powers(spoken, channels=1, sample_rate=ANALYSIS_RATE)),
         peak_db(spoken),
     )
-    return _Fit(greeting_s=greeting_s, gain_db=gain_db, slot=slot)
+    return _Fit(greeting_s=greeting_s, gain_db=gain_db, slot=slot, cut=cut)
+
+
+def _speech_end(spoken_end_s: float | None, powers: list[float]) -> tuple[float, GreetingCut]:
+    """Where the greeting's speech ends: the voice's timestamps where they are believable,
+    else the end of its last block loud enough to be speech."""
+    if spoken_end_s is not None and spoken_end_s > speech_start_s(powers):
+        return spoken_end_s, "timestamps"
+    if spoken_end_s is not None:
+        # Ends before any sound starts: timestamps of some other audio. Silence does not lie.
+        log.warning("greeting timestamps end at %.3f s, before its speech: ignored", spoken_end_s)
+    return speech_end_s(powers), "silence"
 
 
 def _fit_respoken(
@@ -563,10 +600,11 @@ def _fit_respoken(
         return unbounded, 1.0, seen, greeting_audio
     # The speed the whole shortfall asks for, 3 decimals so equal needs share a cache entry.
     speed = min(MAX_SPEECH_SPEED, math.ceil(unbounded.tempo * 1000) / 1000)
-    faster = respeak(speed)
-    raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(faster)))
-    seen = replace(seen, greeting_pcm=_floats(raw))
-    return _fit_greeting(seen, greeting_end_s, max_tempo, room), speed, seen, faster
+    faster = _speech_file(respeak(speed))
+    raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(faster.path)))
+    # The faster speech has timestamps of its own (or none): the slower one's never apply.
+    seen = replace(seen, greeting_pcm=_floats(raw), spoken_end_s=faster.spoken_end_s)
+    return _fit_greeting(seen, greeting_end_s, max_tempo, room), speed, seen, faster.path
 
 
 def _pause_end_s(seen: _Inspection, greeting_end_s: float, room: QuietStretch | None) -> float:
@@ -640,7 +678,7 @@ def check_output_duration(output_s: float, input_s: float) -> None:
 def render_video(
     video: Path,
     info: MediaInfo,
-    speech_file: Path,
+    speech_file: GreetingAudio,
     greeting_end_s: float,
     work_dir: Path,
     settings: Settings,
