@@ -191,6 +191,9 @@ class JobRequest(_Camel):
     pronunciation: str | None = None
     # The video's words right after the greeting: the voice leads into them, never says them.
     following_text: str | None = None
+    # A one-job preview (`greetings preview`) made before sending a batch: rendered like any
+    # job; the batch's jobs with the same voice and text then reuse its speech from the cache.
+    preview: bool | None = None
     batch_id: str | None = None
 
 

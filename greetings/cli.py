@@ -63,6 +63,12 @@ def _retry(args: argparse.Namespace) -> int:
     return retry_command(args)
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from greetings.commands.preview import preview_command
+
+    return preview_command(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from greetings.commands.demo import demo_command
 
@@ -85,6 +91,37 @@ def _add_user(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    """What every job of a submission shares: the voice, the greeting and what follows it."""
+    parser.add_argument(
+        "--voice",
+        metavar="VOICE_ID",
+        default=None,
+        help="ElevenLabs voice id (required when ElevenLabs is configured), clone, piper:joe or "
+        "espeak:<voice>; default piper:joe without ElevenLabs",
+    )
+    parser.add_argument(
+        "--greeting-end",
+        type=seconds_or_auto,
+        default=1.5,
+        metavar="SECONDS|auto",
+        help="where the video's own greeting ends (default 1.5); auto: found from the recording",
+    )
+    parser.add_argument(
+        "--greeting-text",
+        default=None,
+        metavar="TEXT",
+        help='what to say, default "Hey {firstName},"; also {lastName} and {name}',
+    )
+    parser.add_argument(
+        "--following-text",
+        default=None,
+        metavar="TEXT",
+        help="the words you say right after the greeting in the video (at most 200 characters), "
+        "so the new greeting leads into them; never spoken itself",
+    )
+
+
 def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = commands.add_parser(
         "submit",
@@ -104,33 +141,7 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         help="a CSV with a `name` (or `prospectName`) column; optional `firstName` and "
         "`pronunciation` columns",
     )
-    submit.add_argument(
-        "--voice",
-        metavar="VOICE_ID",
-        default=None,
-        help="ElevenLabs voice id (required when ElevenLabs is configured), clone, piper:joe or "
-        "espeak:<voice>; default piper:joe without ElevenLabs",
-    )
-    submit.add_argument(
-        "--greeting-end",
-        type=seconds_or_auto,
-        default=1.5,
-        metavar="SECONDS|auto",
-        help="where the video's own greeting ends (default 1.5); auto: found from the recording",
-    )
-    submit.add_argument(
-        "--greeting-text",
-        default=None,
-        metavar="TEXT",
-        help='what to say, default "Hey {firstName},"; also {lastName} and {name}',
-    )
-    submit.add_argument(
-        "--following-text",
-        default=None,
-        metavar="TEXT",
-        help="the words you say right after the greeting in the video (at most 200 characters), "
-        "so the new greeting leads into them; never spoken itself",
-    )
+    _add_job_options(submit)
     submit.add_argument(
         "--wait", action="store_true", help="follow the jobs live and download the videos"
     )
@@ -144,6 +155,25 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
     )
     _add_user(submit)
     submit.set_defaults(handler=_submit)
+
+    preview = commands.add_parser(
+        "preview",
+        help="render one prospect's video and save it, to hear it before sending a batch",
+        description="Upload VIDEO (once) and render it for one name, as `submit --wait` does, "
+        "marked as a preview. The batch sent afterwards with the same voice and greeting text "
+        "reuses the preview's speech.",
+    )
+    preview.add_argument("video", metavar="VIDEO", help="the recorded video (its greeting first)")
+    preview.add_argument("--name", action="append", required=True, metavar="NAME")
+    preview.add_argument(
+        "--pronunciation", default=None, metavar="TEXT", help='how to say it, e.g. "Sheh-VAWN"'
+    )
+    _add_job_options(preview)
+    _add_user(preview)
+    preview.add_argument(
+        "--out", default="out/preview", metavar="DIR", help="where the video goes (out/preview)"
+    )
+    preview.set_defaults(handler=_preview)
 
     jobs = commands.add_parser("jobs", help="list my jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="one JSON line per job")

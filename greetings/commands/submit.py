@@ -45,6 +45,7 @@ class Submission:
     pronunciations: list[str | None] | None = None  # per name; None: said as written
     # The video's words right after the greeting, the same for every job of the submission.
     following_text: str | None = None
+    preview: bool = False  # one job to hear before the batch (`greetings preview`)
 
 
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
@@ -158,6 +159,7 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
                 first_name=first_name,
                 pronunciation=pronunciation,
                 following_text=submission.following_text,
+                preview=submission.preview or None,
                 batch_id=batch_id,
             )
             for name, first_name, pronunciation in zip(

@@ -25,6 +25,7 @@ from greetings.client.enduser import (
 )
 from greetings.client.session import LOCAL_PASSWORD
 from greetings.settings import REPO_ROOT
+from tests.support.fake_elevenlabs import FakeElevenLabs
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(150)]
 
@@ -239,3 +240,49 @@ def test_resubmitting_the_same_video_does_not_upload_it_again(
     for job_id in job_ids:
         main(["cancel", job_id, "--user", email])
     capsys.readouterr()
+
+
+def test_a_preview_is_saved_and_the_batch_after_it_reuses_its_speech(
+    stack: Any,
+    email: str,
+    sample_video: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fake_elevenlabs: FakeElevenLabs | None,
+) -> None:
+    if fake_elevenlabs is None:
+        pytest.skip("another test session's fake ElevenLabs serves the worker")
+    voice = f"preview{uuid.uuid4().hex[:13]}"  # an ElevenLabs id's shape: 20 alphanumerics
+    fake_elevenlabs.add_voice(voice)
+    common = ["--voice", voice, "--user", email]
+    code = main(
+        [
+            "preview",
+            str(sample_video),
+            "--name",
+            "Ada Lovelace",
+            *common,
+            "--out",
+            str(tmp_path / "preview"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    [saved] = list((tmp_path / "preview").glob("ada-lovelace-*.mp4"))
+    info = probe(saved)
+    assert info.video is not None and info.audio is not None
+    assert "the preview is in" in captured.out
+    job_id = saved.stem.removeprefix("ada-lovelace-")
+    job = as_user(stack, signed_in(stack, email)).get("greetingJobs", job_id)
+    assert job["preview"] is True
+    spoken_for_ada = fake_elevenlabs.calls_for("Hey Ada,")
+    assert spoken_for_ada >= 1
+
+    # The batch after it: Ada's greeting comes from the cache, only Grace's is asked for.
+    argv = ["submit", str(sample_video), "--name", "Ada Lovelace", "--name", "Grace Hopper"]
+    code = main([*argv, *common, "--wait", "--out", str(tmp_path / "batch")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert len(list((tmp_path / "batch").glob("*.mp4"))) == 2
+    assert fake_elevenlabs.calls_for("Hey Ada,") == spoken_for_ada
+    assert fake_elevenlabs.calls_for("Hey Grace,") >= 1

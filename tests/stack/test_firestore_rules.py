@@ -78,6 +78,7 @@ def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, pronunciation="Sheh-VAWN", followingText="I saw you"))
     create(stack, alice, new_job(alice, pronunciation="x" * 100, followingText="x" * 200))
     create(stack, alice, new_job(alice, greetingEndSecond=_DROP))  # found from the recording
+    create(stack, alice, new_job(alice, preview=True))  # `greetings preview`
 
 
 def test_every_kind_of_voice_id_is_allowed(stack: Any, alice: User) -> None:
@@ -121,6 +122,7 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("input name with an encoded separator", {"inputVideo": "user-uploads/{uid}/a%2Fb.mp4"}),
         ("batchId with a slash", {"batchId": "a/b"}),
         ("greetingText too long", {"greetingText": "x" * 201}),
+        ("preview not a boolean", {"preview": "yes"}),
         ("firstName too long", {"firstName": "x" * 101}),
         ("firstName not a string", {"firstName": 7}),
         ("greetingFallback empty", {"greetingFallback": ""}),

@@ -482,6 +482,28 @@ def test_every_job_of_a_batch_carries_its_pronunciation_and_the_following_words(
     assert {w["followingText"] for w in written.values()} == {"I saw your team is hiring"}
 
 
+def test_a_preview_is_one_job_marked_as_one(tmp_path: Path) -> None:
+    video = tmp_path / "pitch.mp4"
+    video.write_bytes(b"a pitch")
+    firestore = BatchRecorder()
+    session = Session(
+        StackSettings(), SignedInUser("uid-1", "token"), cast(Any, firestore), MemoryStore(), True
+    )
+    preview = Submission(video, ["Siobhan Kelly"], "piper:joe", 1.5, preview=True)
+    create_jobs(session, preview, io.StringIO())
+    batch = Submission(video, ["Siobhan Kelly", "Ada Lovelace"], "piper:joe", 1.5)
+    create_jobs(session, batch, io.StringIO())
+    first, second = (list(jobs.values()) for jobs in firestore.batches.values())
+    assert [r.to_firestore()["preview"] for r in first] == [True]
+    assert all("preview" not in r.to_firestore() for r in second)
+    args = build_parser().parse_args(
+        ["preview", "v.mp4", "--name", "Siobhan Kelly", "--pronunciation", "Sheh-VAWN"]
+    )
+    said = (args.name, args.pronunciation, args.out)
+    assert said == (["Siobhan Kelly"], "Sheh-VAWN", "out/preview")
+    assert args.voice is None and args.greeting_end == 1.5
+
+
 def test_following_text_is_an_option_of_submit(capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(
         ["submit", "v.mp4", "--name", "A", "--following-text", "I saw your team is hiring"]
