@@ -19,7 +19,7 @@ import pytest
 from flows.job import JobRequest, result_path
 from greetings.client.prospects import output_filename
 from greetings.stack.manager import Stack
-from tests.conftest import FAKE_ELEVENLABS_PORT, User
+from tests.conftest import User
 from tests.support.fake_elevenlabs import FakeElevenLabs
 from tests.support.stackkit import (
     as_user,
@@ -34,17 +34,6 @@ from tests.support.stackkit import (
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
 FOLLOWING = "I saw your team is hiring"
-
-
-@pytest.fixture
-def fake(fake_elevenlabs: FakeElevenLabs | None, stack: Stack) -> FakeElevenLabs:
-    if fake_elevenlabs is None:
-        pytest.fail(
-            f"port {FAKE_ELEVENLABS_PORT} is held by another test session, whose fake serves the "
-            "worker: run these tests when that session is over"
-        )
-    fake_elevenlabs.reset()
-    return fake_elevenlabs
 
 
 def test_a_batch_speaks_each_pronunciation_leading_into_the_following_words(

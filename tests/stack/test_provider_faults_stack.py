@@ -19,7 +19,7 @@ import pytest
 from flows.job import result_path
 from flows.stages.synthesize import TTS_RETRIES
 from greetings.stack.manager import Stack
-from tests.conftest import FAKE_ELEVENLABS_PORT, FAKE_ELEVENLABS_TIMEOUT_S, Uploaded, User, wait_for
+from tests.conftest import FAKE_ELEVENLABS_TIMEOUT_S, Uploaded, User, wait_for
 from tests.support.fake_elevenlabs import (
     FakeElevenLabs,
     hang,
@@ -46,17 +46,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 SPOKEN = "Hey Ada,"  # what the fake is asked to say
 # A hung answer outlasts the test: only the worker's timeout can end the wait.
 HANG_S = 240.0
-
-
-@pytest.fixture
-def fake(fake_elevenlabs: FakeElevenLabs | None, stack: Stack) -> FakeElevenLabs:
-    if fake_elevenlabs is None:
-        pytest.fail(
-            f"port {FAKE_ELEVENLABS_PORT} is held by another test session, whose fake serves the "
-            "worker: run these tests when that session is over"
-        )
-    fake_elevenlabs.reset()
-    return fake_elevenlabs
 
 
 def submit_spoken(
