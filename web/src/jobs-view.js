@@ -63,6 +63,7 @@ export class JobList {
     const row = { id, data: null, status: null };
     row.name = h('h3', { class: 'job-name' });
     row.status_ = h('span', { class: 'job-status' });
+    row.previewTag = h('span', { class: 'job-preview-tag', hidden: true }, 'Preview');
     row.progress = h('progress', { class: 'job-progress', max: 100, value: 0 });
     row.stages = h('ol', { class: 'job-stages', 'aria-label': 'Stages' });
     row.time = h('p', { class: 'job-time' });
@@ -85,7 +86,7 @@ export class JobList {
     row.el = h(
       'li',
       { class: 'job', tabindex: '-1', dataset: { jobId: id } },
-      h('div', { class: 'job-head' }, row.name, row.status_),
+      h('div', { class: 'job-head' }, row.name, row.previewTag, row.status_),
       row.progress,
       row.stages,
       row.time,
@@ -107,6 +108,7 @@ export class JobList {
     const name = data.prospectName ?? '';
     const words = statusWords(data.status);
     setText(row.name, name);
+    show(row.previewTag, data.preview === true);
     setText(row.status_, words);
     row.el.dataset.status = data.status ?? '';
     row.status_.dataset.status = data.status ?? '';

@@ -26,7 +26,8 @@ export function newBatchId() {
  * Returns the new job ids.
  * @param {{uid: string, inputVideo: string, names: string[], firstNames?: (string|undefined)[],
  *          pronunciations?: (string|undefined)[], voiceId: string, greetingEndSecond?: number,
- *          greetingText?: string, followingText?: string, batchId: string}} request
+ *          greetingText?: string, followingText?: string, preview?: boolean,
+ *          batchId: string}} request
  */
 export async function createJobs(db, request) {
   const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText, followingText } = request;
@@ -54,6 +55,7 @@ export async function createJobs(db, request) {
       if (typeof firstNames[i] === 'string') job.firstName = firstNames[i];
       if (pronunciations[i]) job.pronunciation = pronunciations[i];
       if (followingText) job.followingText = followingText;
+      if (request.preview) job.preview = true; // one job to hear before sending the batch
       batch.set(ref, job);
       jobIds.push(ref.id);
     }

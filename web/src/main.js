@@ -355,8 +355,15 @@ async function main() {
   // Disabling the fieldset drops the keyboard's focus to the page; it is given back at the end,
   // unless the user has moved on meanwhile (e.g. to a new row's Cancel button).
   const focusIsLost = () => !document.activeElement || document.activeElement === document.body;
-  $('batch-form').addEventListener('submit', async (event) => {
+  $('batch-form').addEventListener('submit', (event) => {
     event.preventDefault();
+    send({ preview: false });
+  });
+  // One job for the first name, to hear before sending them all: it shows under "My jobs"
+  // marked "Preview", and the batch sent after it reuses its greeting's speech.
+  $('preview-batch').addEventListener('click', () => send({ preview: true }));
+
+  async function send({ preview: previewOnly }) {
     showError($('batch-error'), '');
     show($('batch-done'), false);
     let batch;
@@ -365,6 +372,15 @@ async function main() {
     } catch (error) {
       showError($('batch-error'), error.message);
       return;
+    }
+    if (previewOnly) {
+      batch = {
+        ...batch,
+        names: batch.names.slice(0, 1),
+        firstNames: batch.firstNames.slice(0, 1),
+        pronunciations: batch.pronunciations.slice(0, 1),
+        preview: true,
+      };
     }
     const fields = $('batch-fields');
     fields.disabled = true;
@@ -387,9 +403,11 @@ async function main() {
         ...batch,
       });
       show($('upload'), false);
-      $('batch-done').textContent = `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
+      $('batch-done').textContent = previewOnly
+        ? `A preview for ${batch.names[0]} is on the way: play it under “My jobs”, then create the videos (they reuse its greeting).`
+        : `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
       show($('batch-done'), true);
-      resetBatch({ keepVideo: true });
+      if (!previewOnly) resetBatch({ keepVideo: true }); // a preview keeps the names to send
       fields.disabled = false;
       if (focusIsLost()) $('batch-done').focus();
     } catch (error) {
@@ -398,7 +416,7 @@ async function main() {
       fields.disabled = false;
       if (focusIsLost()) $('submit-batch').focus();
     }
-  });
+  }
 
   renderNames();
 }

@@ -283,7 +283,7 @@ test('the page, end to end against the local stack', async (t) => {
     const doc = await readJob(ids[NAMES[0]]);
     assert.equal(doc.prospectName.stringValue, NAMES[0]);
     assert.equal(Number(doc.greetingEndSecond.doubleValue ?? doc.greetingEndSecond.integerValue), 1.5);
-    assert.equal(doc.voiceId.stringValue, 'espeak:en-us');
+    assert.equal(doc.voiceId.stringValue, 'piper:joe', 'the natural local voice is the default');
     assert.match(doc.inputVideo.stringValue, /^user-uploads\/[^/]+\/[0-9a-f]{64}\.mp4$/);
     assert.ok(doc.batchId.stringValue.length > 0);
     assert.equal(doc.greetingText, undefined, 'the default greeting is left to the server');
@@ -429,5 +429,25 @@ test('the page, end to end against the local stack', async (t) => {
     assert.match(await error.textContent(), /only videos can be uploaded/);
     assert.equal(await page.locator('#job-list > li.job').count(), 5);
     assert.equal(await page.locator('#batch-fields').evaluate((f) => f.disabled), false, 'the form is usable again');
+  });
+
+  await step('a preview is one job for the first name, marked, and the names stay to send', async () => {
+    await page.setInputFiles('#video-file', video);
+    await page.waitForFunction(() => document.querySelector('#preview-video').readyState >= 1, null, { timeout: STEP_TIMEOUT_MS });
+    await page.selectOption('#voice', 'espeak:en-us');
+    await page.fill('#names', 'Gus Preview\nHal Later');
+    const before = new Set((await rowIds()).map((r) => r.id));
+    await page.click('#preview-batch');
+    await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await page.textContent('#batch-done'), /A preview for Gus Preview is on the way/);
+    await page.waitForFunction((n) => document.querySelectorAll('#job-list > li.job').length === n, before.size + 1, { timeout: STEP_TIMEOUT_MS });
+    const [fresh] = (await rowIds()).filter((r) => !before.has(r.id));
+    assert.equal(fresh.name, 'Gus Preview');
+    const tag = page.locator(`#job-list > li.job[data-job-id="${fresh.id}"] .job-preview-tag`);
+    assert.equal(await tag.isVisible(), true, 'the row says it is a preview');
+    await waitForStatus(fresh.id, 'completed');
+    assert.equal(await page.inputValue('#names'), 'Gus Preview\nHal Later', 'the names wait to be sent');
+    assert.equal(await page.textContent('#submit-batch'), 'Create 2 videos');
+    await shot('08-preview');
   });
 });
