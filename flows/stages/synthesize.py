@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import subprocess
 import tempfile
@@ -712,6 +713,10 @@ def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
     e.g. `gs://<bucket>/speech-cache` (needs `gcsfs` on the workers).
     """
     if "://" in location and not location.startswith("file://"):
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            # gcsfs (read at its import) first asks the storage-control gRPC API whether the
+            # bucket is zonal: no emulator serves it, and each new filesystem waited 60 s for it.
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         return RemoteFileSystem(basepath=location)
     return Path(location.removeprefix("file://")).expanduser().resolve()
 
