@@ -243,7 +243,7 @@ class GreetingJob(JobRequest):
     flow_run_id: str | None = None
     output_path: str | None = None
     download_url: str | None = None
-    voice_used: str | None = None  # for voiceId "clone": the cloned voice id, or espeak:<voice>
+    voice_used: str | None = None  # the voice that spoke: a cloned voice's id, piper:joe, espeak:…
     fit: GreetingFit | None = None  # how the greeting was fitted to its slot (when completed)
     heartbeat_at: datetime | None = None
     updated_at: datetime | None = None

@@ -135,20 +135,19 @@ class JobRun:
         found = {"greetingEndSecond": greeting_end_s} if request.greeting_end_s is None else {}
 
         self.move(JobStatus.PROCESSING_AUDIO, **found)
-        voices, voice_id, spoken = self.clients.voices, request.voice_id, {}
+        voices, voice_id = self.clients.voices, request.voice_id
         if voice_id == CLONE_VOICE_ID:
-            # The rep's own voice, cloned once per upload (the local voice without ElevenLabs);
-            # the job records which voice spoke.
+            # The rep's own voice, cloned once per upload (the local voice without ElevenLabs).
             source = CloneSource(
                 request.user_id, request.input_video, video, info.container, work_dir
             )
             voice_id = voice_to_speak(voices, voice_id, source)
-            spoken = {"voiceUsed": voice_id}
         # The video's own words after the slot: the greeting's intonation leads into them.
         text, following = request.greeting_text, request.following_text
         speech = speak_greeting(voices, voice_id, text, work_dir, next_text=following)
 
-        self.move(JobStatus.GENERATING_VIDEO, **spoken)
+        # Which voice spoke: the cloned voice, or espeak-ng where piper:joe is not installed.
+        self.move(JobStatus.GENERATING_VIDEO, voiceUsed=speech.voice_id or voice_id)
         shared = uploads.analysis(request.input_video, video, greeting_end_s)
 
         def respeak(speed: float) -> SpeechFile:

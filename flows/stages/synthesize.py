@@ -148,6 +148,7 @@ class SpeechFile:
 
     path: Path
     spoken_end_s: float | None = None
+    voice_id: str | None = None  # the voice that spoke (`Speech.voice_id`): the job's voiceUsed
 
 
 @dataclass(frozen=True)
@@ -796,4 +797,4 @@ def speak_greeting(
     suffix = "" if speed == 1.0 else f"-x{speed:.3f}"
     speech_file = work_dir / f"greeting{suffix}.{speech.extension}"
     speech_file.write_bytes(speech.audio)
-    return SpeechFile(speech_file, speech.spoken_end_s)
+    return SpeechFile(speech_file, speech.spoken_end_s, speech.voice_id)

@@ -50,7 +50,7 @@ from flows.stages.clone import (
     voice_to_speak,
 )
 from flows.stages.render import RenderReport
-from flows.stages.synthesize import ElevenLabsVoice, build_voices
+from flows.stages.synthesize import ElevenLabsVoice, SpeechFile, build_voices
 from flows.transitions import Transition
 from tests.support.fake_elevenlabs import (
     DEFAULT_VOICES,
@@ -598,9 +598,9 @@ def run_clone_job(
     """One job with voiceId "clone" through JobRun, render and upload left out."""
     spoken: list[str] = []
 
-    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, **_: Any) -> Path:
+    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, **_: Any) -> SpeechFile:
         spoken.append(voice_id)
-        return work_dir / "greeting.wav"
+        return SpeechFile(work_dir / "greeting.wav", None, voice_id)
 
     def render(*_: Any) -> RenderReport:
         return rendered(tmp_path / "out.mp4")

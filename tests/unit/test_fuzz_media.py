@@ -50,6 +50,7 @@ from flows.settings import Settings
 from flows.stages import greeting_end
 from flows.stages.render import render_video
 from flows.stages.render.stage import check_output_duration
+from flows.stages.synthesize import SpeechFile
 from flows.stages.validate import check_size, inspect_video
 from flows.transitions import Transition
 from greetings.samples import make_speech
@@ -354,8 +355,11 @@ def worker(monkeypatch: pytest.MonkeyPatch, greeting: Path) -> list[Path]:
     """The pipeline with its voice and its result store swapped out; returns what it stored."""
     stored: list[Path] = []
 
-    def speak(voices: Any, voice_id: str, text: str, work_dir: Path, *_: Any, **__: Any) -> Path:
-        return greeting  # outside the run's folder: what a run leaves there is all the render's
+    def speak(
+        voices: Any, voice_id: str, text: str, work_dir: Path, *_: Any, **__: Any
+    ) -> SpeechFile:
+        # Outside the run's folder: what a run leaves there is all the render's.
+        return SpeechFile(greeting, None, voice_id)
 
     def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:
         assert video.is_file()

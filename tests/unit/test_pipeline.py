@@ -15,6 +15,7 @@ from flows.job import ErrorCode, JobError, JobStatus
 from flows.media import MediaInfo, UserSlots
 from flows.settings import Settings
 from flows.stages.render import RenderReport
+from flows.stages.synthesize import SpeechFile
 from flows.transitions import Transition, TransitionRefused
 from tests.support.mediacheck import media_info, rendered
 
@@ -74,13 +75,15 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         speed: float = 1.0,
         *,
         next_text: str | None = None,
-    ) -> Path:
+    ) -> SpeechFile:
         ran.append(f"speak {text}" + ("" if speed == 1.0 else f" x{speed}"))
         if next_text is not None:
             ran.append(f"leading into {next_text}")
-        return work_dir / "greeting.wav"
+        return SpeechFile(work_dir / "greeting.wav", None, voice_id)
 
-    def render(video: Path, info: MediaInfo, speech: Path, end_s: float, *_: Any) -> RenderReport:
+    def render(
+        video: Path, info: MediaInfo, speech: SpeechFile, end_s: float, *_: Any
+    ) -> RenderReport:
         ran.append(f"render {end_s}")
         return rendered(tmp_path / "output.mp4")
 
@@ -113,6 +116,8 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         JobStatus.UPLOADING_RESULT,
         JobStatus.COMPLETED,
     ]
+    # Every job records the voice that spoke (a worker without piper:joe speaks espeak-ng).
+    assert writes.seen[2].fields == {"voiceUsed": "espeak:en-us"}
     assert writes.seen[-1].fields == {
         "outputPath": f"greeting-results/{USER}/job-1.mp4",
         "downloadUrl": "https://example.test/video",
