@@ -23,7 +23,6 @@ import subprocess
 import threading
 import wave
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -77,37 +76,44 @@ def _sha256(path: Path) -> str:
 
 
 _LOADING = threading.Lock()
+_LOADED: dict[str, PiperModel] = {}
 
 
-@cache
 def load_piper_model(name: str) -> PiperModel:
     """The voice `name`, loaded once per process: every job's thread shares one session (its
-    `run` is thread-safe and releases the GIL)."""
+    `run` is thread-safe and releases the GIL). Checked under the lock, so jobs that start
+    together wait for the one load instead of each loading the model."""
+    with _LOADING:
+        if name not in _LOADED:
+            _LOADED[name] = _load(name)
+        return _LOADED[name]
+
+
+def _load(name: str) -> PiperModel:
     import onnxruntime  # imported on first use: 1 s, 60 MB
 
-    with _LOADING:
-        wheel = importlib.import_module(PIPER_VOICES[name])
-        model, config = Path(wheel.model_path()), json.loads(Path(wheel.config_path()).read_text())
-        options = onnxruntime.SessionOptions()
-        # One core per greeting: a worker runs many jobs side by side, and a greeting's
-        # inference is a fraction of a second.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        inference = config.get("inference", {})
-        return PiperModel(
-            name=name,
-            session=session,
-            phoneme_ids={str(k): list(v) for k, v in config["phoneme_id_map"].items()},
-            espeak_voice=str(config.get("espeak", {}).get("voice", "en-us")),
-            sample_rate=int(config["audio"]["sample_rate"]),
-            noise_scale=float(inference.get("noise_scale", 0.667)),
-            length_scale=float(inference.get("length_scale", 1.0)),
-            noise_w=float(inference.get("noise_w", 0.8)),
-            sha256=_sha256(model),
-        )
+    wheel = importlib.import_module(PIPER_VOICES[name])
+    model, config = Path(wheel.model_path()), json.loads(Path(wheel.config_path()).read_text())
+    options = onnxruntime.SessionOptions()
+    # One core per greeting: a worker runs many jobs side by side, and a greeting's
+    # inference is a fraction of a second.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    inference = config.get("inference", {})
+    return PiperModel(
+        name=name,
+        session=session,
+        phoneme_ids={str(k): list(v) for k, v in config["phoneme_id_map"].items()},
+        espeak_voice=str(config.get("espeak", {}).get("voice", "en-us")),
+        sample_rate=int(config["audio"]["sample_rate"]),
+        noise_scale=float(inference.get("noise_scale", 0.667)),
+        length_scale=float(inference.get("length_scale", 1.0)),
+        noise_w=float(inference.get("noise_w", 0.8)),
+        sha256=_sha256(model),
+    )
 
 
 def phonemize(text: str, espeak_voice: str, executable: str = "espeak-ng") -> str:
