@@ -8,6 +8,9 @@ command add their own settings on top (greetings/settings.py).
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -21,6 +24,25 @@ from flows.media import SandboxMode
 CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
+def default_bucket_name(project_id: str, environ: Mapping[str, str]) -> str:
+    """The project's default Storage bucket when GREETINGS_BUCKET does not name one.
+
+    Firebase's runtimes say it in FIREBASE_CONFIG (JSON, or the path of a JSON file). Elsewhere:
+    projects created since 2024-10-30 get `<project>.firebasestorage.app`, older ones
+    `<project>.appspot.com` (those set GREETINGS_BUCKET), and the emulators' `demo-*` projects
+    use `<project>.appspot.com`.
+    """
+    config = environ.get("FIREBASE_CONFIG", "").strip()
+    if config:
+        text = config if config.startswith("{") else Path(config).read_text()
+        bucket = json.loads(text).get("storageBucket")
+        if isinstance(bucket, str) and bucket:
+            return bucket
+    if project_id.startswith("demo-"):
+        return f"{project_id}.appspot.com"
+    return f"{project_id}.firebasestorage.app"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GREETINGS_", env_file=".env", extra="ignore", frozen=True
@@ -28,7 +50,7 @@ class Settings(BaseSettings):
 
     # --- Firebase project, Prefect and the worker ---------------------------------------------
     project_id: str = "demo-greetings"
-    bucket: str = ""  # default bucket; empty means "<project_id>.appspot.com"
+    bucket: str = ""  # the uploads' and results' bucket; empty: `default_bucket_name`
     # Scratch folders of runs (work/) and, unless speech_cache says otherwise, the speech cache.
     state_dir: Path = CODE_ROOT / ".greetings"
     work_pool: str = "greetings-local"
@@ -110,7 +132,7 @@ class Settings(BaseSettings):
 
     @property
     def default_bucket(self) -> str:
-        return self.bucket or f"{self.project_id}.appspot.com"
+        return self.bucket or default_bucket_name(self.project_id, os.environ)
 
     @property
     def speech_cache_location(self) -> str:

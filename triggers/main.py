@@ -38,7 +38,7 @@ JOBS_PER_MINUTE = params.IntParam(
     description="new jobs one user may start a minute (a batch of up to 400 fits an unused one)",
 )
 STORAGE_BUCKET = params.StringParam(
-    "STORAGE_BUCKET", default="", description="empty: <project id>.appspot.com"
+    "STORAGE_BUCKET", default="", description="empty: the project's default bucket"
 )
 # Production signs upload URLs through IAM as the function's service account; the local stack
 # gives a key file of its own instead, and the address of its Storage proxy.
@@ -77,7 +77,10 @@ def _bucket() -> storage.Bucket:
         client = storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     else:
         client = storage.Client(project=project)
-    return client.bucket(STORAGE_BUCKET.value or f"{project}.appspot.com")
+    # The runtime's FIREBASE_CONFIG names the default bucket: `<project>.firebasestorage.app` for
+    # projects created since 2024-10-30, `<project>.appspot.com` before.
+    default = _app().options.get("storageBucket") or f"{project}.appspot.com"
+    return client.bucket(STORAGE_BUCKET.value or default)
 
 
 def _signing() -> dict[str, Any]:

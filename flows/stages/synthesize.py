@@ -60,7 +60,7 @@ from elevenlabs.types import CharacterAlignmentResponseModel
 from prefect import Task, task
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
-from prefect.filesystems import RemoteFileSystem
+from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.tasks import exponential_backoff
 
 from flows.job import ErrorCode, JobError
@@ -707,12 +707,23 @@ def synthesize_greeting(
         return synthesize_speech(voice, text, voice_id, speed, next_text=next_text)
 
 
-def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
-    """Where cached speech lives: a local folder, or (any `scheme://`) a bucket via fsspec.
+# GREETINGS_SPEECH_CACHE naming a saved prefect-gcp GcsBucket block instead of a place.
+GCS_BUCKET_BLOCK_PREFIX = "gcs-bucket/"
 
-    A folder serves one machine (or a shared volume); workers on several machines need a bucket,
-    e.g. `gs://<bucket>/speech-cache` (needs `gcsfs` on the workers).
+
+def speech_cache_storage(location: str) -> Path | WritableFileSystem:
+    """Where cached speech lives: a folder, a bucket via fsspec, or a saved GcsBucket block.
+
+    A folder serves one machine (or a shared volume); workers on several machines need a bucket:
+    `gcs-bucket/<block>` (prefect-gcp's GcsBucket with its GcpCredentials, the Prefect way, and
+    Google's own storage client), or `gs://<bucket>/speech-cache` (gcsfs). Both come with the
+    `gcs` extra. A block is loaded here, at start-up, so a missing one stops the worker early.
     """
+    if location.startswith(GCS_BUCKET_BLOCK_PREFIX):
+        from prefect_gcp.cloud_storage import GcsBucket  # the `gcs` extra
+
+        bucket: WritableFileSystem = GcsBucket.load(location.removeprefix(GCS_BUCKET_BLOCK_PREFIX))
+        return bucket
     if "://" in location and not location.startswith("file://"):
         if os.environ.get("STORAGE_EMULATOR_HOST"):
             # gcsfs (read at its import) first asks the storage-control gRPC API whether the
@@ -725,8 +736,9 @@ def speech_cache_storage(location: str) -> Path | RemoteFileSystem:
 def synthesize_greeting_task(settings: Settings) -> SynthesisTask:
     """`synthesize_greeting` storing its results in the configured speech cache.
 
-    A bucket is saved as the `remote-file-system/greetings-speech-cache` block first (an API call):
-    Prefect accepts a block as task result storage only once it is saved server-side.
+    A gs:// bucket is saved as the `remote-file-system/greetings-speech-cache` block first (an API
+    call): Prefect accepts a block as task result storage only once it is saved server-side. A
+    GcsBucket block was loaded from the server, so it is saved already.
     """
     storage = speech_cache_storage(settings.speech_cache_location)
     if isinstance(storage, RemoteFileSystem):

@@ -31,7 +31,7 @@ from pathlib import Path
 from flows.workdir import process_alive
 from greetings.settings import FIREBASE_JSON, REPO_ROOT, StackSettings
 from greetings.stack.procs import proc_table, rss_mb, tree
-from greetings.stack.storage_proxy import generate_signer_key
+from greetings.stack.storage_proxy import TOKEN_PATH, ensure_token_uri, generate_signer_key
 
 FIRESTORE_JAR = "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
@@ -435,8 +435,10 @@ class Stack:
                 self._check_ports_free(svc)
             to_start.append(svc)
 
+        token_uri = f"{self.s.storage_proxy_url}{TOKEN_PATH}"
         if not self.signer_key.is_file():
-            generate_signer_key(self.signer_key, self.s.project_id)
+            generate_signer_key(self.signer_key, self.s.project_id, token_uri)
+        ensure_token_uri(self.signer_key, token_uri)
         for svc in to_start:
             svc.cwd.mkdir(parents=True, exist_ok=True)
             if svc.name == "firebase-emulators":

@@ -15,6 +15,11 @@ Storage does for the web page and the result links:
   (deployments/storage-cors.json).
 
 `GET /_health` is the proxy's own (the stack's health check); no bucket name starts with `_`.
+`POST /_token` stands in for Google's OAuth token endpoint (the stack key's `token_uri`): a
+service-account JWT signed with the stack's key gets an access token, as
+https://oauth2.googleapis.com/token answers it. That is what google-auth's service-account
+credentials (prefect-gcp's GcpCredentials, for one) need before they talk to the Storage emulator,
+which ignores the token.
 
     python -m greetings.stack.storage_proxy --port 9198 --upstream http://127.0.0.1:9199 \\
         --key .greetings/upload-signer.json --allow-origin http://127.0.0.1:5005
@@ -23,6 +28,7 @@ Storage does for the web page and the result links:
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import http.client
@@ -43,6 +49,8 @@ from google.cloud.storage._signing import _url_encode, get_canonical_headers
 CHUNK = 1024 * 1024
 SIGNED_QUERY = ("X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires")
 HEALTH_PATH = "/_health"
+TOKEN_PATH = "/_token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # The emulator's JSON API routes (and their Node-style `/b/...` alias): Cloud Storage takes no
 # signed URLs there, only OAuth tokens, which the proxy does not accept.
 JSON_API_PREFIXES = ("/storage/v1", "/download/storage/v1", "/upload/storage/v1", "/batch/", "/b/")
@@ -58,8 +66,14 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def generate_signer_key(path: Path, project_id: str) -> None:
-    """A service-account-shaped key the local trigger signs with and this proxy checks."""
+def generate_signer_key(
+    path: Path, project_id: str, token_uri: str = "https://oauth2.googleapis.com/token"
+) -> None:
+    """A service-account-shaped key the local trigger signs with and this proxy checks.
+
+    `token_uri` is where google-auth trades the key for an access token: the proxy's `/_token`
+    on the local stack (`ensure_token_uri` points an older key there).
+    """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -74,11 +88,52 @@ def generate_signer_key(path: Path, project_id: str) -> None:
         "private_key": pem,
         "client_email": email,
         "client_id": "0",
-        "token_uri": "https://oauth2.googleapis.com/token",
+        "token_uri": token_uri,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info))
     path.chmod(0o600)
+
+
+def ensure_token_uri(path: Path, token_uri: str) -> None:
+    """Points an existing key's `token_uri` at `token_uri` (keys made before `/_token` existed)."""
+    info = json.loads(path.read_text())
+    if info.get("token_uri") != token_uri:
+        path.write_text(json.dumps({**info, "token_uri": token_uri}))
+
+
+def _b64url(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def grant_token(
+    public_key: rsa.RSAPublicKey, signer_email: str, form: dict[str, str], now: datetime
+) -> dict[str, Any]:
+    """Google's answer to a service account's JWT-bearer grant; raises Refused as it refuses.
+
+    Checks what the real endpoint checks of the assertion: RS256 signed by the stack's key, issued
+    by its account, not expired. The token itself means nothing to the emulator behind.
+    """
+    if form.get("grant_type") != JWT_BEARER:
+        raise Refused(400, "unsupported_grant_type", "only the JWT bearer grant is served")
+    try:
+        header_b64, claims_b64, signature_b64 = form.get("assertion", "").split(".")
+        header = json.loads(_b64url(header_b64))
+        claims = json.loads(_b64url(claims_b64))
+        public_key.verify(
+            _b64url(signature_b64),
+            f"{header_b64}.{claims_b64}".encode("ascii"),
+            padding.PKCS1v15(),
+            hashes.SHA256(),
+        )
+    except (ValueError, InvalidSignature) as exc:
+        raise Refused(400, "invalid_grant", "Invalid JWT Signature.") from exc
+    if header.get("alg") != "RS256" or claims.get("iss") != signer_email:
+        raise Refused(400, "invalid_grant", "Invalid JWT: unknown issuer or algorithm.")
+    if float(claims.get("exp", 0)) < now.timestamp():
+        raise Refused(400, "invalid_grant", "Invalid JWT: Token must be a short-lived token.")
+    token = hashlib.sha256(f"{claims_b64}{now.timestamp()}".encode()).hexdigest()
+    return {"access_token": f"local-stack.{token}", "expires_in": 3600, "token_type": "Bearer"}
 
 
 def verify_v4(
@@ -276,6 +331,27 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    # --- POST /_token: the OAuth token endpoint of the stack's service account ------------------
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length).decode("utf-8", "replace") if length > 0 else ""
+        if urllib.parse.urlsplit(self.path).path != TOKEN_PATH:
+            self._error(405, "MethodNotAllowed", "only PUT uploads and POST /_token are served")
+            return
+        form = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
+        try:
+            answer = grant_token(self.public_key, self.signer_email, form, datetime.now(UTC))
+            status = 200
+        except Refused as refused:  # OAuth's error shape, not Storage's
+            answer, status = {"error": refused.code, "error_description": refused.message}, 400
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     # --- uploads: PUT /{bucket}/{object} with a V4 signature -------------------------------------
 

@@ -1,9 +1,12 @@
-"""Two worker processes share one speech cache in a bucket (the Storage emulator, gs://).
+"""Two worker processes share one speech cache in a bucket (the Storage emulator).
 
-Each process builds its voices from the settings exactly as a worker does
-(`GREETINGS_SPEECH_CACHE=gs://...`, the stack's Prefect server, ElevenLabs played by this
-session's stand-in) and speaks a greeting inside a flow run. What the first one synthesized, the
-second one reads from the bucket: ElevenLabs is asked once, and both get the same bytes.
+Each process builds its voices from the settings exactly as a worker does (the stack's Prefect
+server, ElevenLabs played by this session's stand-in) and speaks a greeting inside a flow run.
+What the first one synthesized, the second one reads from the bucket: ElevenLabs is asked once,
+and both get the same bytes. Both ways of naming the bucket are run:
+`GREETINGS_SPEECH_CACHE=gs://...` (gcsfs) and `gcs-bucket/<block>`, a saved prefect-gcp GcsBucket
+whose GcpCredentials hold a service-account key (the stack's: its token comes from the Storage
+proxy's stand-in of Google's token endpoint).
 """
 
 from __future__ import annotations
@@ -54,15 +57,34 @@ def run_worker(env: dict[str, str], voice: str, text: str) -> str:
     return done.stdout.split("SPOKEN ", 1)[1].split()[0]
 
 
+def gcs_bucket_block(stack: Any, bucket: str, folder: str) -> str:
+    """A GcsBucket block saved on the stack's Prefect server, as an operator would save theirs."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_gcp import GcpCredentials
+    from prefect_gcp.cloud_storage import GcsBucket
+
+    name = f"speech-cache-{uuid.uuid4().hex[:8]}"
+    credentials = GcpCredentials(service_account_file=stack.signer_key)
+    # This process read its Prefect settings before the stack's address was known.
+    with temporary_settings(updates={PREFECT_API_URL: stack.s.prefect_api}):
+        GcsBucket(bucket=bucket, bucket_folder=folder, gcp_credentials=credentials).save(name)
+    return f"gcs-bucket/{name}"
+
+
+@pytest.mark.parametrize("named_by", ["gs-url", "gcs-bucket-block"])
 def test_a_greeting_spoken_by_one_worker_is_read_by_another_from_the_bucket(
-    stack: Any, clients: Any, fake: FakeElevenLabs
+    stack: Any, clients: Any, fake: FakeElevenLabs, named_by: str
 ) -> None:
     voice = f"cache{uuid.uuid4().hex[:15]}"  # an ElevenLabs id's shape: 20 alphanumerics
     fake.add_voice(voice)
     folder = f"speech-cache-{uuid.uuid4().hex[:8]}"
+    if named_by == "gs-url":
+        cache = f"gs://{clients.bucket.name}/{folder}"
+    else:
+        cache = gcs_bucket_block(stack, clients.bucket.name, folder)
     env = {
         **os.environ,
-        "GREETINGS_SPEECH_CACHE": f"gs://{clients.bucket.name}/{folder}",
+        "GREETINGS_SPEECH_CACHE": cache,
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
     }
     text = "Hey Ada,"

@@ -7,17 +7,27 @@ Storage would refuse (another object, another content type, an expired or forged
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import google.auth.exceptions
+import google.auth.transport.requests
 import pytest
 import uploads  # from triggers/, as the Functions runtime imports it
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from greetings.stack.storage_proxy import Refused, generate_signer_key
+from greetings.stack.storage_proxy import (
+    TOKEN_PATH,
+    Refused,
+    ensure_token_uri,
+    generate_signer_key,
+    make_server,
+)
 from tests.support.signing import check_signed
 
 SHA = "ab" * 32
@@ -188,3 +198,43 @@ def test_the_precondition_is_part_of_the_signature(key_file: Path) -> None:
         check_signed(key_file, url, without)
     with pytest.raises(Refused, match="signature"):
         check_signed(key_file, url, {**headers, "x-goog-if-generation-match": "7"})
+
+
+# --- the proxy's token endpoint: what google-auth's service-account credentials need -----------
+
+
+@pytest.fixture
+def token_proxy(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """The proxy on a free port, and a key whose token_uri is its /_token."""
+    key = tmp_path / "key.json"
+    generate_signer_key(key, "demo-test")
+    server = make_server("127.0.0.1", 0, "http://127.0.0.1:9", key, [])
+    token_uri = f"http://127.0.0.1:{server.server_address[1]}{TOKEN_PATH}"
+    ensure_token_uri(key, token_uri)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield key, token_uri
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_stack_key_gets_an_access_token(token_proxy: tuple[Path, str]) -> None:
+    key, _ = token_proxy
+    credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+        str(key), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    credentials.refresh(google.auth.transport.requests.Request())
+    assert credentials.valid and credentials.token.startswith("local-stack.")
+
+
+def test_another_key_gets_no_token(token_proxy: tuple[Path, str], tmp_path: Path) -> None:
+    _, token_uri = token_proxy
+    stranger = tmp_path / "stranger.json"
+    generate_signer_key(stranger, "demo-test", token_uri)  # same account name, another key
+    credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+        str(stranger), scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    with pytest.raises(google.auth.exceptions.RefreshError, match="Invalid JWT Signature"):
+        credentials.refresh(google.auth.transport.requests.Request())
