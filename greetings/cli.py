@@ -146,6 +146,17 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         "--wait", action="store_true", help="follow the jobs live and download the videos"
     )
     submit.add_argument(
+        "--yes",
+        action="store_true",
+        help="create the videos even where the fit check says a name does not fit (without a "
+        "terminal to ask, nothing is created otherwise)",
+    )
+    submit.add_argument(
+        "--no-fit-check",
+        action="store_true",
+        help="create the jobs at once, without first checking that every name fits the greeting",
+    )
+    submit.add_argument(
         "--out", default="out", metavar="DIR", help="with --wait: where videos go (default ./out)"
     )
     submit.add_argument(

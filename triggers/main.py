@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import firebase_admin
+import fit_checks
 import google.auth
 import google.auth.transport.requests
 import jobs
@@ -30,6 +31,7 @@ GREETING_DEPLOYMENT = params.StringParam(
     "GREETING_DEPLOYMENT", default="greeting-pipeline/greeting-pipeline"
 )
 BATCH_DEPLOYMENT = params.StringParam("BATCH_DEPLOYMENT", default="greeting-batch/greeting-batch")
+FIT_CHECK_DEPLOYMENT = params.StringParam("FIT_CHECK_DEPLOYMENT", default="fit-check/fit-check")
 MAX_RETRIES = params.IntParam("GREETINGS_MAX_RETRIES", default=3)
 # New jobs (a batch's count, retries too) one user may start a minute; quota.py says how.
 JOBS_PER_MINUTE = params.IntParam(
@@ -138,6 +140,21 @@ def on_batch_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) ->
         BATCH_DEPLOYMENT.value,
         event.params["batchId"],
         event.data.to_dict() or {},
+        JOBS_PER_MINUTE.value,
+    )
+
+
+@firestore_fn.on_document_created(document="fitChecks/{checkId}", secrets=[PREFECT_API_KEY])
+def on_fit_check_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
+    """Before a batch: which names fit the video's greeting slot (flows/fit_check.py answers)."""
+    if event.data is None:
+        return
+    fit_checks.start_fit_check(
+        _db(),
+        _prefect(),
+        PrefectUnavailable,
+        FIT_CHECK_DEPLOYMENT.value,
+        event.params["checkId"],
         JOBS_PER_MINUTE.value,
     )
 

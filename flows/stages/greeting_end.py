@@ -44,32 +44,58 @@ def greeting_end_s(frames: Sequence[bool]) -> float | None:
     MIN_PHRASE_S; its pause is the silence after it, which must last MIN_PAUSE_S and be
     followed by speech within the frames given.
     """
+    ends = phrase_ends_s(frames)
+    return ends[0] if ends else None
+
+
+def phrase_ends_s(frames: Sequence[bool]) -> list[float]:
+    """Every place a greeting could end: the end of each pause (less GUARD_S) that follows a
+    phrase and comes before more speech, in order. The first is `greeting_end_s`'s."""
     min_gap, min_phrase = round(MIN_PAUSE_S / FRAME_S), round(MIN_PHRASE_S / FRAME_S)
+    ends: list[float] = []
     phrase_start: int | None = None
     silence = 0
     for index, speech in enumerate(frames):
         if speech:
             if phrase_start is not None and silence >= min_gap:
-                phrase_end = index - silence
-                if phrase_end - phrase_start >= min_phrase:
-                    return max(0.0, index * FRAME_S - GUARD_S)
-                phrase_start = index  # that was a click: the phrase starts here
+                if index - silence - phrase_start >= min_phrase:
+                    ends.append(max(0.0, index * FRAME_S - GUARD_S))
+                phrase_start = index  # the next phrase (or, after a click, this one) starts
             if phrase_start is None:
                 phrase_start = index
             silence = 0
         elif phrase_start is not None:
             silence += 1
-    return None
+    return ends
+
+
+def find_phrase_ends(video: Path, container: str, search_s: float) -> list[float]:
+    """`phrase_ends_s` of the first `search_s` of `video`'s sound (an upload, as `container`)."""
+    frames = speech_frames(_first_seconds_pcm(video, container, search_s))
+    return [round(end, 3) for end in phrase_ends_s(frames)]
 
 
 def find_greeting_end(video: Path, container: str) -> float:
     """Where the greeting of `video` (an upload, opened only as `container`) ends."""
+    pcm = _first_seconds_pcm(video, container, SEARCH_S)
+    found = greeting_end_s(speech_frames(pcm))
+    if found is None:
+        raise JobError(
+            ErrorCode.INVALID_GREETING_END,
+            f"No pause after a first phrase was found in the first {SEARCH_S:g} s of the "
+            "recording: set greetingEndSecond to the second where the spoken greeting ends.",
+        )
+    return round(found, 3)
+
+
+def _first_seconds_pcm(video: Path, container: str, seconds: float) -> bytes:
+    """The first `seconds` of the upload's first sound track, 16 kHz mono s16le for webrtcvad."""
     try:
-        pcm = run_ffmpeg(
+        return run_ffmpeg(
             [
                 *upload_input_options(container),
                 "-t",
-                f"{SEARCH_S:g}",
+                f"{seconds:g}",
                 "-i",
                 str(video),
                 "-map",
@@ -90,11 +116,3 @@ def find_greeting_end(video: Path, container: str) -> float:
             "The video's sound track could not be decoded (the file looks damaged): upload the "
             "recording again.",
         ) from exc
-    found = greeting_end_s(speech_frames(pcm))
-    if found is None:
-        raise JobError(
-            ErrorCode.INVALID_GREETING_END,
-            f"No pause after a first phrase was found in the first {SEARCH_S:g} s of the "
-            "recording: set greetingEndSecond to the second where the spoken greeting ends.",
-        )
-    return round(found, 3)

@@ -27,8 +27,9 @@ from flows.stages.validate import (
 from greetings.client.prospects import Prospects, names_from_args, names_from_csv
 from greetings.client.session import Session, connect
 from greetings.client.table import JobView, json_line
-from greetings.client.transfer import upload_once
-from greetings.errors import UsageError
+from greetings.client.transfer import Upload, upload_once
+from greetings.commands import fit
+from greetings.errors import EXIT_JOB_FAILED, UsageError
 from greetings.settings import StackSettings, get_settings
 
 DEFAULT_GREETING_END_S = 1.5
@@ -136,11 +137,19 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
     )
 
 
-def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[str, str]:
-    """Uploads the video (once) and creates one job per name; returns job id -> name."""
+def upload_video(session: Session, submission: Submission, out: TextIO) -> Upload:
+    """Uploads the video, unless the user's folder holds the same bytes already."""
     upload = upload_once(session.uploads, session.user.uid, submission.video)
     verb = "reused (already uploaded)" if upload.reused else "uploaded"
     out.write(f"video {verb}: {upload.path} ({upload.size / 1e6:.1f} MB)\n")
+    return upload
+
+
+def create_jobs(
+    session: Session, submission: Submission, out: TextIO, upload: Upload | None = None
+) -> dict[str, str]:
+    """Uploads the video (once) and creates one job per name; returns job id -> name."""
+    upload = upload or upload_video(session, submission, out)
     jobs: dict[str, str] = {}
     names = list(submission.names)
     first_names = submission.first_names or [None] * len(names)
@@ -177,6 +186,37 @@ def create_jobs(session: Session, submission: Submission, out: TextIO) -> dict[s
     return jobs
 
 
+def check_fit_first(
+    session: Session, submission: Submission, upload: Upload, out: TextIO, *, yes: bool
+) -> bool:
+    """Runs the fit check, prints its table; whether to create the jobs (flows/fit_check.py)."""
+    first_names = submission.first_names or [None] * len(submission.names)
+    pronunciations = submission.pronunciations or [None] * len(submission.names)
+    prospects = [
+        {"prospectName": name, "firstName": first, "pronunciation": said}
+        for name, first, said in zip(submission.names, first_names, pronunciations, strict=True)
+    ]
+    fields = fit.check_fields(
+        session.user.uid,
+        upload.path,
+        submission.voice_id,
+        prospects,
+        greeting_end_s=submission.greeting_end_s,
+        greeting_text=submission.greeting_text,
+        following_text=submission.following_text,
+    )
+    check = fit.run_fit_check(session, fields)
+    fit.print_lines(fit.fit_lines(check), out)
+    ask = input if sys.stdin.isatty() and out.isatty() else None
+    if fit.go_on(check, yes=yes, ask=ask):
+        return True
+    out.write(
+        "no videos were created: change the greeting end or text, or pass --yes to create "
+        "them anyway\n"
+    )
+    return False
+
+
 def submit_and_follow(
     session: Session,
     submission: Submission,
@@ -184,10 +224,16 @@ def submit_and_follow(
     wait: bool,
     out_dir: Path,
     json_output: bool,
+    fit_check: bool = False,
+    yes: bool = False,
 ) -> int:
+    """Creates the jobs (after a fit check, with `fit_check`) and, with `wait`, follows them."""
     # With --json, stdout carries only JSON lines; what people read goes to stderr.
     human = sys.stderr if json_output else sys.stdout
-    jobs = create_jobs(session, submission, human)
+    upload = upload_video(session, submission, human)
+    if fit_check and not check_fit_first(session, submission, upload, human, yes=yes):
+        return EXIT_JOB_FAILED
+    jobs = create_jobs(session, submission, human, upload)
     if not wait:
         if json_output:
             for job_id, name in jobs.items():
@@ -205,5 +251,11 @@ def submit_command(args: argparse.Namespace) -> int:
     submission = build_submission(args, settings, sys.stderr)
     session = connect(settings, args.user)
     return submit_and_follow(
-        session, submission, wait=args.wait, out_dir=Path(args.out), json_output=args.json
+        session,
+        submission,
+        wait=args.wait,
+        out_dir=Path(args.out),
+        json_output=args.json,
+        fit_check=not args.no_fit_check,
+        yes=args.yes,
     )

@@ -173,6 +173,7 @@ class Stack:
             f"PREFECT_API_URL={self.s.prefect_api}\n"
             "GREETING_DEPLOYMENT=greeting-pipeline/greeting-pipeline\n"
             "BATCH_DEPLOYMENT=greeting-batch/greeting-batch\n"
+            "FIT_CHECK_DEPLOYMENT=fit-check/fit-check\n"
             f"GREETINGS_MAX_RETRIES={self.s.max_retries}\n"
             f"STORAGE_BUCKET={self.s.default_bucket}\n"
             f"UPLOAD_SIGNER_KEY_FILE={self.signer_key}\n"
@@ -635,7 +636,7 @@ class Stack:
     def _deployments_exist(self) -> bool:
         return all(
             _http_ok(f"{self.s.prefect_api}/deployments/name/{name}/{name}")
-            for name in ("greeting-pipeline", "greeting-batch", "retry-failed-jobs")
+            for name in ("greeting-pipeline", "greeting-batch", "fit-check", "retry-failed-jobs")
         )
 
     def _ensure_elevenlabs_limit(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from flows.fit_check import FIT_CHECKS
 from flows.job import BATCHES, COLLECTION, REQUESTS, RequestAction
 from greetings.client.enduser import Denied, FirestoreAsUser
 from tests.conftest import User
@@ -372,3 +373,79 @@ def test_batch_not_readable_or_rewritable_by_others(stack: Any, alice: User, bob
         as_user(stack, bob).get(BATCHES, batch_id)
     with pytest.raises(Denied):
         as_user(stack, alice).update(BATCHES, batch_id, {"jobIds": ["job-c"]})
+
+
+# --- fitChecks/{checkId}: asked by the owner, answered by the server -------------------------
+
+
+def new_check(user: User, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "userId": user.uid,
+        "inputVideo": f"user-uploads/{user.uid}/abc123.mp4",
+        "voiceId": "piper:joe",
+        "prospects": [{"prospectName": "Jane Doe"}, {"prospectName": "Al Li"}],
+        "greetingEndSecond": 1.5,
+        "status": "pending",
+    }
+    fields.update(overrides)
+    return {k: v for k, v in fields.items() if v is not _DROP}
+
+
+def seed_check(clients: Any, owner: User) -> str:
+    """A check as the server leaves it: answered (written with admin rights)."""
+    check_id = f"rules-{uuid.uuid4().hex[:16]}"
+    answered = new_check(owner, status="done", results=[], counts={"fits": 2})
+    clients.db.collection(FIT_CHECKS).document(check_id).set(answered)
+    return check_id
+
+
+def test_owner_asks_a_fit_check_and_reads_the_answer(
+    stack: Any, clients: Any, alice: User, bob: User
+) -> None:
+    check_id = f"rules-{uuid.uuid4().hex[:16]}"
+    as_user(stack, alice).create(FIT_CHECKS, check_id, new_check(alice), ("createdAt",))
+    answered = seed_check(clients, alice)
+    assert as_user(stack, alice).get(FIT_CHECKS, answered)["counts"] == {"fits": 2}
+    with pytest.raises(Denied):
+        as_user(stack, bob).get(FIT_CHECKS, answered)
+    with pytest.raises(Denied):
+        as_user(stack, None).get(FIT_CHECKS, answered)
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides"),
+    [
+        ("another user's video", {"inputVideo": "user-uploads/someone-else/abc123.mp4"}),
+        ("answered already", {"status": "done"}),
+        ("a forged answer", {"results": [{"prospectName": "x", "verdict": "fits"}]}),
+        ("no names", {"prospects": []}),
+        ("401 names", {"prospects": [{"prospectName": f"N{i}"} for i in range(401)]}),
+        ("names not a list", {"prospects": "Jane Doe"}),
+        ("a voice id with a path", {"voiceId": "../../v1/voices"}),
+        ("greeting end past 10 s", {"greetingEndSecond": 11}),
+        ("no video", {"inputVideo": _DROP}),
+    ],
+)
+def test_fit_check_create_refused(
+    stack: Any, alice: User, case: str, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, alice).create(
+            FIT_CHECKS, f"rules-{uuid.uuid4().hex[:16]}", new_check(alice, **overrides),
+            ("createdAt",),
+        )  # fmt: skip
+
+
+def test_fit_check_for_another_user_refused(stack: Any, alice: User, bob: User) -> None:
+    with pytest.raises(Denied):
+        as_user(stack, bob).create(
+            FIT_CHECKS, f"rules-{uuid.uuid4().hex[:16]}", new_check(alice), ("createdAt",)
+        )
+
+
+def test_the_owner_cannot_write_the_answer(stack: Any, clients: Any, alice: User) -> None:
+    check_id = seed_check(clients, alice)
+    with pytest.raises(Denied):
+        as_user(stack, alice).update(FIT_CHECKS, check_id, {"counts": {"fits": 400}})
+    as_user(stack, alice).delete(FIT_CHECKS, check_id)  # but may delete it
+    assert not clients.db.collection(FIT_CHECKS).document(check_id).get().exists

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from flows.job import ErrorCode, JobError
-from flows.stages.render import render_greeting
+from flows.stages.render import analyze_input, measure_fit, render_greeting
 from flows.stages.render.ffmpeg_args import RESTAMP, MixSpec, mix_graph
 from flows.stages.render.loudness import (
     block_powers,
@@ -366,3 +366,37 @@ def test_past_what_the_voice_can_do_the_stretch_takes_the_rest(
         )
     assert caught.value.code == ErrorCode.GREETING_TOO_LONG and respeak.asked == [1.2]
     assert not (tmp_path / "no.mp4").exists()
+
+
+# --- the fit check before sending: the render's fit, measured without rendering ------------------
+
+
+@pytest.mark.media
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi Al,",  # fits as it is
+        "Hey Alexander Montgomery,",  # the pause
+        "Hey Alexander Montgomery the third, good morning,",  # the pause and a stretch
+        "Hey Alexander Montgomery the third, good morning to you and your whole team,",
+    ],
+)
+def test_measure_fit_says_what_the_render_does(
+    media_dir: Path, clip: Path, tmp_path: Path, text: str
+) -> None:
+    spoken = greeting(media_dir, text)
+    shared = analyze_input(clip, GREETING_END_S, tmp_path / "analysis")
+    measured = measure_fit(shared, spoken, tmp_path, max_tempo=1.3)
+    try:
+        report = render_greeting(clip, spoken, GREETING_END_S, tmp_path / "out.mp4")
+    except JobError as error:
+        assert error.code == ErrorCode.GREETING_TOO_LONG
+        assert not measured.fits and measured.tempo > 1.3
+        # The slot it would need at 1.3x is longer than the slot and its whole pause.
+        assert measured.needs_slot_s > GREETING_END_S + measured.pause_used_s
+        return
+    assert measured.fits
+    assert measured.tempo == pytest.approx(report.tempo, abs=1e-3)
+    assert measured.pause_used_s == pytest.approx(report.pause_used_s, abs=1e-3)
+    assert measured.fitted == (report.tempo > 1.0 or report.pause_used_s > 0)
+    assert measured.needs_slot_s <= GREETING_END_S + report.pause_used_s + 1e-3

@@ -37,19 +37,23 @@ keeps the original's sample count instead of growing to a whole last frame.
 """
 
 from flows.stages.render.stage import (
+    FitMeasure,
     InputAnalysis,
     RenderReport,
     analyze_input,
     check_output_duration,
+    measure_fit,
     render_greeting,
     render_video,
 )
 
 __all__ = [
+    "FitMeasure",
     "InputAnalysis",
     "RenderReport",
     "analyze_input",
     "check_output_duration",
+    "measure_fit",
     "render_greeting",
     "render_video",
 ]

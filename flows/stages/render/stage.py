@@ -324,6 +324,69 @@ def render_greeting(
 
 
 @dataclass(frozen=True)
+class FitMeasure:
+    """How a greeting would fit its slot, measured as the render would fit it, without a render.
+
+    `tempo` may exceed the render's max_tempo (then `fits` is False): it is what the greeting
+    needs, and `needs_slot_s` how long a slot at max_tempo would have to be.
+    """
+
+    fits: bool
+    tempo: float
+    provider_speed: float
+    pause_used_s: float
+    lead_trimmed_s: float
+    greeting_s: float  # of the (possibly faster) greeting, as used
+    needs_slot_s: float  # the slot the greeting needs at max_tempo (<= the slot when it fits)
+
+    @property
+    def fitted(self) -> bool:
+        """Fits only with a fit step: faster speech, time-stretch, the pause or a lead trim."""
+        return self.fits and (
+            self.tempo > 1.0
+            or self.provider_speed > 1.0
+            or self.pause_used_s > 0
+            or self.lead_trimmed_s > 0
+        )
+
+
+def measure_fit(
+    shared: InputAnalysis,
+    greeting_audio: GreetingAudio,
+    work: Path,
+    *,
+    max_tempo: float,
+    respeak: Respeak | None = None,
+) -> FitMeasure:
+    """`render_greeting`'s fit of this greeting to `shared`'s slot, and nothing else: one decode
+    of the greeting (and, where it is asked to speak faster, of the faster one)."""
+    speech = _speech_file(greeting_audio)
+    end_s = shared.greeting_end_s
+    seen = _inspect(
+        shared.input_video, shared.upload.container, None, speech.path, end_s, work, shared
+    )
+    seen = replace(seen, spoken_end_s=speech.spoken_end_s)
+    stretch = quietest_stretch(
+        seen.original_pcm, channels=seen.audio.channels, sample_rate=ANALYSIS_RATE
+    )
+    # With no tempo limit the fit never refuses: it says what the greeting would need.
+    if respeak is None:
+        fit, speed = _fit_greeting(seen, end_s, math.inf, stretch), 1.0
+    else:
+        fit, speed, _, _ = _fit_respoken(seen, end_s, math.inf, stretch, respeak, speech.path)
+    used = fit.greeting_s - fit.slot.lead_trim_s
+    return FitMeasure(
+        fits=fit.tempo <= max_tempo * (1 + 1e-9),
+        tempo=round(fit.tempo, 4),
+        provider_speed=speed,
+        pause_used_s=round(fit.slot.pause_used_s(end_s), 3),
+        lead_trimmed_s=round(fit.slot.lead_trim_s, 3),
+        greeting_s=round(fit.greeting_s, 3),
+        needs_slot_s=round(used / max_tempo, 3),
+    )
+
+
+@dataclass(frozen=True)
 class InputAnalysis:
     """What rendering learns from an input for one greeting slot, whatever the greeting.
 
