@@ -4,8 +4,12 @@
 import { h, setText, show } from './dom.js';
 import { outputFilename } from './names.js';
 import {
-  CANCELLABLE, TERMINAL, fitSummary, formatDuration, greetingEndLabel, statusWords, voiceLabel,
+  CANCELLABLE, TERMINAL, canRetry, fitSummary, formatDuration, greetingEndLabel, requestAnswerText,
+  statusWords, voiceLabel,
 } from './status.js';
+
+// How long a request may go unanswered before the row says so (the trigger answers in seconds).
+const ANSWER_TIMEOUT_MS = 120_000;
 
 const millis = (value) => (value && typeof value.toMillis === 'function' ? value.toMillis() : null);
 
@@ -16,7 +20,9 @@ function clock(ms) {
 export class JobList {
   /**
    * @param {HTMLOListElement} list  the <ol> the rows live in
-   * @param {{onAction: (jobId: string, action: 'cancel'|'retry') => Promise<void>,
+   * @param {{onAction: (jobId: string, action: 'cancel'|'retry',
+   *            onAnswer: (answer: {outcome: string, message: string}) => void,
+   *            onError: (error: Error) => void) => Promise<() => void>,
    *          onStatus: (name: string, words: string) => void,
    *          download: (url: string, filename: string) => Promise<void>}} hooks
    */
@@ -32,6 +38,7 @@ export class JobList {
     for (const change of snapshot.docChanges()) {
       const id = change.doc.id;
       if (change.type === 'removed') {
+        this.stopWatching(this.rows.get(id));
         this.rows.get(id)?.el.remove();
         this.rows.delete(id);
         continue;
@@ -60,7 +67,9 @@ export class JobList {
   }
 
   createRow(id) {
-    const row = { id, data: null, status: null };
+    // note: what the row's last request or download is doing; noteKind says which ('pending'
+    // while a request waits for its answer, 'answer' once answered, 'download').
+    const row = { id, data: null, status: null, noteKind: null, stopWatch: null, answerTimer: null };
     row.name = h('h3', { class: 'job-name' });
     row.status_ = h('span', { class: 'job-status' });
     row.previewTag = h('span', { class: 'job-preview-tag', hidden: true }, 'Preview');
@@ -145,14 +154,16 @@ export class JobList {
     // A button that goes away while it has focus hands focus to its row, not to the page.
     const focused = row.el.contains(document.activeElement) ? document.activeElement : null;
     show(row.cancel, CANCELLABLE.has(data.status));
-    show(row.retry, data.status === 'failed');
+    // Retry only where it can help: a failure marked retryable (status.js canRetry).
+    show(row.retry, canRetry(data));
     if (focused && focused.hidden) row.el.focus();
     row.cancel.setAttribute('aria-label', `Cancel ${name}`);
     row.retry.setAttribute('aria-label', `Retry ${name}`);
     if (previous && previous !== data.status) {
       row.cancel.removeAttribute('aria-disabled');
       row.retry.removeAttribute('aria-disabled');
-      show(row.note, false);
+      // "Cancel requested." goes with the status it was about; an answer stays to be read.
+      if (row.noteKind !== 'answer') show(row.note, false);
     }
     // A row that just appeared is not news; a status it moves to is.
     if (previous !== null && previous !== data.status) this.hooks.onStatus(name, words);
@@ -208,19 +219,55 @@ export class JobList {
     }
   }
 
+  setNote(row, kind, text) {
+    row.noteKind = kind;
+    setText(row.note, text);
+    show(row.note, Boolean(text));
+  }
+
+  stopWatching(row) {
+    if (!row) return;
+    row.stopWatch?.();
+    row.stopWatch = null;
+    clearTimeout(row.answerTimer);
+    row.answerTimer = null;
+  }
+
   async act(row, action) {
     // aria-disabled, not disabled: a disabled button would drop keyboard focus to the page.
     const button = action === 'cancel' ? row.cancel : row.retry;
     if (button.getAttribute('aria-disabled') === 'true') return;
     button.setAttribute('aria-disabled', 'true');
-    show(row.note, true);
-    setText(row.note, action === 'cancel' ? 'Asking to cancel…' : 'Asking to retry…');
+    this.stopWatching(row); // an earlier request's answer no longer matters
+    this.setNote(row, 'pending', action === 'cancel' ? 'Asking to cancel…' : 'Asking to retry…');
+    // Every request is answered on its document (triggers/main.py): the row shows the answer.
+    const onAnswer = (answer) => {
+      this.stopWatching(row);
+      button.removeAttribute('aria-disabled'); // a refused retry may be asked again
+      const text = requestAnswerText(action, answer);
+      this.setNote(row, 'answer', text);
+      if (text) this.hooks.onStatus(row.data?.prospectName ?? '', text);
+    };
+    const onError = (error) => {
+      this.stopWatching(row);
+      this.setNote(row, 'answer', `The answer to the ${action} request could not be read: ${error.message}`);
+    };
     try {
-      await this.hooks.onAction(row.id, action);
-      setText(row.note, action === 'cancel' ? 'Cancel requested.' : 'Retry requested.');
+      const stop = await this.hooks.onAction(row.id, action, onAnswer, onError);
+      if (row.noteKind !== 'pending') {
+        stop?.(); // answered (or failed) already
+        return;
+      }
+      row.stopWatch = stop ?? null;
+      this.setNote(row, 'pending', action === 'cancel' ? 'Cancel requested.' : 'Retry requested.');
+      row.answerTimer = setTimeout(() => {
+        this.stopWatching(row);
+        button.removeAttribute('aria-disabled');
+        this.setNote(row, 'answer', `No answer to the ${action} request yet; the status above is the job's own.`);
+      }, ANSWER_TIMEOUT_MS);
     } catch (error) {
       button.removeAttribute('aria-disabled');
-      setText(row.note, `Could not ${action}: ${error.message}`);
+      this.setNote(row, 'answer', `Could not ${action}: ${error.message}`);
     }
   }
 
@@ -228,8 +275,7 @@ export class JobList {
     // The link works on its own (same origin); the fetch keeps the file name across origins.
     event.preventDefault();
     const { href, download } = row.link;
-    setText(row.note, 'Downloading…');
-    show(row.note, true);
+    this.setNote(row, 'download', 'Downloading…');
     try {
       await this.hooks.download(href, download);
       show(row.note, false);
@@ -241,6 +287,7 @@ export class JobList {
   }
 
   clear() {
+    for (const row of this.rows.values()) this.stopWatching(row);
     this.list.replaceChildren();
     this.rows.clear();
   }

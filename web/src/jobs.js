@@ -77,11 +77,42 @@ export function watchJobs(db, uid, onChanges, onError) {
   return onSnapshot(mine, onChanges, onError);
 }
 
-/** Asks the trigger to cancel (an unfinished job) or retry (a failed one). */
+/**
+ * Asks the trigger to cancel (an unfinished job) or retry (a failed one); resolves to the
+ * request document's reference (watchRequest follows its answer).
+ */
 export function requestAction(db, uid, jobId, action) {
   return addDoc(collection(db, JOBS, jobId, 'requests'), {
     action,
     userId: uid,
     createdAt: serverTimestamp(),
   });
+}
+
+/**
+ * Calls `onAnswer({outcome, message})` once the trigger has answered the request at `ref` (it
+ * writes `outcome`, `message` and `handledAt` on it: triggers/jobs.py mark_request_handled), then
+ * stops listening. Returns a function that stops listening earlier.
+ */
+export function watchRequest(ref, onAnswer, onError = () => {}) {
+  let stop = null;
+  let done = false;
+  stop = onSnapshot(
+    ref,
+    (snapshot) => {
+      const data = snapshot.data();
+      if (done || !data || typeof data.outcome !== 'string') return;
+      done = true;
+      stop?.();
+      onAnswer({ outcome: data.outcome, message: typeof data.message === 'string' ? data.message : '' });
+    },
+    (error) => {
+      if (!done) onError(error);
+    },
+  );
+  if (done) stop();
+  return () => {
+    done = true;
+    stop();
+  };
 }

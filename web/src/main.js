@@ -5,13 +5,20 @@ import {
   createUserWithEmailAndPassword, onAuthStateChanged, signInWithEmailAndPassword, signOut,
 } from 'firebase/auth';
 import { show } from './dom.js';
+import {
+  clearDraft, draftFromValues, isEmptyDraft, loadDraft, saveDraft,
+} from './draft.js';
+import { checkFile, formatMegabytes, judgeProbe } from './filecheck.js';
 import { connect } from './firebase.js';
-import { createJobs, newBatchId, requestAction, watchJobs } from './jobs.js';
+import {
+  createJobs, newBatchId, requestAction, watchJobs, watchRequest,
+} from './jobs.js';
 import { JobList } from './jobs-view.js';
 import {
   MAX_NAME_CHARS, cleanFollowingText, namesFromCsv, namesFromText, pickNames,
 } from './names.js';
 import { errorMessage, uploadVideo } from './upload.js';
+import { probeVideo } from './video-probe.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_TEMPLATE = 'Hey {firstName},';
@@ -44,6 +51,28 @@ function showError(el, message) {
   show(el, Boolean(message));
 }
 
+// ---- errors tied to their fields: `${id}-error` next to the field, named by its
+// aria-describedby (and aria-invalid) while it shows, and taken away once fixed ----
+function describedBy(input, errorId, on) {
+  const ids = (input.getAttribute('aria-describedby') ?? '').split(/\s+/).filter((id) => id && id !== errorId);
+  if (on) ids.push(errorId);
+  if (ids.length) input.setAttribute('aria-describedby', ids.join(' '));
+  else input.removeAttribute('aria-describedby');
+}
+
+function setFieldError(fieldId, message, errorId = `${fieldId}-error`) {
+  const input = $(fieldId);
+  showError($(errorId), message);
+  describedBy(input, errorId, Boolean(message));
+  if (message) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+/** An Error about one field of the form (its id), shown next to that field. */
+function fieldError(field, message) {
+  return Object.assign(new Error(message), { field });
+}
+
 // ---- screen reader announcements: status changes, gathered for a moment so a burst is one ----
 const pending = [];
 let announceTimer = null;
@@ -52,7 +81,7 @@ function announce(message) {
   if (announceTimer) return;
   announceTimer = setTimeout(() => {
     const region = $('announcer');
-    region.textContent = pending.splice(0).join('. ');
+    region.textContent = pending.splice(0).map((m) => (/[.!?…]$/.test(m) ? m : `${m}.`)).join(' ');
     announceTimer = null;
   }, 700);
 }
@@ -88,7 +117,11 @@ async function main() {
   let unsubscribe = null;
   let moveFocus = false;
   const jobList = new JobList($('job-list'), {
-    onAction: (jobId, action) => requestAction(db, user.uid, jobId, action),
+    // The request, then its answer (the trigger writes it on the request document).
+    onAction: async (jobId, action, onAnswer, onError) => {
+      const ref = await requestAction(db, user.uid, jobId, action);
+      return watchRequest(ref, onAnswer, onError);
+    },
     onStatus: (name, words) => announce(`${name}: ${words}`),
     download: saveFile,
   });
@@ -144,6 +177,7 @@ async function main() {
       if (focusWasIn) $('email').focus();
       return;
     }
+    restoreDraft();
     if (focusWasIn) $('batch-title').focus();
     unsubscribe = watchJobs(
       db,
@@ -157,42 +191,96 @@ async function main() {
     );
   });
 
-  // ---- the video and where its greeting ends ----
+  // ---- the video, checked the moment it is chosen, and where its greeting ends ----
+  // Only a file that passed both checks (filecheck.js: what it says it is, then what this browser
+  // makes of it) becomes `videoFile`: the one the buttons wait for and the upload sends.
   let videoFile = null;
   let previewUrl = null;
+  let checking = 0; // which choice is being checked: a later one wins
   const preview = $('preview-video');
-  $('video-file').addEventListener('change', () => {
-    videoFile = $('video-file').files[0] ?? null;
+
+  function updateButtons() {
+    const ready = Boolean(videoFile);
+    $('submit-batch').disabled = !ready;
+    $('preview-batch').disabled = !ready;
+    show($('submit-hint'), !ready);
+  }
+
+  function dropVideo() {
+    videoFile = null;
     if (previewUrl) URL.revokeObjectURL(previewUrl);
-    previewUrl = videoFile ? URL.createObjectURL(videoFile) : null;
-    if (previewUrl) preview.src = previewUrl;
-    else preview.removeAttribute('src');
-    show($('preview'), Boolean(videoFile));
-    $('video-info').textContent = videoFile
-      ? `${videoFile.name}, ${(videoFile.size / 1e6).toFixed(1)} MB`
-      : '';
-  });
+    previewUrl = null;
+    preview.removeAttribute('src');
+    preview.load();
+    show($('preview'), false);
+    $('video-info').textContent = '';
+  }
+
+  async function chooseVideo(file) {
+    const choice = ++checking;
+    dropVideo();
+    setFieldError('video-file', '', 'video-error');
+    $('video-checking').textContent = '';
+    updateButtons();
+    if (!file) return;
+    const refuse = (message) => {
+      $('video-file').value = ''; // the same file, fixed, can be chosen again
+      $('video-checking').textContent = '';
+      setFieldError('video-file', message, 'video-error');
+    };
+    const first = checkFile(file);
+    if (!first.ok) {
+      refuse(first.message);
+      return;
+    }
+    $('video-checking').textContent = `Checking ${file.name}…`;
+    const url = URL.createObjectURL(file);
+    const verdict = judgeProbe(await probeVideo(url));
+    if (choice !== checking) {
+      URL.revokeObjectURL(url); // another file was chosen meanwhile
+      return;
+    }
+    if (!verdict.ok) {
+      URL.revokeObjectURL(url);
+      refuse(verdict.message);
+      return;
+    }
+    $('video-checking').textContent = verdict.note ?? '';
+    videoFile = file;
+    previewUrl = url;
+    preview.src = url;
+    show($('preview'), true);
+    show($('video-draft-note'), false);
+    $('video-info').textContent = `${file.name}, ${formatMegabytes(file.size)}`;
+    updateButtons();
+    recheck('greeting-end'); // its error may have been about the video's length
+  }
+
+  $('video-file').addEventListener('change', () => chooseVideo($('video-file').files[0] ?? null));
   preview.addEventListener('loadedmetadata', () => {
-    if (videoFile) {
-      $('video-info').textContent = `${videoFile.name}, ${(videoFile.size / 1e6).toFixed(1)} MB, ${preview.duration.toFixed(1)} s`;
+    if (videoFile && Number.isFinite(preview.duration)) {
+      $('video-info').textContent = `${videoFile.name}, ${formatMegabytes(videoFile.size)}, ${preview.duration.toFixed(1)} s`;
     }
   });
   $('use-current-time').addEventListener('click', () => {
-    showError($('batch-error'), '');
+    // What is wrong is said next to the greeting end (the field this button fills).
+    setFieldError('greeting-end', '');
     if (!videoFile) {
-      showError($('batch-error'), 'Choose your video first, then pause it where the greeting ends.');
+      setFieldError('greeting-end', 'Choose your video first, then pause it where the greeting ends.');
       return;
     }
     const t = Math.round(preview.currentTime * 10) / 10;
     if (t <= 0) {
-      showError($('batch-error'), 'Play the video and pause it where the greeting ends, then press “Use current time”.');
+      setFieldError('greeting-end', 'Play the video and pause it where the greeting ends, then press “Use current time”.');
       return;
     }
     if (t > MAX_GREETING_END) {
-      showError($('batch-error'), `The greeting must end within the first ${MAX_GREETING_END} seconds (the player is at ${t} s).`);
+      setFieldError('greeting-end', `The greeting must end within the first ${MAX_GREETING_END} seconds (the player is at ${t} s).`);
       return;
     }
     $('greeting-end').value = String(t);
+    recheck('greeting-end');
+    saveDraftNow();
   });
 
   // ---- names: typed, and from a CSV ----
@@ -246,20 +334,29 @@ async function main() {
     return names;
   }
 
+  function showCsv(restored = false) {
+    const n = csvNames.names.length;
+    $('csv-info').textContent = `${csvNames.source}: ${n} ${n === 1 ? 'name' : 'names'}${restored ? ' (kept from your draft)' : ''}`;
+    show($('csv-loaded'), true);
+  }
+
   async function loadCsv(file) {
     showError($('batch-error'), '');
+    describedBy($('names-csv'), 'batch-error', false);
     try {
       const parsed = namesFromCsv(await file.text(), file.name);
       csvNames = { source: file.name, ...parsed };
-      $('csv-info').textContent = `${file.name}: ${parsed.names.length} ${parsed.names.length === 1 ? 'name' : 'names'}`;
-      show($('csv-loaded'), true);
+      showCsv();
     } catch (error) {
       csvNames = null;
       show($('csv-loaded'), false);
       showError($('batch-error'), error.message);
+      describedBy($('names-csv'), 'batch-error', true); // the CSV chooser says what was wrong
     }
     $('names-csv').value = '';
     renderNames();
+    recheck('names');
+    saveDraftNow();
   }
 
   namesBox.addEventListener('input', renderNames);
@@ -271,7 +368,25 @@ async function main() {
     csvNames = null;
     show($('csv-loaded'), false);
     renderNames();
+    saveDraftNow();
     $('names-csv').focus();
+  });
+  // The video's drop zone takes a dropped file as if it were chosen.
+  const videoDrop = $('video-drop');
+  videoDrop.addEventListener('dragover', (event) => {
+    if ([...event.dataTransfer.types].includes('Files')) {
+      event.preventDefault();
+      videoDrop.classList.add('dragging');
+    }
+  });
+  videoDrop.addEventListener('dragleave', () => videoDrop.classList.remove('dragging'));
+  videoDrop.addEventListener('drop', (event) => {
+    const file = event.dataTransfer.files[0];
+    videoDrop.classList.remove('dragging');
+    if (!file) return;
+    event.preventDefault();
+    $('video-file').value = '';
+    chooseVideo(file);
   });
   for (const zone of [$('csv-drop'), namesBox]) {
     zone.addEventListener('dragover', (event) => {
@@ -297,49 +412,161 @@ async function main() {
     if (eleven) $('voice-id').focus();
   });
 
+  // ---- the draft: kept in localStorage as the rep types (draft.js), per user ----
+  const DRAFT_IDS = {
+    greetingEnd: 'greeting-end',
+    names: 'names',
+    greetingText: 'greeting-text',
+    followingText: 'following-text',
+    voice: 'voice',
+    voiceId: 'voice-id',
+  };
+  const defaultOf = (el) => (el.tagName === 'SELECT'
+    ? ([...el.options].find((o) => o.defaultSelected) ?? el.options[0])?.value ?? ''
+    : el.defaultValue);
+  function currentDraft() {
+    const values = {};
+    const defaults = {};
+    for (const [field, id] of Object.entries(DRAFT_IDS)) {
+      values[field] = $(id).value;
+      defaults[field] = defaultOf($(id));
+    }
+    if (csvNames) values.csv = csvNames;
+    return draftFromValues(values, defaults);
+  }
+  let storage = null;
+  try {
+    storage = window.localStorage;
+  } catch {
+    storage = null; // blocked: no drafts
+  }
+  function saveDraftNow() {
+    if (user && storage) saveDraft(storage, user.uid, currentDraft());
+  }
+  function restoreDraft() {
+    const draft = storage && user ? loadDraft(storage, user.uid) : null;
+    if (isEmptyDraft(draft)) return;
+    for (const [field, id] of Object.entries(DRAFT_IDS)) {
+      if (draft[field] === undefined) continue;
+      const el = $(id);
+      if (el.tagName === 'SELECT' && ![...el.options].some((o) => o.value === draft[field])) continue;
+      el.value = draft[field];
+    }
+    show($('voice-id-field'), $('voice').value === 'elevenlabs');
+    if (draft.csv) {
+      csvNames = draft.csv;
+      showCsv(true);
+    }
+    renderNames();
+    show($('video-draft-note'), !videoFile);
+  }
+  // Every field of the draft saves as it changes (the file input is not one of them).
+  const draftIds = new Set(Object.values(DRAFT_IDS));
+  for (const type of ['input', 'change']) {
+    $('batch-form').addEventListener(type, (event) => {
+      if (draftIds.has(event.target.id)) saveDraftNow();
+    });
+  }
+
   function resetBatch({ keepVideo }) {
     namesBox.value = '';
     csvNames = null;
     show($('csv-loaded'), false);
     if (!keepVideo) {
       $('batch-form').reset();
-      videoFile = null;
-      if (previewUrl) URL.revokeObjectURL(previewUrl);
-      previewUrl = null;
-      preview.removeAttribute('src');
-      show($('preview'), false);
+      checking++; // a check under way is for a form that is gone
+      dropVideo();
+      $('video-checking').textContent = '';
+      setFieldError('video-file', '', 'video-error');
+      show($('video-draft-note'), false);
       show($('voice-id-field'), false);
       show($('batch-done'), false);
+      updateButtons();
     }
+    for (const id of FIELD_IDS) setFieldError(id, '');
     showError($('batch-error'), '');
+    describedBy($('names-csv'), 'batch-error', false);
     renderNames();
+  }
+
+  // Each field's check: its value, or throws fieldError(id, what to fix). readBatch runs them in
+  // order; a field showing an error runs its own again as it changes, so the error goes once fixed.
+  const checks = {
+    names: () => {
+      const collected = collectNames();
+      if (!collected.names.length) throw fieldError('names', `Add at least one prospect name (1 to ${MAX_NAME_CHARS} characters).`);
+      return collected;
+    },
+    'greeting-end': () => {
+      // Left empty, the worker finds the end of the first phrase in the recording.
+      const endText = $('greeting-end').value.trim();
+      const end = endText === '' ? undefined : Number(endText);
+      if (end !== undefined && (!Number.isFinite(end) || end <= 0 || end > MAX_GREETING_END)) {
+        throw fieldError('greeting-end', `The greeting end must be more than 0 and at most ${MAX_GREETING_END} seconds, or empty to find it from the recording.`);
+      }
+      if (end !== undefined && videoFile && Number.isFinite(preview.duration) && end > preview.duration - MIN_TAIL_S) {
+        throw fieldError('greeting-end', `The video is ${preview.duration.toFixed(1)} s long: the greeting must end at least ${MIN_TAIL_S} s before that.`);
+      }
+      return end;
+    },
+    'voice-id': () => {
+      let voiceId = $('voice').value;
+      if (voiceId === 'elevenlabs') {
+        voiceId = $('voice-id').value.trim();
+        if (!voiceId) throw fieldError('voice-id', 'Enter the ElevenLabs voice id, or pick another voice.');
+      }
+      if (!/^([A-Za-z0-9]{20}|(espeak|piper):[A-Za-z0-9][A-Za-z0-9_+.-]{0,62}|clone)$/.test(voiceId)) {
+        throw fieldError($('voice').value === 'elevenlabs' ? 'voice-id' : 'voice', 'The voice id is not one: an ElevenLabs voice id is 20 letters and digits.');
+      }
+      return voiceId;
+    },
+    'greeting-text': () => {
+      const template = $('greeting-text').value.trim();
+      if (template.length > MAX_TEMPLATE_CHARS) throw fieldError('greeting-text', `The greeting text is longer than ${MAX_TEMPLATE_CHARS} characters.`);
+      if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw fieldError('greeting-text', 'The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
+      return template;
+    },
+    'following-text': () => {
+      // Optional: the words the rep says right after the greeting, which the new greeting leads into.
+      try {
+        return cleanFollowingText($('following-text').value);
+      } catch (error) {
+        throw fieldError('following-text', error.message);
+      }
+    },
+  };
+  const FIELD_IDS = ['names', 'greeting-end', 'voice', 'voice-id', 'greeting-text', 'following-text'];
+  // Which check a field's change runs again (the voice menu and its id share one), and the
+  // fields each check may report on.
+  const CHECK_OF = { voice: 'voice-id' };
+  const REPORTS_ON = { 'voice-id': ['voice', 'voice-id'] };
+
+  /** Runs the check of `id` again if its field shows an error: clears it once fixed. */
+  function recheck(id) {
+    const check = CHECK_OF[id] ?? id;
+    if (!checks[check]) return;
+    const shown = (REPORTS_ON[check] ?? [check]).filter((f) => !$(`${f}-error`).hidden);
+    if (!shown.length) return;
+    for (const f of shown) setFieldError(f, '');
+    try {
+      checks[check]();
+    } catch (error) {
+      if (error.field) setFieldError(error.field, error.message);
+    }
+  }
+  for (const id of FIELD_IDS) {
+    $(id).addEventListener('input', () => recheck(id));
+    $(id).addEventListener('change', () => recheck(id));
   }
 
   /** The batch as the form describes it, or throws an Error saying what to fix. */
   function readBatch() {
-    if (!videoFile) throw new Error('Choose your video.');
-    const { names, firstNames, pronunciations } = collectNames();
-    if (!names.length) throw new Error(`Add at least one prospect name (1 to ${MAX_NAME_CHARS} characters).`);
-    // Left empty, the worker finds the end of the first phrase in the recording.
-    const endText = $('greeting-end').value.trim();
-    const end = endText === '' ? undefined : Number(endText);
-    if (end !== undefined && (!Number.isFinite(end) || end <= 0 || end > MAX_GREETING_END)) {
-      throw new Error(`The greeting end must be more than 0 and at most ${MAX_GREETING_END} seconds, or empty to find it from the recording.`);
-    }
-    if (end !== undefined && Number.isFinite(preview.duration) && end > preview.duration - MIN_TAIL_S) {
-      throw new Error(`The video is ${preview.duration.toFixed(1)} s long: the greeting must end at least ${MIN_TAIL_S} s before that.`);
-    }
-    let voiceId = $('voice').value;
-    if (voiceId === 'elevenlabs') {
-      voiceId = $('voice-id').value.trim();
-      if (!voiceId) throw new Error('Enter the ElevenLabs voice id, or pick the local voice.');
-    }
-    if (!/^([A-Za-z0-9]{20}|(espeak|piper):[A-Za-z0-9][A-Za-z0-9_+.-]{0,62}|clone)$/.test(voiceId)) throw new Error('The voice id is not one: an ElevenLabs voice id is 20 letters and digits.');
-    const template = $('greeting-text').value.trim();
-    if (template.length > MAX_TEMPLATE_CHARS) throw new Error(`The greeting text is longer than ${MAX_TEMPLATE_CHARS} characters.`);
-    if (template && !PLACEHOLDERS.some((p) => template.includes(p))) throw new Error('The greeting text needs {firstName} (or {lastName}, {name}) where the prospect\'s name goes, e.g. “Hey {firstName},”.');
-    // Optional: the words the rep says right after the greeting, which the new greeting leads into.
-    const followingText = cleanFollowingText($('following-text').value);
+    if (!videoFile) throw fieldError('video-file', 'Choose your video.');
+    const { names, firstNames, pronunciations } = checks.names();
+    const end = checks['greeting-end']();
+    const voiceId = checks['voice-id']();
+    const template = checks['greeting-text']();
+    const followingText = checks['following-text']();
     return {
       names,
       firstNames,
@@ -366,11 +593,21 @@ async function main() {
   async function send({ preview: previewOnly }) {
     showError($('batch-error'), '');
     show($('batch-done'), false);
+    for (const id of FIELD_IDS) setFieldError(id, '');
+    describedBy($('names-csv'), 'batch-error', false);
     let batch;
     try {
       batch = readBatch();
     } catch (error) {
-      showError($('batch-error'), error.message);
+      if (error.field === 'video-file') {
+        setFieldError('video-file', error.message, 'video-error');
+        $('video-file').focus();
+      } else if (error.field) {
+        setFieldError(error.field, error.message);
+        $(error.field).focus(); // its error is read with it (aria-describedby)
+      } else {
+        showError($('batch-error'), error.message);
+      }
       return;
     }
     if (previewOnly) {
@@ -407,9 +644,14 @@ async function main() {
         ? `A preview for ${batch.names[0]} is on the way: play it under “My jobs”, then create the videos (they reuse its greeting).`
         : `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
       show($('batch-done'), true);
-      if (!previewOnly) resetBatch({ keepVideo: true }); // a preview keeps the names to send
+      if (!previewOnly) {
+        resetBatch({ keepVideo: true }); // a preview keeps the names to send
+        if (user && storage) clearDraft(storage, user.uid); // sent: no draft to keep
+      }
       fields.disabled = false;
-      if (focusIsLost()) $('batch-done').focus();
+      // On to the new jobs: the first of them in the list (rows appear from the local write,
+      // before the commit is answered), or the list's heading if none has shown yet.
+      if (focusIsLost()) focusNewJobs(ids);
     } catch (error) {
       show($('upload'), false);
       showError($('batch-error'), errorMessage(error));
@@ -418,7 +660,16 @@ async function main() {
     }
   }
 
+  function focusNewJobs(ids) {
+    const rows = [...$('job-list').children].filter((el) => ids.includes(el.dataset.jobId));
+    const target = rows[0] ?? $('jobs-title');
+    target.focus({ preventScroll: true });
+    const still = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
+    target.scrollIntoView({ block: 'start', behavior: still ? 'auto' : 'smooth' });
+  }
+
   renderNames();
+  updateButtons();
 }
 
 main();

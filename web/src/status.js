@@ -94,3 +94,37 @@ export function voiceLabel(job) {
   if (job.voiceId === 'clone') return `Voice: cloned (${voice})`;
   return `Voice: ${voice}`;
 }
+
+/**
+ * Whether the owner's Retry can help: only a failure its error marks retryable (flows/job.py
+ * RETRYABLE_CODES, and `rate-limited`). A retry of anything else would fail the same way (a later
+ * change lets the rep edit the job and retry it), and a job whose retries are used up is marked
+ * not retryable by the trigger.
+ */
+export function canRetry(job) {
+  return job?.status === 'failed' && job.error?.retryable === true;
+}
+
+/**
+ * What became of a Cancel or Retry, from the answer the trigger writes on the request document
+ * (triggers/main.py `on_request_created`: `outcome` "cancelled", "retrying" or "refused", and a
+ * `message`), in the words the row shows.
+ */
+export function requestAnswerText(action, answer) {
+  const outcome = answer?.outcome;
+  const message = typeof answer?.message === 'string' ? answer.message.trim() : '';
+  if (action === 'cancel') {
+    if (outcome === 'cancelled') return 'The job was cancelled.';
+    if (outcome === 'refused') return 'The job had already finished, so there was nothing to cancel.';
+  }
+  if (action === 'retry') {
+    if (outcome === 'retrying') {
+      // The server counts retries from 1 ("Attempt 1 started."); the row's stages count attempts.
+      const attempt = /attempt (\d+)/i.exec(message);
+      return attempt ? `Retrying: this is attempt ${Number(attempt[1]) + 1}.` : 'Retrying.';
+    }
+    if (outcome === 'refused') return message ? `The retry was refused: ${message}` : 'The retry was refused.';
+  }
+  if (message) return message;
+  return typeof outcome === 'string' && outcome ? `The request was answered: ${outcome}.` : '';
+}

@@ -5,6 +5,8 @@
 
 import { httpsCallable } from 'firebase/functions';
 
+import { videoContentType } from './filecheck.js';
+
 export const DEFAULT_CONTENT_TYPE = 'video/mp4';
 
 export async function sha256Hex(file) {
@@ -31,7 +33,8 @@ export async function uploadVideo(functions, file, { onStage = () => {}, onProgr
   const createUploadUrl = httpsCallable(functions, 'create_upload_url');
   const { data } = await createUploadUrl({
     fileName: file.name,
-    contentType: file.type || DEFAULT_CONTENT_TYPE,
+    // A video type: the file's own, or its extension's (a .mkv often comes without one).
+    contentType: videoContentType(file),
     size: file.size,
     sha256,
   });

@@ -1,6 +1,8 @@
 // The web page in a real browser (Debian's headless Chromium driven by playwright-core) against
 // the running local stack: sign up, upload, three names to "Done" live, a download, a cancel, a
-// failure and a retry, at desktop and phone width. Screenshots go to $GREETINGS_ARTIFACTS.
+// failure without Retry, a rate-limited job and its retry with each request's answer, files
+// refused on choice, a draft kept across a reload, at desktop and phone width. Screenshots go to
+// $GREETINGS_ARTIFACTS.
 //
 //   GREETINGS_WEB_URL       the page (default http://127.0.0.1:5005, `greetings stack status`)
 //   GREETINGS_SAMPLE_VIDEO  the clip to upload (default: one made here with ffmpeg)
@@ -69,7 +71,37 @@ async function readJob(jobId) {
   return JSON.parse(body).fields;
 }
 
+/**
+ * Sets (or with `fields` null, deletes) the user's `userQuotas` document as an operator would
+ * (triggers/quota.py: `jobsPerMinute` is the operator's; `tokens`, `refilledAt` the bucket).
+ */
+async function setQuota(uid, fields) {
+  const { host, port } = emulators.firestore;
+  const url = `http://${host}:${port}/v1/projects/${emulators.projectId}/databases/(default)/documents/userQuotas/${uid}`;
+  const response = fields === null
+    ? await fetch(url, { method: 'DELETE', headers: { Authorization: 'Bearer owner' } })
+    : await fetch(url, {
+      method: 'PATCH',
+      headers: { Authorization: 'Bearer owner', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ fields }),
+    });
+  assert.equal(response.status, 200, `userQuotas/${uid}: ${await response.text()}`);
+}
+
 const row = (jobId) => page.locator(`#job-list > li.job[data-job-id="${jobId}"]`);
+
+/** Waits until a row's note (the answer to its last request) matches `pattern`; returns it. */
+async function waitForNote(jobId, pattern, timeout = STEP_TIMEOUT_MS) {
+  await page.waitForFunction(
+    ([id, source]) => {
+      const note = document.querySelector(`#job-list > li.job[data-job-id="${id}"] .job-note`);
+      return note && !note.hidden && new RegExp(source).test(note.textContent);
+    },
+    [jobId, pattern.source],
+    { timeout, polling: 100 },
+  );
+  return row(jobId).locator('.job-note').textContent();
+}
 
 async function rowIds() {
   return page.$$eval('#job-list > li.job', (rows) => rows.map((r) => ({ id: r.dataset.jobId, name: r.querySelector('.job-name').textContent, status: r.dataset.status })));
@@ -219,6 +251,10 @@ test('the page, end to end against the local stack', async (t) => {
     assert.equal(await page.locator('#account-email').textContent(), email);
     assert.equal(await page.evaluate(() => document.activeElement.id), 'batch-title', 'focus moved to the new form');
     assert.ok(await page.locator('#jobs-empty').isVisible());
+    // Nothing to send without a video: the buttons wait for one, and say so.
+    assert.equal(await page.locator('#submit-batch').isDisabled(), true);
+    assert.equal(await page.locator('#preview-batch').isDisabled(), true);
+    assert.ok(await page.locator('#submit-hint').isVisible());
   });
 
   await step('the batch form: video preview, greeting end from the player, names reported', async () => {
@@ -226,6 +262,10 @@ test('the page, end to end against the local stack', async (t) => {
     await page.waitForFunction(() => document.querySelector('#preview-video').readyState >= 1, null, { timeout: STEP_TIMEOUT_MS });
     const duration = await page.$eval('#preview-video', (v) => v.duration);
     assert.ok(Math.abs(duration - 8) < 0.5, `preview duration ${duration}`);
+    // The video passed the checks made on choice: no error, and the buttons are there to press.
+    await page.waitForFunction(() => !document.querySelector('#submit-batch').disabled, null, { timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.locator('#video-error').isVisible(), false);
+    assert.equal(await page.locator('#submit-hint').isVisible(), false);
     // "Use current time" takes the player's position.
     await page.$eval('#preview-video', (v) => new Promise((resolve) => {
       v.addEventListener('seeked', resolve, { once: true });
@@ -362,41 +402,84 @@ test('the page, end to end against the local stack', async (t) => {
     assert.equal(await r.locator('.job-result').isVisible(), false);
     const stages = await r.locator('.job-stages li').evaluateAll((lis) => lis.map((li) => li.dataset.status));
     assert.equal(stages.at(-1), 'cancelled');
+    // The request's answer, not "Cancel requested.", is what the row says in the end.
+    assert.equal(await waitForNote(id, /The job was cancelled\./), 'The job was cancelled.');
     console.log(`Dora Cancel: showed ${(await seen(id)).join(' → ')}`);
     ids['Dora Cancel'] = id;
   });
 
-  await step('a failed job shows its message and code, and Retry runs it again', async () => {
+  await step('a failed job shows its message and code, and no Retry where retrying cannot help', async () => {
     const { 'Eve Failing': id } = await submitBatch(['Eve Failing'], { voice: 'espeak:no-such-voice' });
     await waitForStatus(id, 'failed');
     const r = row(id);
     const doc = await readJob(id);
     const error = doc.error.mapValue.fields;
     assert.equal(error.code.stringValue, 'invalid-voice');
+    assert.equal(error.retryable.booleanValue, false);
     const shown = await r.locator('.job-error').textContent();
     assert.ok(shown.includes(error.message.stringValue), `the row says "${shown}"`);
     assert.ok(shown.includes('Error code: invalid-voice'), `the row says "${shown}"`);
     assert.equal(await r.locator('.job-status').textContent(), 'Failed');
-    assert.ok(await r.locator('.job-retry').isVisible());
+    // invalid-voice is not retryable: the same job would fail the same way.
+    assert.equal(await r.locator('.job-retry').isVisible(), false);
     assert.equal(await r.locator('.job-cancel').isVisible(), false);
     await shot('06-cancelled-failed');
-    // Retry: back to the start, then (the voice is still wrong) failed again, on attempt 2.
-    await r.locator('.job-retry').click();
-    await page.waitForFunction(
-      (i) => document.querySelector(`li[data-job-id="${i}"] .job-stages`)?.textContent.includes('attempt 2')
-        && document.querySelector(`li[data-job-id="${i}"]`)?.dataset.status === 'failed',
-      id, { timeout: JOB_TIMEOUT_MS, polling: 100 },
-    );
-    const again = await seen(id);
-    assert.ok(again.lastIndexOf('failed') > again.indexOf('failed'), `Eve showed ${again.join(' → ')}`);
-    console.log(`Eve Failing: showed ${again.join(' → ')}`);
+  });
+
+  await step('a rate-limited job offers Retry, and each request\'s answer shows on the row', async () => {
+    // An operator's allowance of 1 job a minute with none left (refilled from 5 minutes ahead,
+    // so none comes back while this step runs): the job ends rate-limited, retryable by its owner.
+    const uid = (await readJob(ids[NAMES[0]])).userId.stringValue;
+    const ahead = new Date(Date.now() + 5 * 60_000).toISOString();
+    await setQuota(uid, { jobsPerMinute: { integerValue: '1' }, tokens: { doubleValue: 0 }, refilledAt: { timestampValue: ahead } });
+    let id;
+    try {
+      ({ 'Ivy Limited': id } = await submitBatch(['Ivy Limited'], { voice: 'espeak:no-such-voice' }));
+      await waitForStatus(id, 'failed');
+      const r = row(id);
+      const error = (await readJob(id)).error.mapValue.fields;
+      assert.equal(error.code.stringValue, 'rate-limited');
+      assert.equal(error.retryable.booleanValue, true);
+      const shown = await r.locator('.job-error').textContent();
+      assert.ok(shown.includes('Error code: rate-limited'), `the row says "${shown}"`);
+      assert.ok(!shown.includes('it will be retried'), 'the sweep does not retry rate-limited jobs');
+      assert.ok(await r.locator('.job-retry').isVisible(), 'a rate-limited job can be retried');
+      // Still over the limit: the retry is refused, and the row says why (the job stays failed).
+      await r.locator('.job-retry').click();
+      const refused = await waitForNote(id, /The retry was refused/);
+      assert.match(refused, /new jobs a minute/);
+      assert.equal(await r.getAttribute('data-status'), 'failed');
+      assert.ok(await r.locator('.job-retry').isVisible());
+      await shot('06b-retry-refused');
+      // The limit lifted, the same button works: attempt 2 starts, and (the voice is still
+      // wrong) fails invalid-voice, which no Retry can help.
+      await setQuota(uid, null);
+      await r.locator('.job-retry').click();
+      assert.equal(await waitForNote(id, /Retrying: this is attempt 2\./), 'Retrying: this is attempt 2.');
+      await page.waitForFunction(
+        (i) => document.querySelector(`li[data-job-id="${i}"] .job-stages`)?.textContent.includes('attempt 2')
+          && document.querySelector(`li[data-job-id="${i}"]`)?.dataset.status === 'failed',
+        id, { timeout: JOB_TIMEOUT_MS, polling: 100 },
+      );
+      assert.ok((await r.locator('.job-error').textContent()).includes('Error code: invalid-voice'));
+      assert.equal(await r.locator('.job-retry').isVisible(), false);
+      const again = await seen(id);
+      assert.ok(again.lastIndexOf('failed') > again.indexOf('failed'), `Ivy showed ${again.join(' → ')}`);
+      console.log(`Ivy Limited: showed ${again.join(' → ')}`);
+    } finally {
+      await setQuota(uid, null).catch(() => {});
+    }
   });
 
   await step('at phone width (360 px) nothing overflows', async () => {
     await page.setViewportSize({ width: 360, height: 780 });
     await page.evaluate(() => window.scrollTo(0, 0));
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(width <= 360, `the page is ${width} px wide at 360`);
+    // What sticks out, to say where to look when this fails.
+    const wide = await page.$$eval('body *', (els) => els
+      .filter((el) => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(el.getBoundingClientRect().right)} sw=${el.scrollWidth} cw=${el.clientWidth}`));
+    assert.ok(width <= 360, `the page is ${width} px wide at 360: ${wide.join(', ')}`);
     await shot('07-phone-360-full');
     await page.locator('#jobs-title').scrollIntoViewIfNeeded();
     await page.evaluate(() => document.querySelector('#jobs').scrollIntoView());
@@ -415,20 +498,84 @@ test('the page, end to end against the local stack', async (t) => {
     await page.fill('#email', email);
     await page.fill('#password', password);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 5, null, { timeout: STEP_TIMEOUT_MS });
+    await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 6, null, { timeout: STEP_TIMEOUT_MS });
     const names = (await rowIds()).map((r) => r.name);
-    assert.deepEqual(names.slice(0, 2), ['Eve Failing', 'Dora Cancel'], 'newest first');
+    assert.deepEqual(names.slice(0, 3), ['Ivy Limited', 'Eve Failing', 'Dora Cancel'], 'newest first');
   });
 
-  await step('a refused upload shows the callable\'s message and creates no job', async () => {
-    await page.setInputFiles('#video-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a video') });
-    await page.fill('#names', 'Fay Nope');
-    await page.click('#submit-batch');
-    const error = page.locator('#batch-error');
-    await error.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
-    assert.match(await error.textContent(), /only videos can be uploaded/);
-    assert.equal(await page.locator('#job-list > li.job').count(), 5);
-    assert.equal(await page.locator('#batch-fields').evaluate((f) => f.disabled), false, 'the form is usable again');
+  await step('a file that is no usable video is refused on choice, in words, and nothing is uploaded', async () => {
+    const uploads = [];
+    const watch = (request) => {
+      if (request.url().includes('create_upload_url') || request.method() === 'PUT') uploads.push(request.url());
+    };
+    page.on('request', watch);
+    try {
+      await page.fill('#names', 'Fay Nope');
+      const refused = [
+        [{ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a video') }, /^This is not a video \(notes\.txt is text\/plain\)/],
+        [{ name: 'empty.mp4', mimeType: 'video/mp4', buffer: Buffer.alloc(0) }, /^This file is empty/],
+        // Text renamed .mp4: its name and type say video, the browser's player says otherwise.
+        [{ name: 'renamed.mp4', mimeType: 'video/mp4', buffer: Buffer.from('These are meeting notes, not a video.\n'.repeat(40)) },
+          /^This browser cannot play this file, so it cannot be a video we can use\. Export it again as MP4 or WebM\./],
+      ];
+      for (const [file, pattern] of refused) {
+        await page.setInputFiles('#video-file', file);
+        await page.waitForFunction(
+          (source) => {
+            const error = document.querySelector('#video-error');
+            return !error.hidden && new RegExp(source).test(error.textContent);
+          },
+          pattern.source,
+          { timeout: STEP_TIMEOUT_MS, polling: 50 },
+        );
+        // The sentence is next to the field and named by it; the buttons stay disabled.
+        const input = page.locator('#video-file');
+        assert.match(await input.getAttribute('aria-describedby'), /\bvideo-error\b/, file.name);
+        assert.equal(await input.getAttribute('aria-invalid'), 'true', file.name);
+        assert.equal(await page.locator('#submit-batch').isDisabled(), true, file.name);
+        assert.equal(await page.locator('#preview-batch').isDisabled(), true, file.name);
+        assert.equal(await page.locator('#preview').isVisible(), false, file.name);
+      }
+      await shot('09-file-refused');
+      assert.deepEqual(uploads, [], 'nothing was uploaded');
+      assert.equal(await page.locator('#job-list > li.job').count(), 6);
+      // A good video clears the error and its link from the field.
+      await page.setInputFiles('#video-file', video);
+      await page.waitForFunction(() => !document.querySelector('#submit-batch').disabled, null, { timeout: STEP_TIMEOUT_MS });
+      assert.equal(await page.locator('#video-error').isVisible(), false);
+      assert.doesNotMatch(await page.locator('#video-file').getAttribute('aria-describedby') ?? '', /video-error/);
+      assert.equal(await page.locator('#video-file').getAttribute('aria-invalid'), null);
+      assert.deepEqual(uploads, [], 'choosing uploads nothing');
+    } finally {
+      page.off('request', watch);
+    }
+  });
+
+  await step('a reload keeps the draft (not the video) and asks for the video again', async () => {
+    await page.fill('#greeting-end', '2.3');
+    await page.fill('#names', 'Ida Draft\nJon Draft');
+    await page.fill('#greeting-text', 'Hi {name},');
+    await page.fill('#following-text', 'I saw your team is hiring');
+    await page.selectOption('#voice', 'clone');
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await page.locator('#app').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    await page.waitForFunction(() => document.querySelector('#names').value !== '', null, { timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.inputValue('#greeting-end'), '2.3');
+    assert.equal(await page.inputValue('#names'), 'Ida Draft\nJon Draft');
+    assert.equal(await page.inputValue('#greeting-text'), 'Hi {name},');
+    assert.equal(await page.inputValue('#following-text'), 'I saw your team is hiring');
+    assert.equal(await page.inputValue('#voice'), 'clone');
+    assert.match(await page.textContent('#names-count'), /^2 names: Ida Draft, Jon Draft/);
+    const note = page.locator('#video-draft-note');
+    assert.ok(await note.isVisible(), 'the page asks for the video again');
+    assert.match(await note.textContent(), /Choose the video again/);
+    assert.equal(await page.locator('#submit-batch').isDisabled(), true, 'no video yet');
+    await shot('10-draft-restored');
+    // Back to the form the next step expects (these changes are saved as the draft too).
+    await page.fill('#greeting-end', '1.5');
+    await page.fill('#greeting-text', 'Hey {firstName},');
+    await page.fill('#following-text', '');
+    await page.fill('#names', '');
   });
 
   await step('a preview is one job for the first name, marked, and the names stay to send', async () => {
