@@ -243,6 +243,12 @@ class GreetingJob(JobRequest):
     flow_run_id: str | None = None
     output_path: str | None = None
     download_url: str | None = None
+    # The email thumbnails beside the video (when made): a poster JPEG and an animated GIF with
+    # the first name, and the owner's signed links to them.
+    poster_path: str | None = None
+    poster_url: str | None = None
+    thumbnail_path: str | None = None
+    thumbnail_url: str | None = None
     voice_used: str | None = None  # the voice that spoke: a cloned voice's id, piper:joe, espeak:…
     fit: GreetingFit | None = None  # how the greeting was fitted to its slot (when completed)
     heartbeat_at: datetime | None = None

@@ -54,6 +54,21 @@ def result_path(user_id: str, job_id: str) -> str:
     return f"greeting-results/{user_id}/{job_id}.mp4"
 
 
+def poster_path(user_id: str, job_id: str) -> str:
+    """The video's poster JPEG (a frame after the greeting), beside it."""
+    return f"greeting-results/{user_id}/{job_id}.poster.jpg"
+
+
+def thumbnail_path(user_id: str, job_id: str) -> str:
+    """The animated GIF of the opening with the first name, for emails, beside it."""
+    return f"greeting-results/{user_id}/{job_id}.gif"
+
+
+def result_paths(user_id: str, job_id: str) -> list[str]:
+    """Everything a job stores: what goes when the job is deleted."""
+    return [f(user_id, job_id) for f in (result_path, poster_path, thumbnail_path)]
+
+
 def attempt_of(job: dict[str, Any]) -> int:
     """The job's current attempt (its `retryCount`): every write of another attempt is refused."""
     return int(job.get("retryCount") or 0)

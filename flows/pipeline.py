@@ -34,7 +34,8 @@ from flows.media import (
 from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import SpeechFile, speak_greeting
-from flows.stages.upload import upload_result, withdraw_result
+from flows.stages.thumbnails import Thumbnails, make_thumbnails
+from flows.stages.upload import upload_result, upload_thumbnails, withdraw_result
 from flows.stages.validate import (
     ValidRequest,
     load_upload,
@@ -157,17 +158,21 @@ class JobRun:
         report = render_video(
             video, info, speech, greeting_end_s, work_dir, settings, shared, respeak
         )
+        # For the rep's emails: never fails the job (a thumbnail that cannot be made is left out).
+        thumbnails = Thumbnails()
+        if settings.thumbnails:
+            thumbnails = make_thumbnails(report.path, request.first_name, greeting_end_s, work_dir)
 
         self.move(JobStatus.UPLOADING_RESULT)
-        path, url = upload_result(
-            bucket, report.path, request.user_id, self.job_id, settings.storage_public_url
-        )
+        public_url = settings.storage_public_url
+        path, url = upload_result(bucket, report.path, request.user_id, self.job_id, public_url)
+        images = upload_thumbnails(bucket, thumbnails, request.user_id, self.job_id, public_url)
         fit = GreetingFit.of(report).to_firestore()
         try:
-            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url, fit=fit)
+            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url, fit=fit, **images)
         except TransitionRefused:
             # Cancelled (or superseded) while uploading: the result must not outlive the job.
-            withdraw_result(bucket, path)
+            withdraw_result(bucket, request.user_id, self.job_id)
             raise
         return path
 

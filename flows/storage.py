@@ -118,12 +118,15 @@ def verify_download(object_path: str, local: Path) -> None:
         raise
 
 
-def upload_result(bucket: storage.Bucket, source: Path, path: str) -> storage.Blob:
-    """Stores the rendered video at its final path (the same path on every attempt)."""
+def upload_result(
+    bucket: storage.Bucket, source: Path, path: str, content_type: str = "video/mp4"
+) -> storage.Blob:
+    """Stores a job's rendered video (or a thumbnail of it) at its final path, the same path on
+    every attempt."""
     blob = bucket.blob(path)
     blob.cache_control = "private, max-age=3600"
     try:
-        blob.upload_from_filename(str(source), content_type="video/mp4", timeout=TIMEOUT_S)
+        blob.upload_from_filename(str(source), content_type=content_type, timeout=TIMEOUT_S)
     except TRANSIENT as exc:
         raise _unavailable("store the result", exc) from exc
     return blob

@@ -425,14 +425,14 @@ def mark_request_handled(
 def forget_job(db: firestore.Client, bucket: Any, job_id: str, job: dict[str, Any]) -> list[str]:
     """Removes what a deleted job leaves in Storage; returns the object paths removed.
 
-    Its result goes (a signed link to it stops working: there is nothing left to serve), and its
+    Its result and thumbnails go (a signed link stops working: nothing is left to serve), and its
     upload goes when no other job of the same user names it. A prospect who asks to be forgotten
     is. Objects already gone are fine: deletions are delivered at least once.
     """
     user_id = job.get("userId")
     if not isinstance(user_id, str) or not user_id:
         return []
-    paths = [lifecycle.result_path(user_id, job_id)]
+    paths = lifecycle.result_paths(user_id, job_id)
     upload = job.get("inputVideo")
     if isinstance(upload, str) and upload.startswith(lifecycle.upload_prefix(user_id)):
         others = (

@@ -44,7 +44,15 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from flows.media import probe_upload, run_ffmpeg, sniff_container, upload_input_options
+from flows.media import (
+    FfmpegError,
+    MediaTimeout,
+    ProbeError,
+    probe_upload,
+    run_ffmpeg,
+    sniff_container,
+    upload_input_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,8 @@ MAX_THUMBNAIL_BYTES = 1_000_000
 # 480 px, and no first name is this long.
 MAX_NAME_CHARS = 24
 ELLIPSIS = "\u2026"
+# The poster shows the rep talking, not the greeting's first frame: this long after the slot.
+POSTER_AFTER_GREETING_S = 1.0
 # A poster taken too near the end may find no frame at or after its time: ffmpeg then writes
 # an empty file and still exits 0.
 POSTER_END_MARGIN_S = 0.5
@@ -465,3 +475,41 @@ def _made(dest: Path) -> Path:
     if not dest.is_file() or dest.stat().st_size == 0:
         raise ThumbnailError(f"ffmpeg wrote no {dest.suffix} thumbnail")
     return dest
+
+
+# --- for a job -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thumbnails:
+    """What `make_thumbnails` made in the job's folder: either may be missing."""
+
+    poster: Path | None = None
+    gif: Path | None = None
+
+
+# What can go wrong making a thumbnail of a video the render just wrote: none of it is the
+# user's doing, and none of it is worth failing a finished video for.
+_THUMBNAIL_TROUBLE = (ThumbnailError, FontMissing, FfmpegError, ProbeError, MediaTimeout, OSError)
+
+
+def make_thumbnails(
+    video: Path, first_name: str | None, greeting_end_s: float, work_dir: Path
+) -> Thumbnails:
+    """The rendered `video`'s poster (a frame after the greeting) and GIF (its opening with
+    `first_name`, or only the play button when there is no name to call them by).
+
+    Never fails the job: a thumbnail that cannot be made is logged and left out, and the job
+    completes without it. Being cancelled (`MediaCancelled`) still stops the job.
+    """
+    poster = gif = None
+    try:
+        at_s = greeting_end_s + POSTER_AFTER_GREETING_S
+        poster = make_poster(video, at_s, work_dir / "poster.jpg")
+    except _THUMBNAIL_TROUBLE as exc:
+        log.warning("no poster for %s: %s", video.name, exc)
+    try:
+        gif = make_gif(video, first_name or "", work_dir / "thumbnail.gif")
+    except _THUMBNAIL_TROUBLE as exc:
+        log.warning("no GIF thumbnail for %s: %s", video.name, exc)
+    return Thumbnails(poster, gif)

@@ -88,6 +88,9 @@ class ValidRequest:
     # How the name is said, already in `greeting_text`; kept to say why the text reads as it does.
     pronunciation: str | None = None
     following_text: str | None = None  # the video's words after the greeting: the voice's next_text
+    # The first name as written (never its pronunciation), drawn on the email thumbnail; None
+    # when the prospect has none to call them by.
+    first_name: str | None = None
 
 
 def _refused_characters(text: str, allowed_extra: frozenset[str] = frozenset()) -> list[str]:
@@ -139,6 +142,7 @@ class SpokenName:
     full: str  # {name}: as the user gave it, cleaned
     first: str  # {firstName}: what to call them, or the fallback word
     last: str  # {lastName}: the family name, or the whole name when there is none
+    fallback_used: bool = False  # `first` is the fallback word, not a name
 
 
 def _is_initial(word: str) -> bool:
@@ -190,7 +194,7 @@ def spoken_name(prospect_name: str, first_name: Any = None, fallback: Any = None
     else:
         first = _spoken_part(first_name, "firstName") if first_name.strip() else ""
     last = str(HumanName(prospect_name).last) or prospect_name
-    return SpokenName(prospect_name, first or fallback, last)
+    return SpokenName(prospect_name, first or fallback, last, fallback_used=not first)
 
 
 def _spoken_part(raw: str, field: str) -> str:
@@ -352,6 +356,7 @@ def validate_request(raw: dict[str, Any]) -> ValidRequest:
         greeting_text=greeting_text(raw.get("greetingText"), pronounced(spoken, pronunciation)),
         pronunciation=pronunciation,
         following_text=following_text(raw.get("followingText")),
+        first_name=None if spoken.fallback_used else spoken.first,
     )
 
 

@@ -105,6 +105,8 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("forged status", {"status": "completed"}),
         ("forged downloadUrl", {"downloadUrl": "https://evil.example/x.mp4"}),
         ("forged outputPath", {"outputPath": "greeting-results/x/y.mp4"}),
+        ("forged posterPath", {"posterPath": "greeting-results/x/y.poster.jpg"}),
+        ("forged thumbnailUrl", {"thumbnailUrl": "https://evil.example/x.gif"}),
         ("forged retryCount", {"retryCount": 0}),
         ("forged progress", {"progress": 100}),
         ("unknown field", {"priority": "high"}),

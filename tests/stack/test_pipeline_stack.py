@@ -15,7 +15,9 @@ import pytest
 import requests
 
 from flows.job import result_path
+from flows.lifecycle import poster_path, thumbnail_path
 from flows.media import probe
+from flows.stages.thumbnails import make_gif
 from tests.conftest import Uploaded, User, wait_for
 from tests.support.stackkit import (
     completed_once,
@@ -74,6 +76,52 @@ def test_job_completes_with_every_stage_in_order(
     assert abs(info.duration_s - original.duration_s) < 0.05
     # The video stream is copied bit for bit.
     assert _video_md5(out) == _video_md5(sample_video)
+
+    # Beside it, for the rep's emails: a poster, and a GIF of the opening with the first name
+    # on it, each under its own path with an owner's link.
+    assert job["posterPath"] == poster_path(user.uid, job_id)
+    assert job["thumbnailPath"] == thumbnail_path(user.uid, job_id)
+    poster = requests.get(job["posterUrl"], timeout=30)
+    assert (poster.status_code, poster.headers["content-type"]) == (200, "image/jpeg")
+    assert poster.content[:3] == b"\xff\xd8\xff"
+    gif = requests.get(job["thumbnailUrl"], timeout=30)
+    assert (gif.status_code, gif.headers["content-type"]) == (200, "image/gif")
+    assert gif.content[:6] == b"GIF89a" and len(gif.content) < 1_000_000
+    # The name is drawn on it: its first frame differs from the same GIF without a name in the
+    # bottom band, where the name goes, and not above it.
+    (tmp_path / "named.gif").write_bytes(gif.content)
+    nameless = make_gif(out, "", tmp_path / "nameless.gif")
+    rows = zip(_first_frame_rows(tmp_path / "named.gif"), _first_frame_rows(nameless), strict=True)
+    # Per row, the mean change of luma: the two palettes and their dithering differ a little
+    # everywhere (measured: at most 4 above the name), the name's box changes rows by 14-24.
+    change = [sum(abs(a - b) for a, b in zip(x, y, strict=True)) / len(x) for x, y in rows]
+    band = len(change) * 2 // 3
+    assert max(change[band:]) > 10, "no name in the bottom band"
+    assert max(change[:band]) < 7, "the frame above the name changed"
+
+
+def _first_frame_rows(gif: Path) -> list[bytes]:
+    """The GIF's first frame as rows of 8-bit luma."""
+    width = 480
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(gif),
+            "-frames:v",
+            "1",
+            "-pix_fmt",
+            "gray",
+            "-f",
+            "rawvideo",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return [raw[i : i + width] for i in range(0, len(raw), width)]
 
 
 def _video_md5(path: Path) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from flows.job import COLLECTION, REQUESTS, RequestAction, result_path
+from flows.lifecycle import result_paths
 from tests.conftest import Uploaded, User, wait_for
 from tests.support.stackkit import (
     DEAD_PREFECT,
@@ -32,6 +33,7 @@ from tests.support.stackkit import (
     seed_pending_without_trigger,
     start_attempt,
     statuses,
+    stored_results,
     submit,
     sweep_once,
     trigger_prefect,
@@ -287,7 +289,8 @@ def test_deleting_a_job_removes_its_result_and_its_upload_once_no_job_names_it(
     wait_for(lambda: bucket.blob(result_path(user.uid, first_id)).exists(), lambda e: not e, 30)
     assert bucket.blob(video).exists(), "the upload went while a job still names it"
     assert bucket.blob(result_path(user.uid, second_id)).exists()
+    assert stored_results(clients, user) == sorted(result_paths(user.uid, second_id))
 
     as_user(stack, user).delete(COLLECTION, second_id)
     wait_for(lambda: bucket.blob(video).exists(), lambda e: not e, 30)
-    assert outputs(clients, user) == []
+    assert stored_results(clients, user) == []  # the thumbnails went with their videos

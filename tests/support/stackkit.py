@@ -151,11 +151,17 @@ def worker_record(stack: Any) -> dict[str, Any]:
     return dict(record)
 
 
-def outputs(clients: Any, user: User) -> list[str]:
+def stored_results(clients: Any, user: User) -> list[str]:
+    """Everything stored for the user's jobs: videos and their thumbnails."""
     bucket = clients.bucket
     return sorted(
         b.name for b in bucket.client.list_blobs(bucket, prefix=f"greeting-results/{user.uid}/")
     )
+
+
+def outputs(clients: Any, user: User) -> list[str]:
+    """The user's result videos (their thumbnails left out)."""
+    return [name for name in stored_results(clients, user) if name.endswith(".mp4")]
 
 
 def trigger_prefect(stack: Any) -> Any:

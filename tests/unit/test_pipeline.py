@@ -16,6 +16,7 @@ from flows.media import MediaInfo, UserSlots
 from flows.settings import Settings
 from flows.stages.render import RenderReport
 from flows.stages.synthesize import SpeechFile
+from flows.stages.thumbnails import Thumbnails
 from flows.transitions import Transition, TransitionRefused
 from tests.support.mediacheck import media_info, rendered
 
@@ -91,13 +92,26 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         ran.append(f"upload {user_id}/{job_id}")
         return f"greeting-results/{user_id}/{job_id}.mp4", "https://example.test/video"
 
-    def withdraw(bucket: Any, path: str) -> None:
-        ran.append(f"withdraw {path}")
+    def withdraw(bucket: Any, user_id: str, job_id: str) -> None:
+        ran.append(f"withdraw {user_id}/{job_id}")
+
+    def thumbnails(video: Path, first_name: str | None, end_s: float, work_dir: Path) -> Thumbnails:
+        ran.append(f"thumbnails {first_name} {end_s}")
+        return Thumbnails(work_dir / "poster.jpg", None)
+
+    def store_thumbnails(
+        bucket: Any, made: Thumbnails, user_id: str, job_id: str, url: str
+    ) -> dict[str, str]:
+        ran.append(f"store thumbnails {user_id}/{job_id}")
+        path = f"greeting-results/{user_id}/{job_id}.poster.jpg"
+        return {"posterPath": path, "posterUrl": "https://example.test/poster"}
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
     monkeypatch.setattr(pipeline, "render_video", render)
     monkeypatch.setattr(pipeline, "upload_result", upload)
     monkeypatch.setattr(pipeline, "withdraw_result", withdraw)
+    monkeypatch.setattr(pipeline, "make_thumbnails", thumbnails)
+    monkeypatch.setattr(pipeline, "upload_thumbnails", store_thumbnails)
     return ran
 
 
@@ -128,9 +142,18 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
             "pauseUsedSecond": 0.0,
             "leadTrimmedSecond": 0.0,
         },
+        # The thumbnails that were made and stored (here the poster: the GIF was not made).
+        "posterPath": f"greeting-results/{USER}/job-1.poster.jpg",
+        "posterUrl": "https://example.test/poster",
     }
     assert uploads.asked == [JOB["inputVideo"]]
-    assert stages == ["speak Hey Anna-Lena,", "render 1.5", f"upload {USER}/job-1"]
+    assert stages == [
+        "speak Hey Anna-Lena,",
+        "render 1.5",
+        "thumbnails Anna-Lena 1.5",  # the name as written, from the title and surname removed
+        f"upload {USER}/job-1",
+        f"store thumbnails {USER}/job-1",
+    ]
 
 
 def test_the_pronunciation_is_spoken_and_the_following_words_lead_every_take(
@@ -168,7 +191,11 @@ def test_cancelled_while_uploading_withdraws_the_stored_result(
     with pytest.raises(TransitionRefused) as refused:
         job_run(writes).run(Uploads(), tmp_path)
     assert refused.value.cancelled
-    assert stages[-2:] == [f"upload {USER}/job-1", f"withdraw greeting-results/{USER}/job-1.mp4"]
+    assert stages[-3:] == [
+        f"upload {USER}/job-1",
+        f"store thumbnails {USER}/job-1",
+        f"withdraw {USER}/job-1",
+    ]
     assert JobStatus.COMPLETED not in writes.statuses
 
 

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
+from flows.job import ErrorCode, JobError
 from flows.media import bwrap_setup, confined_to, run_ffmpeg, run_ffprobe
-from flows.stages import thumbnails
+from flows.stages import thumbnails, upload
 from flows.stages.thumbnails import (
     ELLIPSIS,
     MAX_NAME_CHARS,
     MAX_THUMBNAIL_BYTES,
     FontMissing,
+    Thumbnails,
     ThumbnailTooLarge,
     filter_path,
     fit_font_size,
@@ -28,6 +30,7 @@ from flows.stages.thumbnails import (
     font_path,
     make_gif,
     make_poster,
+    make_thumbnails,
     make_webp,
     name_to_draw,
 )
@@ -340,3 +343,50 @@ def test_the_webp_is_an_animated_loop_under_a_megabyte(sample: Path, media_dir: 
     assert data[anim + 12 : anim + 14] == b"\x00\x00"  # loop count 0: for ever
     assert data.count(b"ANMF") >= 29
     assert webp.stat().st_size < MAX_THUMBNAIL_BYTES
+
+
+# --- for a job ------------------------------------------------------------------------------------
+
+
+def test_a_job_gets_a_poster_and_a_gif_of_its_video(small: Path, tmp_path: Path) -> None:
+    made = make_thumbnails(small, "Anna-Lena", 0.4, tmp_path)
+    assert made.poster == tmp_path / "poster.jpg" and made.gif == tmp_path / "thumbnail.gif"
+    assert made.poster.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    assert made.gif.read_bytes()[:6] == b"GIF89a"
+    assert made.gif.stat().st_size <= MAX_THUMBNAIL_BYTES
+
+
+def test_without_a_first_name_the_gif_has_only_the_play_button(small: Path, tmp_path: Path) -> None:
+    made = make_thumbnails(small, None, 0.4, tmp_path)
+    assert made.gif is not None
+    nameless = make_gif(small, "", tmp_path / "nameless.gif")
+    assert made.gif.read_bytes() == nameless.read_bytes()
+    named = make_gif(small, "Anna", tmp_path / "named.gif")
+    assert made.gif.read_bytes() != named.read_bytes()
+
+
+def test_thumbnails_that_cannot_be_made_never_fail_the_job(tmp_path: Path) -> None:
+    broken = tmp_path / "output.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)  # an MP4 with nothing in it
+    assert make_thumbnails(broken, "Anna", 1.0, tmp_path) == Thumbnails(None, None)
+    assert make_thumbnails(tmp_path / "missing.mp4", "Anna", 1.0, tmp_path) == Thumbnails()
+    assert not list(tmp_path.glob("*.jpg")) and not list(tmp_path.glob("*.gif"))
+
+
+def test_a_thumbnail_storage_refuses_is_left_off_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stored: list[tuple[str, str]] = []
+
+    def store(bucket: Any, local: Path, path: str, url: str, content_type: str) -> str:
+        if content_type == "image/gif":
+            raise JobError(ErrorCode.STORAGE_UNAVAILABLE, "Cloud Storage failed: 503")
+        stored.append((path, content_type))
+        return f"https://storage.test/{path}"
+
+    monkeypatch.setattr(upload, "store_result", store)
+    made = Thumbnails(tmp_path / "poster.jpg", tmp_path / "thumbnail.gif")
+    fields = upload.upload_thumbnails(None, made, "u-1", "job-1", "")  # type: ignore[arg-type]
+    poster = "greeting-results/u-1/job-1.poster.jpg"
+    assert stored == [(poster, "image/jpeg")]
+    assert fields == {"posterPath": poster, "posterUrl": f"https://storage.test/{poster}"}
