@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     # (flows/stages/thumbnails.py): about 0.6 s of CPU per job on a 720p video.
     thumbnails: bool = True
 
+    # --- Webhooks (flows/webhooks.py, flows/deliveries.py) --------------------------------------
+    # One attempt's whole time, connection to answer: a receiver that hangs costs no more.
+    webhook_timeout_seconds: float = 5.0
+    # Endpoints on 127.0.0.1 / ::1 over http: for the local stack and the tests only. Private,
+    # link-local and other internal addresses stay refused either way.
+    webhooks_allow_loopback: bool = False
+
     # --- Retries and the sweep ----------------------------------------------------------------
     max_retries: int = 3
     # Before retry n (1-based) the sweep waits retry_backoff_seconds * 2**(n-1) after the failure.

@@ -17,6 +17,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from flows.deliveries import announce_job
 from flows.job import (
     COLLECTION,
     PROGRESS,
@@ -109,6 +110,10 @@ def transition(db: firestore.Client, job_id: str, change: Transition) -> dict[st
         return {k: v for k, v in after.items() if v is not firestore.DELETE_FIELD}
 
     result: dict[str, Any] = apply(db.transaction())
+    if change.to in (JobStatus.COMPLETED, JobStatus.FAILED):
+        # The owner's webhooks hear of it; only enqueued here, never waited on (and a second
+        # announcement of the same end is dropped: its event id is the same).
+        announce_job(db, job_id, result)
     return result
 
 

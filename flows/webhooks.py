@@ -13,11 +13,15 @@ Firestore holds, per endpoint:
   webhooks/{endpointId}/deliveries/{eventId}    eventId, eventType, jobId, status, attempts[],
                                                 nextAttemptAt, deliveredAt (owner-readable)
 
-One attempt is one run of the `deliver-webhook` task; Prefect retries it on the schedule below
-(about a day). An endpoint whose deliveries have all failed for a day is disabled, with the
-reason on its document. Nothing here raises into a caller that uses `deliver_event`, and one
-attempt never takes longer than the sender's timeout: the video pipeline never waits on a
-receiver.
+An event is first enqueued: one delivery document per endpoint that wants it, created only if
+absent (its id is the event's), so an event announced twice is delivered once. One attempt is
+one run of the `deliver-webhook` task, made by the `deliver-webhooks` flow (flows/deliveries.py)
+for every delivery whose `nextAttemptAt` has come; a failed attempt sets the next on the schedule
+below (about a day). The schedule lives on the document, not in Prefect task retries: a task
+retrying for a day would hold a worker's thread and its flow run open for that day. An endpoint
+whose deliveries have all failed for a day is disabled, with the reason on its document. One
+attempt never takes longer than the sender's timeout, and the video pipeline only enqueues: it
+never waits on a receiver.
 
 The sender refuses what a user must not make the server call (SSRF): anything but https, and
 hosts that resolve to loopback, private, link-local, multicast or reserved addresses. It checks
@@ -52,7 +56,6 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run as current_task_run
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 from standardwebhooks import Webhook
@@ -83,12 +86,8 @@ class EventType(StrEnum):
 # The attempts span about 27.6 hours, so an endpoint that is down for a day gets its last try
 # after being down more than a day, which is what disables it (DISABLE_AFTER).
 RETRY_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-RETRY_DELAYS_S: list[float] = list(RETRY_SCHEDULE_S[1:])  # before retry 1, 2, ...
 MAX_ATTEMPTS = len(RETRY_SCHEDULE_S)
 DISABLE_AFTER = timedelta(days=1)
-# Prefect spreads each delay by up to this fraction, so the retries of many deliveries that failed
-# together (an endpoint's outage) do not all arrive at the same second.
-RETRY_JITTER_FACTOR = 0.1
 # 4xx answers that say "not now" rather than "never": only these are tried again.
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
@@ -176,8 +175,9 @@ def job_event(
             raise ValueError(f"{event_type} needs a subject: the view it is about")
         subject = f"{job_id}:{int(job.get('retryCount') or 0)}"
     links: dict[str, str] = {}
-    if isinstance(job.get("downloadUrl"), str):
-        links["video"] = job["downloadUrl"]
+    for link, field in (("video", "downloadUrl"), ("poster", "posterUrl"), ("gif", "thumbnailUrl")):
+        if isinstance(job.get(field), str):
+            links[link] = job[field]
     data: dict[str, Any] = {
         "jobId": job_id,
         "batchId": _text(job.get("batchId")),
@@ -555,6 +555,7 @@ class Attempt(_Camel):
 
 
 class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # enqueued, not tried yet; due at nextAttemptAt
     RETRYING = "retrying"  # failed so far; nextAttemptAt says when the next try is due
     DELIVERED = "delivered"
     FAILED = "failed"  # given up: refused for good, out of attempts, or the endpoint disabled
@@ -567,11 +568,33 @@ class DeliveryOutcome(StrEnum):
     ALREADY_DELIVERED = "already-delivered"
     SKIPPED = "skipped"  # the endpoint is gone, disabled or no longer wants this event
     DISABLED = "disabled"  # this attempt disabled the endpoint
-    FAILED = "failed"  # only in `deliver_event`'s summary: the task ended failed
+    FAILED = "failed"  # only in `deliver_due`'s summary: the attempt failed
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A delivery whose next attempt has come."""
+
+    endpoint_id: str
+    event: WebhookEvent
+    attempt_number: int  # 1-based: the attempts made so far, plus one
 
 
 class WebhookStore(Protocol):
     """The Firestore side of webhooks, as the delivery logic needs it."""
+
+    def enqueue(self, endpoint_id: str, event: WebhookEvent, at: datetime) -> bool:
+        """Creates the delivery of `event` to the endpoint, due at `at`, unless it exists;
+        whether it was created."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[DueDelivery]:
+        """Up to `limit` deliveries due at `now`, the longest waiting first."""
+        ...
+
+    def next_due_at(self) -> datetime | None:
+        """When the next delivery that waits is due, if any does."""
+        ...
 
     def endpoints_for(self, user_id: str, event_type: EventType) -> list[Endpoint]:
         """The user's enabled endpoints that want `event_type`."""
@@ -598,6 +621,11 @@ class WebhookStore(Protocol):
         ...
 
     def disable_endpoint(self, endpoint_id: str, reason: str, at: datetime) -> None: ...
+
+    def end_delivery(self, endpoint_id: str, event_id: str, reason: str, at: datetime) -> None:
+        """Gives a delivery up without an attempt (its endpoint is gone, disabled, or no longer
+        wants the event), so that it is no longer due."""
+        ...
 
 
 class FirestoreWebhookStore:
@@ -643,6 +671,55 @@ class FirestoreWebhookStore:
     def endpoint(self, endpoint_id: str) -> Endpoint | None:
         snapshot = self._endpoint_ref(endpoint_id).get()
         return self._endpoint(endpoint_id, snapshot.to_dict() if snapshot.exists else None)
+
+    def enqueue(self, endpoint_id: str, event: WebhookEvent, at: datetime) -> bool:
+        try:
+            self._delivery_ref(endpoint_id, event.id).create(
+                {
+                    "eventId": event.id,
+                    "eventType": event.type.value,
+                    "jobId": event.data.get("jobId"),
+                    "event": event.payload(),  # what every attempt sends, as it was then
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempts": [],
+                    "nextAttemptAt": at,
+                    "createdAt": at,
+                    "updatedAt": at,
+                }
+            )
+        except google_exceptions.AlreadyExists:
+            return False  # announced before: the delivery that exists goes on as it was
+        return True
+
+    def _waiting(self) -> firestore.Query:
+        # Only waiting deliveries have `nextAttemptAt` (it is removed when one ends), so a range
+        # on that one field finds them: a single-field index over the collection group.
+        query: firestore.Query = self._db.collection_group(DELIVERIES).order_by("nextAttemptAt")
+        return query
+
+    def due(self, now: datetime, limit: int) -> list[DueDelivery]:
+        query = self._waiting().where(filter=firestore.FieldFilter("nextAttemptAt", "<=", now))
+        found: list[DueDelivery] = []
+        for snapshot in query.limit(limit).stream():
+            data = snapshot.to_dict() or {}
+            endpoint_ref = snapshot.reference.parent.parent
+            try:
+                event = WebhookEvent.model_validate({"id": snapshot.id, **data["event"]})
+            except (KeyError, TypeError, ValidationError) as exc:
+                log.warning("delivery %s is malformed: %s", snapshot.reference.path, exc)
+                continue
+            if endpoint_ref is None:
+                continue
+            attempts = data.get("attempts")
+            made = len(attempts) if isinstance(attempts, list) else 0
+            found.append(DueDelivery(endpoint_ref.id, event, made + 1))
+        return found
+
+    def next_due_at(self) -> datetime | None:
+        for snapshot in self._waiting().limit(1).stream():
+            at = (snapshot.to_dict() or {}).get("nextAttemptAt")
+            return at if isinstance(at, datetime) else None
+        return None
 
     def delivery_status(self, endpoint_id: str, event_id: str) -> DeliveryStatus | None:
         snapshot = self._delivery_ref(endpoint_id, event_id).get()
@@ -711,6 +788,18 @@ class FirestoreWebhookStore:
 
         apply(self._db.transaction())
 
+    def end_delivery(self, endpoint_id: str, event_id: str, reason: str, at: datetime) -> None:
+        # Also under an endpoint deleted meanwhile: its deliveries outlive it in Firestore.
+        self._delivery_ref(endpoint_id, event_id).set(
+            {
+                "status": DeliveryStatus.FAILED.value,
+                "endedReason": reason,
+                "nextAttemptAt": firestore.DELETE_FIELD,
+                "updatedAt": at,
+            },
+            merge=True,
+        )
+
     def disable_endpoint(self, endpoint_id: str, reason: str, at: datetime) -> None:
         # An endpoint deleted meanwhile has nothing left to disable.
         with contextlib.suppress(google_exceptions.NotFound):
@@ -761,6 +850,14 @@ def attempt_delivery(
     """
     endpoint = store.endpoint(endpoint_id)
     if endpoint is None or not endpoint.wants(event.type):
+        why = (
+            "the endpoint was deleted"
+            if endpoint is None
+            else "the endpoint is disabled"
+            if endpoint.disabled
+            else f"the endpoint no longer wants {event.type.value}"
+        )
+        store.end_delivery(endpoint_id, event.id, why, now())
         return DeliveryOutcome.SKIPPED
     if store.delivery_status(endpoint_id, event.id) == DeliveryStatus.DELIVERED:
         return DeliveryOutcome.ALREADY_DELIVERED
@@ -810,64 +907,61 @@ def attempt_delivery(
     raise DeliveryFailed(endpoint_id, attempt, retryable=next_at is not None)
 
 
-# --- The task -------------------------------------------------------------------------------------
+# --- The task and the fan-out --------------------------------------------------------------------
 
 
-def retry_delivery(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry unless the failed attempt says it is not worth it.
-
-    Anything but a DeliveryFailed (Firestore unreachable, say) is retried too: the schedule is
-    bounded, and a delivery lost to a passing outage is worse than a few more tries.
-    """
-    exc = state.data if isinstance(state.data, BaseException) else None
-    return exc.retryable if isinstance(exc, DeliveryFailed) else True
-
-
-@task(
-    name="deliver-webhook",
-    retries=len(RETRY_DELAYS_S),
-    retry_delay_seconds=RETRY_DELAYS_S,
-    retry_jitter_factor=RETRY_JITTER_FACTOR,
-    retry_condition_fn=retry_delivery,
-    # Every run must reach the store; the store, not a cache, says what was delivered.
-    cache_policy=NO_CACHE,
-)
+# One attempt per task run: the schedule is on the delivery's document (see the module's
+# docstring). A failed attempt fails its task run, so the Prefect UI shows it as failed.
+@task(name="deliver-webhook", cache_policy=NO_CACHE)
 def deliver_webhook(
-    store: WebhookStore, send: Sender, endpoint_id: str, event: WebhookEvent
+    store: WebhookStore, send: Sender, endpoint_id: str, event: WebhookEvent, attempt_number: int
 ) -> DeliveryOutcome:
-    """Delivers `event` to one endpoint, one attempt per try of the task; how it ended."""
-    return attempt_delivery(
-        store, send, endpoint_id, event, max(1, current_task_run.get_run_count())
-    )
+    """One attempt at delivering `event` to one endpoint; how it ended (raises if it failed)."""
+    return attempt_delivery(store, send, endpoint_id, event, attempt_number)
 
 
-def deliver_event(
-    store: WebhookStore, send: Sender, user_id: str, event: WebhookEvent
-) -> dict[str, DeliveryOutcome]:
-    """Delivers `event` to each of the user's endpoints that want it, at once; never raises.
-
-    Call it from a flow run of its own, never from greeting-pipeline: a flow waits for its task
-    runs, and a delivery's retries sleep in their thread for up to a day.
-    """
+def enqueue_event(
+    store: WebhookStore, user_id: str, event: WebhookEvent, at: datetime
+) -> list[str]:
+    """Enqueues `event` for each of the user's endpoints that want it; the endpoints it was
+    newly enqueued for. Never raises: an event that cannot be announced is logged, and the
+    video it is about is not held up."""
     try:
         endpoints = store.endpoints_for(user_id, event.type)
     except Exception:
         log.exception("could not load the webhooks of user %s for %s", user_id, event.id)
-        return {}
-    futures = {}
+        return []
+    enqueued: list[str] = []
     for endpoint in endpoints:
         try:
-            futures[endpoint.id] = deliver_webhook.submit(store, send, endpoint.id, event)
+            if store.enqueue(endpoint.id, event, at):
+                enqueued.append(endpoint.id)
         except Exception:
-            log.exception("could not start delivering %s to webhook %s", event.id, endpoint.id)
-    outcomes: dict[str, DeliveryOutcome] = {}
-    for endpoint_id, future in futures.items():
+            log.exception("could not enqueue %s for webhook %s", event.id, endpoint.id)
+    return enqueued
+
+
+def deliver_due(
+    store: WebhookStore, send: Sender, now: datetime, limit: int = 100
+) -> dict[str, int]:
+    """Makes the attempt of every delivery due at `now` (up to `limit`), all at once, each as a
+    `deliver-webhook` task run; counts of how they ended. Never raises for an attempt."""
+    futures = [
+        deliver_webhook.submit(store, send, due.endpoint_id, due.event, due.attempt_number)
+        for due in store.due(now, limit)
+    ]
+    counts: dict[str, int] = {}
+    for future in futures:
         result: object
         try:
             result = future.result(raise_on_failure=False)
         except Exception as exc:
             result = exc
-        outcomes[endpoint_id] = (
-            result if isinstance(result, DeliveryOutcome) else DeliveryOutcome.FAILED
-        )
-    return outcomes
+        if isinstance(result, DeliveryOutcome):
+            outcome = result.value
+        elif isinstance(result, DeliveryFailed) and result.retryable:
+            outcome = DeliveryStatus.RETRYING.value
+        else:
+            outcome = DeliveryOutcome.FAILED.value
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

@@ -15,6 +15,7 @@ import google.auth
 import google.auth.transport.requests
 import jobs
 import uploads
+import webhooks
 from firebase_admin import firestore as admin_firestore
 from firebase_functions import firestore_fn, https_fn, params
 from google.auth.credentials import AnonymousCredentials
@@ -216,3 +217,18 @@ def create_upload_url(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     blob = _bucket().blob(uploads.object_path(req.auth.uid, request))
     answer: dict[str, Any] = uploads.upload_answer(blob, request, _signing())
     return answer
+
+
+@https_fn.on_call()
+def create_webhook(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    """Registers a webhook endpoint of the signed-in user; its secret is in the answer only."""
+    if req.auth is None:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.UNAUTHENTICATED, "sign in first")
+    # In the emulator only, a receiver on this machine (http://127.0.0.1) may be registered.
+    local = os.environ.get("FUNCTIONS_EMULATOR") == "true"
+    try:
+        registration = webhooks.parse_registration(req.data, allow_loopback=local)
+        answer: dict[str, Any] = webhooks.create_endpoint(_db(), req.auth.uid, registration)
+        return answer
+    except webhooks.WebhookRefused as exc:
+        raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, str(exc)) from exc

@@ -289,6 +289,8 @@ class Stack:
                     # with the stack's key, as the proxy serves nothing unsigned.
                     "GREETINGS_STORAGE_PUBLIC_URL": s.storage_proxy_url,
                     "GREETINGS_STORAGE_SIGNER_KEY_FILE": str(self.signer_key),
+                    # Local receivers (the tests', a developer's) listen on 127.0.0.1.
+                    "GREETINGS_WEBHOOKS_ALLOW_LOOPBACK": "true",
                 },
             ),
         ]
@@ -603,6 +605,8 @@ class Stack:
             REPO_ROOT / "flows/pipeline.py",
             REPO_ROOT / "flows/batch.py",
             REPO_ROOT / "flows/sweep.py",
+            REPO_ROOT / "flows/fit_check.py",
+            REPO_ROOT / "flows/deliveries.py",
         ):
             digest.update(path.read_bytes())
         digest.update(f"{self.s.work_pool}|{self.s.prefect_api}".encode())
@@ -636,7 +640,13 @@ class Stack:
     def _deployments_exist(self) -> bool:
         return all(
             _http_ok(f"{self.s.prefect_api}/deployments/name/{name}/{name}")
-            for name in ("greeting-pipeline", "greeting-batch", "fit-check", "retry-failed-jobs")
+            for name in (
+                "greeting-pipeline",
+                "greeting-batch",
+                "fit-check",
+                "deliver-webhooks",
+                "retry-failed-jobs",
+            )
         )
 
     def _ensure_elevenlabs_limit(self) -> None:

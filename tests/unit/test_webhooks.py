@@ -2,8 +2,8 @@
 
 Deliveries go to a real HTTP receiver on 127.0.0.1 (the sender allows loopback, as the local
 stack's setting does) that checks every signature with `standardwebhooks`. The store is an
-in-memory stand-in for Firestore; the retry schedule is walked by calling one attempt at a time
-with a clock that jumps, never by waiting.
+in-memory stand-in for Firestore (tests/stack/test_webhooks_stack.py runs the real one); the retry
+schedule is walked by calling one attempt at a time with a clock that jumps, never by waiting.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from prefect.states import Failed
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -35,11 +34,11 @@ from flows import webhooks
 from flows.webhooks import (
     DISABLE_AFTER,
     MAX_ATTEMPTS,
-    RETRY_DELAYS_S,
     Attempt,
     DeliveryFailed,
     DeliveryOutcome,
     DeliveryStatus,
+    DueDelivery,
     Endpoint,
     EventType,
     HttpSender,
@@ -49,14 +48,14 @@ from flows.webhooks import (
     WebhookEvent,
     attempt_delivery,
     attempt_offsets,
-    deliver_event,
+    deliver_due,
     deliver_webhook,
+    enqueue_event,
     is_retryable_status,
     job_event,
     new_secret,
     next_attempt_delay,
     resolve_target,
-    retry_delivery,
 )
 
 SECRET = new_secret()
@@ -160,6 +159,7 @@ def receiver() -> Iterator[Receiver]:
 
 @dataclass
 class Delivery:
+    event: WebhookEvent | None = None
     status: DeliveryStatus | None = None
     attempts: list[Attempt] = field(default_factory=list)
     next_attempt_at: datetime | None = None
@@ -212,6 +212,34 @@ class MemoryStore:
 
     def disable_endpoint(self, endpoint_id: str, reason: str, at: datetime) -> None:
         self._update(endpoint_id, disabled=True, disabled_reason=reason, disabled_at=at)
+
+    def end_delivery(self, endpoint_id: str, event_id: str, reason: str, at: datetime) -> None:
+        delivery = self.deliveries.setdefault((endpoint_id, event_id), Delivery())
+        delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+
+    def enqueue(self, endpoint_id: str, event: WebhookEvent, at: datetime) -> bool:
+        if (endpoint_id, event.id) in self.deliveries:
+            return False
+        self.deliveries[(endpoint_id, event.id)] = Delivery(
+            event, DeliveryStatus.PENDING, next_attempt_at=at
+        )
+        return True
+
+    def due(self, now: datetime, limit: int) -> list[DueDelivery]:
+        waiting = sorted(
+            (d.next_attempt_at, key)
+            for key, d in self.deliveries.items()
+            if d.next_attempt_at is not None and d.next_attempt_at <= now
+        )
+        return [
+            DueDelivery(key[0], self.deliveries[key].event, len(self.deliveries[key].attempts) + 1)  # type: ignore[arg-type]
+            for _, key in waiting[:limit]
+        ]
+
+    def next_due_at(self) -> datetime | None:
+        return min(
+            (d.next_attempt_at for d in self.deliveries.values() if d.next_attempt_at), default=None
+        )
 
 
 def endpoint(url: str, endpoint_id: str = "hook-1", **fields: Any) -> Endpoint:
@@ -336,7 +364,7 @@ def test_the_same_event_twice_has_one_id_and_is_delivered_once(receiver: Receive
 
 def test_the_task_without_prefect_delivers_as_attempt_one(receiver: Receiver) -> None:
     store = MemoryStore(endpoint(receiver.url))
-    assert deliver_webhook.fn(store, local_sender(), "hook-1", ready_event()) == "delivered"
+    assert deliver_webhook.fn(store, local_sender(), "hook-1", ready_event(), 1) == "delivered"
     assert store.deliveries[("hook-1", ready_event().id)].attempts[0].number == 1
 
 
@@ -363,16 +391,10 @@ def test_the_schedule_spans_about_a_day() -> None:
         next_attempt_delay(0)
 
 
-def test_the_task_declares_the_schedule_and_the_retry_condition() -> None:
+def test_the_task_makes_one_attempt_and_leaves_the_schedule_to_the_delivery() -> None:
+    # A task retrying for a day would hold a worker thread and its flow run open that long.
     assert deliver_webhook.name == "deliver-webhook"
-    assert deliver_webhook.retries == MAX_ATTEMPTS - 1
-    assert deliver_webhook.retry_delay_seconds == RETRY_DELAYS_S
-    assert deliver_webhook.retry_condition_fn is retry_delivery
-
-
-def failure(status_code: int | None) -> DeliveryFailed:
-    attempt = Attempt(number=1, at=AT, status_code=status_code, duration_ms=1)
-    return DeliveryFailed("hook-1", attempt, retryable=is_retryable_status(status_code))
+    assert deliver_webhook.retries == 0
 
 
 @pytest.mark.parametrize(
@@ -392,14 +414,23 @@ def failure(status_code: int | None) -> DeliveryFailed:
         (410, False),
     ],
 )
-def test_retry_condition_skips_4xx_other_than_408_409_425_429(
+def test_4xx_other_than_408_409_425_429_end_the_delivery(
     status_code: int | None, retried: bool
 ) -> None:
-    assert retry_delivery(None, None, Failed(data=failure(status_code))) is retried
+    assert is_retryable_status(status_code) is retried
+    store = MemoryStore(endpoint("https://hooks.example.com/"))
 
+    def answer(url: str, headers: Mapping[str, str], body: bytes) -> int:
+        if status_code is None:
+            raise ConnectionRefusedError("nobody listens")
+        return status_code
 
-def test_retry_condition_retries_an_outage_of_the_store() -> None:
-    assert retry_delivery(None, None, Failed(data=ConnectionError("firestore"))) is True
+    with pytest.raises(DeliveryFailed) as failed:
+        attempt_delivery(store, answer, "hook-1", ready_event(), 1, now=Clock())
+    assert failed.value.retryable is retried
+    delivery = store.deliveries[("hook-1", ready_event().id)]
+    assert delivery.status == (DeliveryStatus.RETRYING if retried else DeliveryStatus.FAILED)
+    assert delivery.next_attempt_at == (AT + timedelta(seconds=5) if retried else None)
 
 
 def test_three_500s_then_200_delivers_on_the_fourth_attempt(receiver: Receiver) -> None:
@@ -444,7 +475,6 @@ def test_a_4xx_ends_the_delivery_at_once() -> None:
     with pytest.raises(DeliveryFailed) as failed:
         attempt_delivery(store, Answering(410), "hook-1", ready_event(), 1)
     assert failed.value.retryable is False
-    assert retry_delivery(None, None, Failed(data=failed.value)) is False
     delivery = store.deliveries[("hook-1", ready_event().id)]
     assert (delivery.status, delivery.next_attempt_at) == (DeliveryStatus.FAILED, None)
 
@@ -774,40 +804,62 @@ class _Future:
         self._result = result
 
     def result(self, raise_on_failure: bool = True) -> object:
-        if isinstance(self._result, BaseException) and not raise_on_failure:
-            return self._result
-        if isinstance(self._result, BaseException):
+        if isinstance(self._result, BaseException) and raise_on_failure:
             raise self._result
         return self._result
 
 
-def test_deliver_event_reports_each_endpoint_and_never_raises(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_an_event_is_enqueued_once_for_each_endpoint_that_wants_it() -> None:
     store = MemoryStore(
         endpoint("https://a.example.com/", "hook-a"),
         endpoint("https://b.example.com/", "hook-b"),
         endpoint("https://c.example.com/", "hook-c", events=["video.failed"]),
         endpoint("https://d.example.com/", "hook-d", userId="someone-else"),
+        endpoint("https://e.example.com/", "hook-e", disabled=True),
     )
-    results: dict[str, object] = {
-        "hook-a": DeliveryOutcome.DELIVERED,
-        "hook-b": DeliveryFailed(
-            "hook-b", Attempt(number=8, at=AT, duration_ms=5), retryable=False
-        ),
-    }
-
-    class Stub:
-        @staticmethod
-        def submit(store: object, send: object, endpoint_id: str, event: object) -> _Future:
-            return _Future(results[endpoint_id])
-
-    monkeypatch.setattr(webhooks, "deliver_webhook", Stub)
-    outcomes = deliver_event(store, Answering(200), "user-1", ready_event())
-    assert outcomes == {"hook-a": DeliveryOutcome.DELIVERED, "hook-b": DeliveryOutcome.FAILED}
+    assert enqueue_event(store, "user-1", ready_event(), AT) == ["hook-a", "hook-b"]
+    # Announced again (a job's end written twice, a trigger delivered twice): nothing new.
+    assert enqueue_event(store, "user-1", ready_event(), AT) == []
+    assert [d.endpoint_id for d in store.due(AT, 10)] == ["hook-a", "hook-b"]
+    assert all(d.attempt_number == 1 and d.event == ready_event() for d in store.due(AT, 10))
 
     class Broken(MemoryStore):
         def endpoints_for(self, user_id: str, event_type: EventType) -> list[Endpoint]:
             raise ConnectionError("firestore is down")
 
-    assert deliver_event(Broken(), Answering(200), "user-1", ready_event()) == {}
+    assert enqueue_event(Broken(), "user-1", ready_event(), AT) == []  # logged, never raised
+
+
+def test_deliver_due_attempts_each_due_delivery_and_counts_how_they_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryStore(
+        endpoint("https://a.example.com/", "hook-a"),
+        endpoint("https://b.example.com/", "hook-b"),
+        endpoint("https://c.example.com/", "hook-c"),
+    )
+    enqueue_event(store, "user-1", ready_event(), AT)
+    later = job_event(EventType.FAILED, "job-2", JOB, AT)
+    enqueue_event(store, "user-1", later, AT + timedelta(minutes=5))  # not due yet
+    results: dict[str, object] = {
+        "hook-a": DeliveryOutcome.DELIVERED,
+        "hook-b": DeliveryFailed("hook-b", Attempt(number=1, at=AT, duration_ms=5), retryable=True),
+        "hook-c": DeliveryFailed(
+            "hook-c", Attempt(number=8, at=AT, duration_ms=5), retryable=False
+        ),
+    }
+    asked: list[tuple[str, str, int]] = []
+
+    class Stub:
+        @staticmethod
+        def submit(
+            store: object, send: object, endpoint_id: str, event: WebhookEvent, number: int
+        ) -> _Future:
+            asked.append((endpoint_id, event.id, number))
+            return _Future(results[endpoint_id])
+
+    monkeypatch.setattr(webhooks, "deliver_webhook", Stub)
+    counts = deliver_due(store, Answering(200), AT + timedelta(seconds=1))
+    assert counts == {"delivered": 1, "retrying": 1, "failed": 1}
+    assert asked == [(hook, ready_event().id, 1) for hook in ("hook-a", "hook-b", "hook-c")]
+    assert store.next_due_at() == AT  # the stub recorded nothing: all three still wait
