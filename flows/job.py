@@ -195,6 +195,9 @@ class JobRequest(_Camel):
     # job; the batch's jobs with the same voice and text then reuse its speech from the cache.
     preview: bool | None = None
     batch_id: str | None = None
+    # The prospect's row in the rep's list (0-based, among the CSV's data rows): the batch is
+    # shown and exported in the list's own order.
+    batch_index: int | None = None
 
 
 class GreetingFit(_Camel):

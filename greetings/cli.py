@@ -69,6 +69,12 @@ def _preview(args: argparse.Namespace) -> int:
     return preview_command(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from greetings.commands.export import export_command
+
+    return export_command(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from greetings.commands.demo import demo_command
 
@@ -185,6 +191,24 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         "--out", default="out/preview", metavar="DIR", help="where the video goes (out/preview)"
     )
     preview.set_defaults(handler=_preview)
+
+    export = commands.add_parser(
+        "export",
+        help="my batch's results as CSV, for an outreach tool",
+        description="Write the CSV the batch was made from, row for row with its columns, plus "
+        "status, videoLink, thumbnailUrl (poster JPEG), gifUrl (animated GIF with the first "
+        "name) and error. `submit` prints each batch's id.",
+    )
+    export.add_argument("batch_ids", nargs="+", metavar="BATCH_ID")
+    export.add_argument(
+        "--from",
+        dest="source",
+        metavar="CSV",
+        help="the CSV given to submit: its rows and columns are kept (without it: one row per job)",
+    )
+    export.add_argument("--csv", default="-", metavar="OUT", help="where to write (default stdout)")
+    _add_user(export)
+    export.set_defaults(handler=_export)
 
     jobs = commands.add_parser("jobs", help="list my jobs, newest first")
     jobs.add_argument("--json", action="store_true", help="one JSON line per job")

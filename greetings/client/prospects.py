@@ -37,6 +37,7 @@ _ASCII_FOLD = str.maketrans(
 class Skipped:
     where: str  # e.g. "names.csv line 4" or "--name #2"
     reason: str
+    row: int = -1  # the entry's position among the CSV's data rows (or the --name options)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}, skipped"
@@ -50,6 +51,9 @@ class Prospects:
     first_names: list[str | None] = field(default_factory=list)
     # Per name, in the same order: how to say it, or None to say it as written.
     pronunciations: list[str | None] = field(default_factory=list)
+    # Per name, in the same order: its entry's position among the CSV's data rows (0-based; the
+    # job's `batchIndex`), so results go back to the rep's own rows in their order.
+    rows: list[int] = field(default_factory=list)
 
 
 # Where a name came from, the name, its first name and its pronunciation, as given.
@@ -62,21 +66,21 @@ def pick_names(entries: Iterable[Entry]) -> Prospects:
     are skipped with the reason."""
     picked = Prospects()
     first_seen: dict[str, str] = {}
-    for where, raw, raw_first, raw_pronunciation in entries:
+    for row, (where, raw, raw_first, raw_pronunciation) in enumerate(entries):
         if raw is None or not raw.strip():
-            picked.skipped.append(Skipped(where, "blank name"))
+            picked.skipped.append(Skipped(where, "blank name", row))
             continue
         try:
             name = clean_name(raw)
             first = None if raw_first is None else spoken_name(name, raw_first).first
             pronunciation = clean_pronunciation(raw_pronunciation)
         except JobError as exc:
-            picked.skipped.append(Skipped(where, f"{raw.strip()!r}: {exc.message}"))
+            picked.skipped.append(Skipped(where, f"{raw.strip()!r}: {exc.message}", row))
             continue
         key = name.casefold()
         if key in first_seen:
             picked.skipped.append(
-                Skipped(where, f"duplicate name {name!r} (first at {first_seen[key]})")
+                Skipped(where, f"duplicate name {name!r} (first at {first_seen[key]})", row)
             )
             continue
         first_seen[key] = where
@@ -84,6 +88,7 @@ def pick_names(entries: Iterable[Entry]) -> Prospects:
         # A blank first-name cell leaves firstName unset: derived from the name by the pipeline.
         picked.first_names.append(first if raw_first is not None and raw_first.strip() else None)
         picked.pronunciations.append(pronunciation)
+        picked.rows.append(row)
     return picked
 
 

@@ -47,6 +47,8 @@ class Submission:
     # The video's words right after the greeting, the same for every job of the submission.
     following_text: str | None = None
     preview: bool = False  # one job to hear before the batch (`greetings preview`)
+    # Per name: its row in the CSV (the job's batchIndex); None: the names' own order.
+    rows: list[int] | None = None
 
 
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
@@ -134,6 +136,7 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
         prospects.first_names,
         prospects.pronunciations,
         following,
+        rows=prospects.rows,
     )
 
 
@@ -154,6 +157,7 @@ def create_jobs(
     names = list(submission.names)
     first_names = submission.first_names or [None] * len(names)
     pronunciations = submission.pronunciations or [None] * len(names)
+    rows = submission.rows or list(range(len(names)))
     # One batch (one flow run) per MAX_BATCH_JOBS names: a batch is one Firestore commit.
     for start in range(0, len(names), MAX_BATCH_JOBS):
         batch_id = uuid.uuid4().hex
@@ -170,15 +174,18 @@ def create_jobs(
                 following_text=submission.following_text,
                 preview=submission.preview or None,
                 batch_id=batch_id,
+                batch_index=row,
             )
-            for name, first_name, pronunciation in zip(
+            for name, first_name, pronunciation, row in zip(
                 names[start : start + MAX_BATCH_JOBS],
                 first_names[start : start + MAX_BATCH_JOBS],
                 pronunciations[start : start + MAX_BATCH_JOBS],
+                rows[start : start + MAX_BATCH_JOBS],
                 strict=True,
             )
         }
         session.firestore.create_batch(batch_id, requests)
+        out.write(f"batch {batch_id}: {len(requests)} jobs\n")
         for job_id, request in requests.items():
             jobs[job_id] = request.prospect_name
             out.write(f"job {job_id} created for {request.prospect_name}\n")

@@ -5,8 +5,10 @@ Each test signs in as its own user (`--user`), so no test sees another's jobs or
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -23,6 +25,7 @@ from greetings.client.enduser import (
     identity_toolkit_url,
     sign_in_with_password,
 )
+from greetings.client.export import NEW_COLUMNS
 from greetings.client.session import LOCAL_PASSWORD
 from greetings.settings import REPO_ROOT
 from tests.support.fake_elevenlabs import FakeElevenLabs
@@ -119,10 +122,27 @@ def test_csv_names_blank_and_duplicate_are_reported_and_skipped(
     assert document["voiceId"] == "piper:joe"  # the natural local voice, without ElevenLabs
     assert document["greetingEndSecond"] == 1.5
     assert document["inputVideo"].startswith(upload_prefix(user.uid))
+    assert document["batchIndex"] == 0  # its row among the CSV's data rows (Grace's is 2)
     # Nothing more to prove: cancel them rather than load the shared worker.
     for record in created:
         main(["cancel", record["jobId"], "--user", email])
     capsys.readouterr()
+
+    # The rep's list comes back row for row, with what became of each.
+    [batch_id] = re.findall(r"^batch ([0-9a-f]+): 2 jobs$", captured.err, re.MULTILINE)
+    out = tmp_path / "export.csv"
+    args = ["export", batch_id, "--from", str(names), "--csv", str(out), "--user", email]
+    assert main(args) == 0
+    rows = list(csv.reader(out.open(newline="")))
+    assert rows[0] == ["prospectName", "company", *NEW_COLUMNS]
+    assert [r[:2] for r in rows[1:]] == [
+        ["Ada Lovelace", "Analytical"],
+        ["", "Nobody"],
+        ["Grace Hopper", "Navy"],
+        ["ada lovelace", "Analytical"],
+    ]
+    assert [r[2] for r in rows[1:]][1::2] == ["skipped", "skipped"]
+    assert all(r[2] in ("cancelled", "completed", "failed") for r in rows[1:][0::2]), rows
 
 
 def test_a_cancelled_job_ends_cancelled_and_exits_1(

@@ -74,6 +74,7 @@ def test_owner_creates_a_valid_job(stack: Any, alice: User) -> None:
 
 def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
+    create(stack, alice, new_job(alice, batchId="batch-1", batchIndex=399))
     create(stack, alice, new_job(alice, firstName="Anna-Lena", greetingFallback="friend"))
     create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
     create(stack, alice, new_job(alice, pronunciation="Sheh-VAWN", followingText="I saw you"))
@@ -124,6 +125,9 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("voiceId of no kind", {"voiceId": "voice-1"}),
         ("input name with an encoded separator", {"inputVideo": "user-uploads/{uid}/a%2Fb.mp4"}),
         ("batchId with a slash", {"batchId": "a/b"}),
+        ("batchIndex without a batch", {"batchIndex": 0}),
+        ("batchIndex negative", {"batchId": "batch-1", "batchIndex": -1}),
+        ("batchIndex not a whole number", {"batchId": "batch-1", "batchIndex": 1.5}),
         ("greetingText too long", {"greetingText": "x" * 201}),
         ("preview not a boolean", {"preview": "yes"}),
         ("firstName too long", {"firstName": "x" * 101}),
