@@ -198,6 +198,11 @@ class JobRequest(_Camel):
     # The prospect's row in the rep's list (0-based, among the CSV's data rows): the batch is
     # shown and exported in the list's own order.
     batch_index: int | None = None
+    # The share page's call to action (an https link and its button's words) and the rep's name
+    # as the viewer sees it.
+    cta_text: str | None = None
+    cta_url: str | None = None
+    sender_name: str | None = None
 
 
 class GreetingFit(_Camel):
@@ -252,6 +257,14 @@ class GreetingJob(JobRequest):
     poster_url: str | None = None
     thumbnail_path: str | None = None
     thumbnail_url: str | None = None
+    # The video's share page (/v/{shareId}, no sign-in) and what its viewers did, live.
+    share_id: str | None = None
+    share_url: str | None = None
+    share_revoked: bool | None = None
+    views: int = 0
+    plays: int = 0
+    max_watched_percent: int = 0
+    last_viewed_at: datetime | None = None
     voice_used: str | None = None  # the voice that spoke: a cloned voice's id, piper:joe, espeak:…
     fit: GreetingFit | None = None  # how the greeting was fitted to its slot (when completed)
     heartbeat_at: datetime | None = None
@@ -270,6 +283,7 @@ class GreetingJob(JobRequest):
 class RequestAction(StrEnum):
     CANCEL = lifecycle.CANCEL  # allowed while the job is unfinished
     RETRY = lifecycle.RETRY  # allowed once it failed
+    REVOKE_SHARE = lifecycle.REVOKE_SHARE  # allowed once it completed: its share page goes
 
 
 class BatchRequest(_Camel):

@@ -35,6 +35,11 @@ QUEUED_PROGRESS = 5
 
 CANCEL = "cancel"  # a request allowed while the job is unfinished
 RETRY = "retry"  # a request allowed once it failed
+REVOKE_SHARE = "revoke-share"  # a request allowed once it completed with a share page
+
+# shares/{shareId}: a completed video's share page (flows/shares.py writes it, the `share`
+# function serves it). Closed to every client: a viewer gets only what the function answers.
+SHARES = "shares"
 
 BATCH_ATTEMPT = 0  # a batch runs its jobs' first attempts; later ones run alone
 

@@ -31,6 +31,7 @@ from flows.media import (
     for_user,
     limited,
 )
+from flows.shares import create_share, share_url, withdraw_share
 from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import SpeechFile, speak_greeting
@@ -95,6 +96,8 @@ class JobRun:
     attempt: int
     flow_run_id: str | None
     write: Callable[[str, Transition], dict[str, Any]] | None = field(default=None)
+    # The job document as this attempt found it (its share page's CTA and sender name).
+    job: dict[str, Any] = field(default_factory=dict, init=False)
 
     def _write(self, change: Transition) -> dict[str, Any]:
         if self.write is not None:
@@ -110,7 +113,8 @@ class JobRun:
 
     def run(self, uploads: Uploads, work_dir: Path) -> str:
         """Runs every stage; returns the result's object path."""
-        request = validate_request(self.move(JobStatus.VALIDATING_INPUT))
+        self.job = self.move(JobStatus.VALIDATING_INPUT)
+        request = validate_request(self.job)
         # From here on every ffmpeg/ffprobe of the job takes one of its user's media slots.
         with for_user(self.clients.user_slots.of(request.user_id)):
             return self._run_stages(request, uploads, work_dir)
@@ -168,13 +172,38 @@ class JobRun:
         path, url = upload_result(bucket, report.path, request.user_id, self.job_id, public_url)
         images = upload_thumbnails(bucket, thumbnails, request.user_id, self.job_id, public_url)
         fit = GreetingFit.of(report).to_firestore()
+        share = self._share(request.user_id, path, images)
         try:
-            self.move(JobStatus.COMPLETED, outputPath=path, downloadUrl=url, fit=fit, **images)
+            self.move(
+                JobStatus.COMPLETED, outputPath=path, downloadUrl=url, fit=fit, **images, **share
+            )
         except TransitionRefused:
             # Cancelled (or superseded) while uploading: the result must not outlive the job.
             withdraw_result(bucket, request.user_id, self.job_id)
+            if "shareId" in share:
+                withdraw_share(self.clients.db, share["shareId"])
             raise
         return path
+
+    def _share(self, user_id: str, path: str, images: dict[str, Any]) -> dict[str, Any]:
+        """The video's share page, made before the job says completed (the link it then shows
+        works at once); its fields on the job. A page that cannot be made is logged and left
+        out: the video is finished and stays so."""
+        paths = {"videoPath": path}
+        for kind in ("poster", "thumbnail"):
+            if f"{kind}Path" in images:
+                paths["gifPath" if kind == "thumbnail" else "posterPath"] = images[f"{kind}Path"]
+        try:
+            share_id = create_share(
+                self.clients.db, self.job_id, {**self.job, "userId": user_id}, paths
+            )
+        except Exception:
+            log.exception("job %s: no share page was made", self.job_id)
+            return {}
+        return {
+            "shareId": share_id,
+            "shareUrl": share_url(self.clients.settings.share_base, share_id),
+        }
 
 
 def current_flow_run_id() -> str | None:

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     # (flows/stages/thumbnails.py): about 0.6 s of CPU per job on a 720p video.
     thumbnails: bool = True
 
+    # --- Share pages (flows/shares.py) ---------------------------------------------------------
+    # Where the web page is served: a job's share link is <this>/v/<shareId>. Empty: the
+    # project's Hosting site, https://<project>.web.app.
+    share_base_url: str = ""
+
     # --- Webhooks (flows/webhooks.py, flows/deliveries.py) --------------------------------------
     # One attempt's whole time, connection to answer: a receiver that hangs costs no more.
     webhook_timeout_seconds: float = 5.0
@@ -139,6 +144,10 @@ class Settings(BaseSettings):
     heartbeat_stale_seconds: float = 120.0
     # A pending job without a flow run after this long lost its trigger (or Prefect was down).
     pending_grace_seconds: float = 60.0
+
+    @property
+    def share_base(self) -> str:
+        return (self.share_base_url or f"https://{self.project_id}.web.app").rstrip("/")
 
     @property
     def default_bucket(self) -> str:

@@ -31,6 +31,8 @@ from lifecycle import (
     RATE_LIMITED,
     REQUESTS,
     RETRY,
+    REVOKE_SHARE,
+    SHARES,
     TERMINAL,
     attempt_of,
     batch_job_ids,
@@ -39,7 +41,7 @@ from lifecycle import (
     idempotency_key,
 )
 
-__all__ = ["CANCEL", "PENDING", "RETRY", "flow_run_name", "idempotency_key"]
+__all__ = ["CANCEL", "PENDING", "RETRY", "REVOKE_SHARE", "flow_run_name", "idempotency_key"]
 
 log = logging.getLogger("greetings.trigger")
 
@@ -433,6 +435,10 @@ def forget_job(db: firestore.Client, bucket: Any, job_id: str, job: dict[str, An
     if not isinstance(user_id, str) or not user_id:
         return []
     paths = lifecycle.result_paths(user_id, job_id)
+    share_id = job.get("shareId")
+    if isinstance(share_id, str) and share_id:
+        # The share page, its events and its rate limits go too: the link answers 404.
+        db.recursive_delete(db.collection(SHARES).document(share_id))
     upload = job.get("inputVideo")
     if isinstance(upload, str) and upload.startswith(lifecycle.upload_prefix(user_id)):
         others = (

@@ -5,6 +5,7 @@ Handlers are thin: guard clauses, then the plain functions of jobs.py.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
 from typing import Any
@@ -14,10 +15,12 @@ import fit_checks
 import google.auth
 import google.auth.transport.requests
 import jobs
+import shares
 import uploads
 import webhooks
 from firebase_admin import firestore as admin_firestore
-from firebase_functions import firestore_fn, https_fn, params
+from firebase_functions import firestore_fn, https_fn, options, params
+from flask import Request, Response
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, storage
 from google.cloud.firestore_v1 import DocumentSnapshot
@@ -178,6 +181,8 @@ def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) 
             if done
             else ("refused", "The job had already finished.")
         )
+    elif data.get("action") == jobs.REVOKE_SHARE:
+        outcome, message = shares.revoke(_db(), job_id)
     elif data.get("action") == jobs.RETRY:
         outcome, message = jobs.retry(
             _db(),
@@ -232,3 +237,43 @@ def create_webhook(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
         return answer
     except webhooks.WebhookRefused as exc:
         raise https_fn.HttpsError(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+
+
+# The share page is served to anyone with its link, from the Hosting origin; these two answer it.
+_SHARE_CORS = options.CorsOptions(cors_origins="*", cors_methods=["get", "post"])
+
+
+def _answer(status: int, body: Any) -> Response:
+    return Response(
+        json.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@https_fn.on_request(cors=_SHARE_CORS)
+def share(req: Request) -> Response:
+    """A share page's content (JSON), or a short-lived link to its video, poster or GIF."""
+    share_id, media = req.args.get("s"), req.args.get("media")
+    try:
+        if media is None:
+            return _answer(200, shares.describe(_db(), share_id))
+        link = shares.media_link(_db(), _bucket(), _signing(), share_id, media)
+    except shares.ShareError as exc:
+        return _answer(exc.status, {"error": str(exc)})
+    return Response(status=302, headers={"Location": link, "Cache-Control": "no-store"})
+
+
+@https_fn.on_request(cors=_SHARE_CORS)
+def share_event(req: Request) -> Response:
+    """A share page's viewer viewed, played or watched part of the video."""
+    if req.method != "POST":
+        return _answer(405, {"error": "POST an event"})
+    # Behind Google's front end the first forwarded address is the client's.
+    address = (req.headers.get("X-Forwarded-For") or req.remote_addr or "").split(",")[0].strip()
+    try:
+        shares.record_event(_db(), shares.parse_event(req.get_json(silent=True)), address)
+    except shares.ShareError as exc:
+        return _answer(exc.status, {"error": str(exc)})
+    return Response(status=204)

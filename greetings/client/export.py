@@ -26,15 +26,19 @@ LIST_COLUMNS = ("prospectName", "firstName", "pronunciation")
 
 
 def job_cells(job: Mapping[str, Any]) -> dict[str, str]:
-    """A job's new columns: its links while they work (the owner's signed links, valid for 7
-    days), or its error in words."""
+    """A job's new columns: its share page (for as long as it is not revoked; else the owner's
+    signed link, valid for 7 days), the thumbnails' links, or its error in words."""
     error = job.get("error")
     error_text = ""
     if isinstance(error, Mapping) and job.get("status") == "failed":
         error_text = f"{error.get('code')}: {error.get('message')}"
     return {
         "status": str(job.get("status") or ""),
-        "videoLink": str(job.get("downloadUrl") or ""),
+        "videoLink": str(
+            (None if job.get("shareRevoked") else job.get("shareUrl"))
+            or job.get("downloadUrl")
+            or ""
+        ),
         "thumbnailUrl": str(job.get("posterUrl") or ""),
         "gifUrl": str(job.get("thumbnailUrl") or ""),
         "error": error_text,

@@ -289,6 +289,8 @@ class Stack:
                     # with the stack's key, as the proxy serves nothing unsigned.
                     "GREETINGS_STORAGE_PUBLIC_URL": s.storage_proxy_url,
                     "GREETINGS_STORAGE_SIGNER_KEY_FILE": str(self.signer_key),
+                    # Share links point at the page the Hosting emulator serves.
+                    "GREETINGS_SHARE_BASE_URL": s.web_url,
                     # Local receivers (the tests', a developer's) listen on 127.0.0.1.
                     "GREETINGS_WEBHOOKS_ALLOW_LOOPBACK": "true",
                 },
@@ -501,11 +503,13 @@ class Stack:
         `ignore` keeps it out of a real deploy, where its 404 means production.
         """
         web = REPO_ROOT / "web"
-        bundle = web / "public" / "app.js"
+        bundles = [web / "public" / "app.js", web / "public" / "share.js"]  # page, share page
         entry = web / "src" / "main.js"
         sources = list(entry.parent.rglob("*.js")) if entry.is_file() else []
         if sources and (
-            not bundle.is_file() or max(p.stat().st_mtime for p in sources) > bundle.stat().st_mtime
+            not all(bundle.is_file() for bundle in bundles)
+            or max(p.stat().st_mtime for p in sources)
+            > min(bundle.stat().st_mtime for bundle in bundles)
         ):
             if not (REPO_ROOT / "node_modules/.bin/esbuild").exists():
                 raise StackError("esbuild (node_modules) is missing: run `make install`")

@@ -75,6 +75,11 @@ def test_owner_creates_a_valid_job(stack: Any, alice: User) -> None:
 def test_owner_creates_with_optional_fields(stack: Any, alice: User) -> None:
     create(stack, alice, new_job(alice, greetingText="Hi {name}!", batchId="batch-1"))
     create(stack, alice, new_job(alice, batchId="batch-1", batchIndex=399))
+    create(
+        stack,
+        alice,
+        new_job(alice, ctaUrl="https://cal.example.com/x?y=1", ctaText="Book", senderName="Sam"),
+    )
     create(stack, alice, new_job(alice, firstName="Anna-Lena", greetingFallback="friend"))
     create(stack, alice, new_job(alice, firstName=""))  # blank: greet with the fallback word
     create(stack, alice, new_job(alice, pronunciation="Sheh-VAWN", followingText="I saw you"))
@@ -126,6 +131,13 @@ def test_integer_greeting_end_is_a_number(stack: Any, alice: User) -> None:
         ("input name with an encoded separator", {"inputVideo": "user-uploads/{uid}/a%2Fb.mp4"}),
         ("batchId with a slash", {"batchId": "a/b"}),
         ("batchIndex without a batch", {"batchIndex": 0}),
+        ("ctaUrl over http", {"ctaUrl": "http://cal.example.com/x"}),
+        ("ctaUrl a script", {"ctaUrl": "javascript:alert(1)//https://"}),
+        ("ctaUrl with credentials", {"ctaUrl": "https://u:p@cal.example.com/"}),
+        ("ctaText too long", {"ctaText": "x" * 41}),
+        ("senderName empty", {"senderName": ""}),
+        ("forged views", {"views": 1000}),
+        ("forged shareId", {"shareId": "A" * 22}),
         ("batchIndex negative", {"batchId": "batch-1", "batchIndex": -1}),
         ("batchIndex not a whole number", {"batchId": "batch-1", "batchIndex": 1.5}),
         ("greetingText too long", {"greetingText": "x" * 201}),
@@ -239,6 +251,18 @@ def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: Us
     job_id = seed(clients, alice, "completed")
     with pytest.raises(Denied):
         as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
+
+
+def test_revoke_share_only_of_ones_own_completed_shared_job(
+    stack: Any, clients: Any, alice: User, bob: User
+) -> None:
+    shared = seed(clients, alice, "completed", shareId="A" * 22)
+    with pytest.raises(Denied):
+        as_user(stack, bob).request(shared, bob.uid, RequestAction.REVOKE_SHARE)
+    as_user(stack, alice).request(shared, alice.uid, RequestAction.REVOKE_SHARE)
+    for job_id in (seed(clients, alice, "completed"), seed(clients, alice, "generating-video")):
+        with pytest.raises(Denied):
+            as_user(stack, alice).request(job_id, alice.uid, RequestAction.REVOKE_SHARE)
 
 
 def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: User) -> None:

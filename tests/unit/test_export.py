@@ -108,3 +108,11 @@ def test_without_the_csv_one_row_per_job_in_the_lists_order() -> None:
     assert rows[1][:4] == ["A", "Al", "", "failed"]
     assert rows[1][-1] == "input-not-video: not a video"
     assert rows[2][:5] == ["B", "", "", "completed", "u1"]
+
+
+def test_the_video_link_is_the_share_page_while_it_is_shared() -> None:
+    job = {"status": "completed", "downloadUrl": "https://signed", "shareUrl": "https://x/v/s"}
+    rows = parse(export_jobs_csv([job]))
+    assert rows[1][4] == "https://x/v/s"
+    rows = parse(export_jobs_csv([{**job, "shareRevoked": True}]))
+    assert rows[1][4] == "https://signed"

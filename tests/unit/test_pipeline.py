@@ -110,6 +110,13 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setattr(pipeline, "render_video", render)
     monkeypatch.setattr(pipeline, "upload_result", upload)
     monkeypatch.setattr(pipeline, "withdraw_result", withdraw)
+
+    def share(db: Any, job_id: str, job: dict[str, Any], paths: dict[str, str]) -> str:
+        ran.append(f"share {job_id} of {job['userId']}: {sorted(paths)}")
+        return "share-1"
+
+    monkeypatch.setattr(pipeline, "create_share", share)
+    monkeypatch.setattr(pipeline, "withdraw_share", lambda db, s: ran.append(f"unshare {s}"))
     monkeypatch.setattr(pipeline, "make_thumbnails", thumbnails)
     monkeypatch.setattr(pipeline, "upload_thumbnails", store_thumbnails)
     return ran
@@ -145,6 +152,9 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         # The thumbnails that were made and stored (here the poster: the GIF was not made).
         "posterPath": f"greeting-results/{USER}/job-1.poster.jpg",
         "posterUrl": "https://example.test/poster",
+        # Its share page, made before the job says completed: the link works at once.
+        "shareId": "share-1",
+        "shareUrl": "https://demo-greetings.web.app/v/share-1",
     }
     assert uploads.asked == [JOB["inputVideo"]]
     assert stages == [
@@ -153,6 +163,7 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         "thumbnails Anna-Lena 1.5",  # the name as written, from the title and surname removed
         f"upload {USER}/job-1",
         f"store thumbnails {USER}/job-1",
+        f"share job-1 of {USER}: ['posterPath', 'videoPath']",
     ]
 
 
@@ -191,10 +202,11 @@ def test_cancelled_while_uploading_withdraws_the_stored_result(
     with pytest.raises(TransitionRefused) as refused:
         job_run(writes).run(Uploads(), tmp_path)
     assert refused.value.cancelled
-    assert stages[-3:] == [
-        f"upload {USER}/job-1",
+    assert stages[-4:] == [
         f"store thumbnails {USER}/job-1",
+        f"share job-1 of {USER}: ['posterPath', 'videoPath']",
         f"withdraw {USER}/job-1",
+        "unshare share-1",
     ]
     assert JobStatus.COMPLETED not in writes.statuses
 

@@ -1,0 +1,42 @@
+// The share page's decisions (web/src/share-view.js), without a browser.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { clientId, functionsBase, newMarks, shareIdFrom } from '../src/share-view.js';
+
+test('the share id comes from /v/{shareId} only', () => {
+  const id = 'Ab_-cdefghijklmnopqrstu';
+  assert.equal(shareIdFrom(`/v/${id}`), id);
+  assert.equal(shareIdFrom(`/v/${id}/`), id);
+  assert.equal(shareIdFrom('/v/short'), null);
+  assert.equal(shareIdFrom(`/v/${id}/more`), null);
+  assert.equal(shareIdFrom(`/x/${id}`), null);
+});
+
+test('functions are the emulator\'s on the local stack, else the project\'s', () => {
+  assert.equal(
+    functionsBase('demo-greetings', { functions: { host: '127.0.0.1', port: 5001 } }),
+    'http://127.0.0.1:5001/demo-greetings/us-central1',
+  );
+  assert.equal(functionsBase('acme-prod', null), 'https://us-central1-acme-prod.cloudfunctions.net');
+});
+
+test('each watch mark is reported once, and the end is 100 %', () => {
+  const reported = new Set();
+  assert.deepEqual(newMarks(reported, 1, 8), []);
+  assert.deepEqual(newMarks(reported, 4.1, 8), [25, 50]);
+  for (const mark of [25, 50]) reported.add(mark);
+  assert.deepEqual(newMarks(reported, 4.2, 8), []);
+  assert.deepEqual(newMarks(reported, 7.9, 8), [75, 100]); // the last frame falls short of 8 s
+  assert.deepEqual(newMarks(new Set(), 3, Number.NaN), []); // no duration yet
+});
+
+test('a viewer keeps one client id for the session', () => {
+  const items = new Map();
+  const storage = { getItem: (k) => items.get(k) ?? null, setItem: (k, v) => items.set(k, v) };
+  const id = clientId(storage, () => new Uint8Array(16).fill(171));
+  assert.equal(id, 'ab'.repeat(16));
+  assert.equal(clientId(storage, () => new Uint8Array(16)), id);
+  const refusing = { getItem: () => null, setItem: () => { throw new Error('QuotaExceededError'); } };
+  assert.match(clientId(refusing), /^[0-9a-f]{32}$/);
+});
