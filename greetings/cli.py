@@ -148,6 +148,12 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
         "`pronunciation` columns",
     )
     _add_job_options(submit)
+    page = submit.add_argument_group("the share page each video gets")
+    page.add_argument("--sender-name", metavar="NAME", help='shown as "A video from NAME"')
+    page.add_argument("--cta-url", metavar="URL", help="an https link: the page's one button")
+    page.add_argument(
+        "--cta-text", metavar="TEXT", help='the button\'s words (default "Learn more")'
+    )
     submit.add_argument(
         "--wait", action="store_true", help="follow the jobs live and download the videos"
     )

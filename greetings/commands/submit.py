@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from flows.job import COLLECTION, MAX_BATCH_JOBS, JobError, JobRequest
 from flows.media import ProbeError, probe
+from flows.shares import MAX_CTA_TEXT, cta_url
 from flows.stages.synthesize import ESPEAK_VOICE_PREFIX
 from flows.stages.validate import (
     VOICE_ID,
@@ -49,6 +50,8 @@ class Submission:
     preview: bool = False  # one job to hear before the batch (`greetings preview`)
     # Per name: its row in the CSV (the job's batchIndex); None: the names' own order.
     rows: list[int] | None = None
+    # The share page's fields, the same for every job: sender_name, cta_url, cta_text.
+    page: dict[str, str] = field(default_factory=dict)
 
 
 def choose_voice(requested: str | None, settings: StackSettings) -> str:
@@ -124,6 +127,7 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
     except JobError as exc:
         raise UsageError(exc.message) from exc
     voice = choose_voice(args.voice, settings)
+    page = share_page_options(args)
     prospects = read_prospects(args.name, args.names_csv, err)
     video = Path(args.video)
     check_video(video, end_s, settings)
@@ -137,7 +141,28 @@ def build_submission(args: argparse.Namespace, settings: StackSettings, err: Tex
         prospects.pronunciations,
         following,
         rows=prospects.rows,
+        page=page,
     )
+
+
+def share_page_options(args: argparse.Namespace) -> dict[str, str]:
+    """--sender-name, --cta-url and --cta-text, checked as firestore.rules check them."""
+    page: dict[str, str] = {}
+    limits = (("sender_name", "--sender-name", 80), ("cta_text", "--cta-text", MAX_CTA_TEXT))
+    for field_name, option, most in limits:
+        value = getattr(args, field_name, None)
+        if value is not None:
+            if not value.strip() or len(value) > most:
+                raise UsageError(f"{option} must be 1-{most} characters")
+            page[field_name] = value.strip()
+    url = getattr(args, "cta_url", None)
+    if url is not None:
+        if cta_url(url) is None:
+            raise UsageError(f"--cta-url must be an https link, not {url!r}")
+        page["cta_url"] = url.strip()
+    if "cta_text" in page and "cta_url" not in page:
+        raise UsageError("--cta-text needs --cta-url: a button needs somewhere to go")
+    return page
 
 
 def upload_video(session: Session, submission: Submission, out: TextIO) -> Upload:
@@ -175,6 +200,7 @@ def create_jobs(
                 preview=submission.preview or None,
                 batch_id=batch_id,
                 batch_index=row,
+                **submission.page,
             )
             for name, first_name, pronunciation, row in zip(
                 names[start : start + MAX_BATCH_JOBS],

@@ -38,7 +38,13 @@ from greetings.client.transfer import (
     upload_path,
 )
 from greetings.commands.jobs import refusal
-from greetings.commands.submit import Submission, choose_voice, create_jobs, read_prospects
+from greetings.commands.submit import (
+    Submission,
+    choose_voice,
+    create_jobs,
+    read_prospects,
+    share_page_options,
+)
 from greetings.commands.watch import Follow, LiveTable, StatusLines
 from greetings.errors import EXIT_USAGE, UsageError
 from greetings.settings import StackSettings
@@ -603,3 +609,32 @@ def test_a_stack_that_is_not_running_is_one_line(
         "error: the local stack is not running (the Auth emulator at 127.0.0.1:9 does not "
         "answer): run `uv run greetings stack up` (or `make demo`)\n"
     )
+
+
+def test_share_page_options_are_checked_as_the_rules_check_them() -> None:
+    parser = build_parser()
+
+    def page(*options: str) -> dict[str, str]:
+        args = parser.parse_args(["submit", "v.mp4", "--name", "Ada", *options])
+        return share_page_options(args)
+
+    assert page() == {}
+    assert page("--sender-name", " Sam Rep ", "--cta-url", "https://cal.example.com/x") == {
+        "sender_name": "Sam Rep",
+        "cta_url": "https://cal.example.com/x",
+    }
+    with pytest.raises(UsageError, match="https link"):
+        page("--cta-url", "http://cal.example.com/x")
+    with pytest.raises(UsageError, match="needs --cta-url"):
+        page("--cta-text", "Book a call")
+    with pytest.raises(UsageError, match="1-40 characters"):
+        page("--cta-url", "https://cal.example.com/x", "--cta-text", "x" * 41)
+    # What the jobs then carry: the fields the rules allow on a new job.
+    request = JobRequest(
+        user_id="u",
+        input_video="v",
+        prospect_name="Ada",
+        voice_id="piper:joe",
+        **page("--cta-url", "https://c.example.com/", "--cta-text", "Book"),
+    )
+    assert request.to_firestore()["ctaText"] == "Book"
