@@ -29,6 +29,7 @@ from greetings.client.export import NEW_COLUMNS
 from greetings.client.session import LOCAL_PASSWORD
 from greetings.settings import REPO_ROOT
 from tests.support.fake_elevenlabs import FakeElevenLabs
+from tests.support.stackkit import wait_finished
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(150)]
 
@@ -91,6 +92,7 @@ def test_submit_wait_json_completes_and_downloads(
 
 def test_csv_names_blank_and_duplicate_are_reported_and_skipped(
     stack: Any,
+    clients: Any,
     email: str,
     sample_video: Path,
     tmp_path: Path,
@@ -127,6 +129,9 @@ def test_csv_names_blank_and_duplicate_are_reported_and_skipped(
     for record in created:
         main(["cancel", record["jobId"], "--user", email])
     capsys.readouterr()
+    # A cancel is a request the trigger answers; export what became of the jobs, not a race.
+    for record in created:
+        wait_finished(clients, record["jobId"], 60)
 
     # The rep's list comes back row for row, with what became of each.
     [batch_id] = re.findall(r"^batch ([0-9a-f]+): 2 jobs$", captured.err, re.MULTILINE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -256,7 +257,8 @@ def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: Us
 def test_revoke_share_only_of_ones_own_completed_shared_job(
     stack: Any, clients: Any, alice: User, bob: User
 ) -> None:
-    shared = seed(clients, alice, "completed", shareId="A" * 22)
+    # A fresh id: revoking writes shares/{id}, which other tests on this emulator must not meet.
+    shared = seed(clients, alice, "completed", shareId=secrets.token_urlsafe(16))
     with pytest.raises(Denied):
         as_user(stack, bob).request(shared, bob.uid, RequestAction.REVOKE_SHARE)
     as_user(stack, alice).request(shared, alice.uid, RequestAction.REVOKE_SHARE)

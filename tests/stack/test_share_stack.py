@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -186,7 +187,9 @@ def test_each_video_has_a_share_page_that_plays_counts_and_can_be_revoked(
         )
     with pytest.raises(Denied):
         as_user(stack, rep).update(COLLECTION, first, {"views": 1000})
-    unknown = requests.get(f"{share_api(stack)}/share", params={"s": "A" * 22}, timeout=30)
+    unknown = requests.get(
+        f"{share_api(stack)}/share", params={"s": secrets.token_urlsafe(16)}, timeout=30
+    )
     assert unknown.status_code == 404
 
     # Events are rate-limited per client address.
