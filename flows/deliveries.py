@@ -27,6 +27,7 @@ from prefect.states import Scheduled
 
 from flows.clients import worker_clients
 from flows.job import JobStatus
+from flows.webhook_queue import DELIVERY_DEPLOYMENT, WINDOW_SECONDS, delivery_run_key
 from flows.webhooks import (
     EventType,
     FirestoreWebhookStore,
@@ -39,8 +40,6 @@ from flows.webhooks import (
 
 log = logging.getLogger(__name__)
 
-DELIVERY_DEPLOYMENT = "deliver-webhooks/deliver-webhooks"
-WINDOW_SECONDS = 10
 # Longer than a window plus a run's start: what was enqueued in this run's window is seen.
 IDLE_SECONDS = 15.0
 POLL_SECONDS = 1.0
@@ -51,12 +50,6 @@ BATCH_LIMIT = 100
 
 # Which event a job's end is: only these two are news to a webhook.
 ENDS = {JobStatus.COMPLETED.value: EventType.READY, JobStatus.FAILED.value: EventType.FAILED}
-
-
-def delivery_run_key(at: datetime) -> str:
-    """The idempotency key of the delivery run for the 10-second window holding `at` (pure)."""
-    window = int(at.timestamp()) // WINDOW_SECONDS * WINDOW_SECONDS
-    return f"deliver-webhooks@{datetime.fromtimestamp(window, UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def start_delivery_run(at: datetime) -> str | None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import ipaddress
 import json
 import logging
@@ -60,10 +59,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 from standardwebhooks import Webhook
 
+from flows import webhook_queue as queue
+from flows.webhook_queue import DELIVERIES, WEBHOOKS
+
 log = logging.getLogger(__name__)
 
-WEBHOOKS = "webhooks"
-DELIVERIES = "deliveries"  # webhooks/{endpointId}/deliveries/{eventId}
 # The secrets live apart from the endpoint documents: Firestore rules grant or refuse whole
 # documents, and the owner must be able to read an endpoint (and why it was disabled) but never
 # read its secret back.
@@ -124,10 +124,6 @@ def disable_reason(failing_since: datetime | None, now: datetime) -> str | None:
 # --- Events ---------------------------------------------------------------------------------------
 
 
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 class WebhookEvent(BaseModel):
     """One thing that happened, as every endpoint receives it, on every attempt alike."""
 
@@ -139,7 +135,7 @@ class WebhookEvent(BaseModel):
     data: dict[str, Any]
 
     def payload(self) -> dict[str, Any]:
-        return {"type": self.type.value, "timestamp": _iso(self.timestamp), "data": self.data}
+        return queue.payload(self.type.value, self.timestamp, self.data)
 
     def body(self) -> bytes:
         """The exact bytes that are signed and sent."""
@@ -147,13 +143,8 @@ class WebhookEvent(BaseModel):
 
 
 def event_id(event_type: EventType, subject: str) -> str:
-    """The id of `event_type` about `subject`: the same inputs give the same id, always.
-
-    A hash keeps it short and free of characters a header or a Firestore document id refuses,
-    whatever the job ids look like.
-    """
-    digest = hashlib.sha256(f"{event_type.value}\n{subject}".encode()).hexdigest()
-    return f"evt_{digest[:32]}"
+    """The id of `event_type` about `subject` (flows/webhook_queue.py)."""
+    return queue.event_id(event_type.value, subject)
 
 
 def job_event(
@@ -537,7 +528,7 @@ class Endpoint(_Camel):
     secret: SecretStr = Field(exclude=True)
 
     def wants(self, event_type: EventType) -> bool:
-        return not self.disabled and event_type.value in self.events
+        return queue.wants({"disabled": self.disabled, "events": self.events}, event_type.value)
 
 
 class Attempt(_Camel):
@@ -555,7 +546,7 @@ class Attempt(_Camel):
 
 
 class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # enqueued, not tried yet; due at nextAttemptAt
+    PENDING = queue.PENDING  # enqueued, not tried yet; due at nextAttemptAt
     RETRYING = "retrying"  # failed so far; nextAttemptAt says when the next try is due
     DELIVERED = "delivered"
     FAILED = "failed"  # given up: refused for good, out of attempts, or the endpoint disabled
@@ -675,17 +666,7 @@ class FirestoreWebhookStore:
     def enqueue(self, endpoint_id: str, event: WebhookEvent, at: datetime) -> bool:
         try:
             self._delivery_ref(endpoint_id, event.id).create(
-                {
-                    "eventId": event.id,
-                    "eventType": event.type.value,
-                    "jobId": event.data.get("jobId"),
-                    "event": event.payload(),  # what every attempt sends, as it was then
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": [],
-                    "nextAttemptAt": at,
-                    "createdAt": at,
-                    "updatedAt": at,
-                }
+                queue.delivery_document(event.id, event.payload(), event.data.get("jobId"), at)
             )
         except google_exceptions.AlreadyExists:
             return False  # announced before: the delivery that exists goes on as it was

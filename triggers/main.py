@@ -6,7 +6,9 @@ Handlers are thin: guard clauses, then the plain functions of jobs.py.
 from __future__ import annotations
 
 import json
+import logging
 import os
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -17,6 +19,7 @@ import google.auth.transport.requests
 import jobs
 import shares
 import uploads
+import webhook_queue
 import webhooks
 from firebase_admin import firestore as admin_firestore
 from firebase_functions import firestore_fn, https_fn, options, params
@@ -265,7 +268,21 @@ def share(req: Request) -> Response:
     return Response(status=302, headers={"Location": link, "Cache-Control": "no-store"})
 
 
-@https_fn.on_request(cors=_SHARE_CORS)
+def _start_delivery_run(at: datetime) -> None:
+    """Asks Prefect for the delivery run of `at`'s window (flows/deliveries.py); if Prefect
+    cannot be reached, the flow's 5-minute schedule delivers instead."""
+    try:
+        _prefect().create_flow_run(
+            webhook_queue.DELIVERY_DEPLOYMENT,
+            {},
+            webhook_queue.delivery_run_key(at),
+            webhook_queue.delivery_run_key(at),
+        )
+    except PrefectUnavailable as exc:
+        logging.getLogger("greetings.trigger").warning("no delivery run started: %s", exc)
+
+
+@https_fn.on_request(cors=_SHARE_CORS, secrets=[PREFECT_API_KEY])
 def share_event(req: Request) -> Response:
     """A share page's viewer viewed, played or watched part of the video."""
     if req.method != "POST":
@@ -273,7 +290,14 @@ def share_event(req: Request) -> Response:
     # Behind Google's front end the first forwarded address is the client's.
     address = (req.headers.get("X-Forwarded-For") or req.remote_addr or "").split(",")[0].strip()
     try:
-        shares.record_event(_db(), shares.parse_event(req.get_json(silent=True)), address)
+        event = shares.parse_event(req.get_json(silent=True))
+        recorded = shares.record_event(_db(), event, address)
     except shares.ShareError as exc:
         return _answer(exc.status, {"error": str(exc)})
+    # The owner's webhooks hear of it (video.viewed, video.watched); never the viewer's problem.
+    try:
+        now = datetime.now(UTC)
+        shares.announce_view(_db(), _start_delivery_run, recorded, event.share_id, event, now)
+    except Exception:
+        logging.getLogger("greetings.trigger").exception("a view's webhook was not enqueued")
     return Response(status=204)

@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import quota
+import webhook_queue as queue
+from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 
 SHARES = "shares"
@@ -150,9 +152,77 @@ def client_key(address: str) -> str:
     return "ip-" + hashlib.sha256(address.encode()).hexdigest()[:24]
 
 
+# Which webhook event a viewer's report is (a play is counted on the job, not sent).
+WEBHOOK_EVENTS = {"viewed": "video.viewed", "watched": "video.watched"}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What `record_event` stored: the view's id, and the job it is about."""
+
+    view_id: str
+    job_id: str
+    job: dict[str, Any]
+
+
+def view_webhook(recorded: Recorded, share_id: str, event: ViewEvent, now: datetime) -> Any:
+    """The webhook event of a view (its id and body), or None for a report that is not one
+    (pure). Each report is its own event: its id comes from the view's own id."""
+    kind = WEBHOOK_EVENTS.get(event.type)
+    if kind is None:
+        return None
+    job = recorded.job
+    view: dict[str, Any] = {"id": recorded.view_id, "client": event.client}
+    if event.percent is not None:
+        view["percent"] = event.percent
+    data = {
+        "jobId": recorded.job_id,
+        "batchId": job.get("batchId") if isinstance(job.get("batchId"), str) else None,
+        "name": job.get("prospectName") if isinstance(job.get("prospectName"), str) else None,
+        "status": job.get("status"),
+        "links": {"share": job["shareUrl"]} if isinstance(job.get("shareUrl"), str) else {},
+        "view": view,
+    }
+    return queue.event_id(kind, f"{share_id}:{recorded.view_id}"), queue.payload(kind, now, data)
+
+
+def announce_view(
+    db: firestore.Client,
+    start_run: Any,
+    recorded: Recorded,
+    share_id: str,
+    event: ViewEvent,
+    now: datetime,
+) -> list[str]:
+    """Enqueues the view's webhook event for the owner's endpoints that want it and asks for
+    a delivery run (`start_run(now)`); the endpoints it was enqueued for."""
+    made = view_webhook(recorded, share_id, event, now)
+    user_id = recorded.job.get("userId")
+    if made is None or not isinstance(user_id, str):
+        return []
+    event_id, body = made
+    owned = db.collection(queue.WEBHOOKS).where(
+        filter=firestore.FieldFilter("userId", "==", user_id)
+    )
+    enqueued: list[str] = []
+    for endpoint in owned.stream():
+        if not queue.wants(endpoint.to_dict() or {}, body["type"]):
+            continue
+        try:
+            endpoint.reference.collection(queue.DELIVERIES).document(event_id).create(
+                queue.delivery_document(event_id, body, recorded.job_id, now)
+            )
+        except google_exceptions.AlreadyExists:
+            continue
+        enqueued.append(endpoint.id)
+    if enqueued:
+        start_run(now)
+    return enqueued
+
+
 def record_event(
     db: firestore.Client, event: ViewEvent, address: str, now: datetime | None = None
-) -> None:
+) -> Recorded:
     """Appends the event and updates the job's counters, within both rate limits."""
     now = now or datetime.now(UTC)
     share_ref = db.collection(SHARES).document(event.share_id)
@@ -160,7 +230,7 @@ def record_event(
     share_limit, client_limit = limits.document("share"), limits.document(client_key(address))
 
     @firestore.transactional
-    def apply(transaction: firestore.Transaction) -> None:
+    def apply(transaction: firestore.Transaction) -> Recorded:
         share = share_ref.get(transaction=transaction)
         if not share.exists:
             raise NOT_FOUND
@@ -182,8 +252,9 @@ def record_event(
             plans.append((ref, plan))
         for ref, plan in plans:
             transaction.set(ref, {"tokens": plan.tokens, "refilledAt": now})
+        view = share_ref.collection(EVENTS).document()
         transaction.create(
-            share_ref.collection(EVENTS).document(),
+            view,
             {
                 "type": event.type,
                 "percent": event.percent,
@@ -191,10 +262,13 @@ def record_event(
                 "at": now,
             },
         )
+        job_data = (job.to_dict() or {}) if job.exists else {}
         if job.exists:
-            transaction.update(job_ref, counter_update(job.to_dict() or {}, event, now))
+            transaction.update(job_ref, counter_update(job_data, event, now))
+        return Recorded(view.id, job_ref.id, job_data)
 
-    apply(db.transaction())
+    recorded: Recorded = apply(db.transaction())
+    return recorded
 
 
 def revoke(db: firestore.Client, job_id: str) -> tuple[str, str]:

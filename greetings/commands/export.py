@@ -10,20 +10,13 @@ from pathlib import Path
 from flows.job import COLLECTION
 from greetings.client.export import export_csv, export_jobs_csv
 from greetings.client.session import connect
+from greetings.commands.submit import read_csv_file
 from greetings.errors import UsageError
 from greetings.settings import get_settings
 
 
 def export_command(args: argparse.Namespace) -> int:
-    source = None
-    if args.source is not None:
-        path = Path(args.source)
-        if not path.is_file():
-            raise UsageError(f"{args.source}: no such file")
-        try:
-            source = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{args.source} is not UTF-8 text: save it as UTF-8 CSV") from exc
+    source = None if args.source is None else read_csv_file(args.source)
     session = connect(get_settings(), args.user)
     wanted = set(args.batch_ids)
     jobs = [

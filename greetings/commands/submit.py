@@ -75,17 +75,21 @@ def choose_voice(requested: str | None, settings: StackSettings) -> str:
     return "piper:joe"
 
 
+def read_csv_file(csv_path: str) -> str:
+    """A CSV the user names, as text (a spreadsheet's byte-order mark dropped)."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise UsageError(f"{csv_path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{csv_path} is not UTF-8 text: save it as UTF-8 CSV") from exc
+
+
 def read_prospects(names: list[str] | None, csv_path: str | None, err: TextIO) -> Prospects:
     """The names to greet; skipped ones are reported on `err`, one line each."""
     if csv_path is not None:
-        path = Path(csv_path)
-        if not path.is_file():
-            raise UsageError(f"{csv_path}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{csv_path} is not UTF-8 text: save it as UTF-8 CSV") from exc
-        prospects: Prospects = names_from_csv(text, path.name)
+        prospects: Prospects = names_from_csv(read_csv_file(csv_path), Path(csv_path).name)
     else:
         prospects = names_from_args(names or [])
     for skipped in prospects.skipped:

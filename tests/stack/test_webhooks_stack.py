@@ -189,3 +189,22 @@ def test_a_jobs_end_reaches_every_endpoint_signed_once_and_a_hanging_one_slows_n
         60,
     )
     assert hang["status"] == "retrying" and "timed out" in hang["attempts"][0]["error"]
+
+    # A viewer of the share page: each view and watch mark reaches the endpoints, signed.
+    s = stack.s
+    events_url = f"http://{s.host}:{s.functions_port}/{s.project_id}/us-central1/share_event"
+    share_id = read_job(clients, done_id)["shareId"]
+    for report in ({"type": "viewed"}, {"type": "played"}, {"type": "watched", "percent": 50}):
+        body = {"s": share_id, "client": "viewer-0001", **report}
+        assert requests.post(events_url, json=body, timeout=30).status_code == 204
+    views = wait_for(
+        lambda: [
+            g.payload for g in receivers.of("/ok") if g.payload and "view" in g.payload["data"]
+        ],
+        lambda got: len(got) == 2,
+        60,
+    )
+    assert sorted(v["type"] for v in views) == ["video.viewed", "video.watched"]
+    watched = next(v for v in views if v["type"] == "video.watched")
+    assert watched["data"]["jobId"] == done_id and watched["data"]["view"]["percent"] == 50
+    assert watched["data"]["links"]["share"] == read_job(clients, done_id)["shareUrl"]

@@ -6,22 +6,28 @@ import ast
 import sys
 from pathlib import Path
 
-import jobs as trigger_jobs  # triggers/ is on the path (pyproject: pytest pythonpath)
+import jobs as trigger_jobs
+import pytest  # triggers/ is on the path (pyproject: pytest pythonpath)
 
 from flows import lifecycle, orchestration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_triggers_copy_is_a_link_to_the_workers_file() -> None:
-    link = ROOT / "triggers" / "lifecycle.py"
+SHARED = ["lifecycle.py", "webhook_queue.py"]  # what the worker and the functions both run
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_the_triggers_copy_is_a_link_to_the_workers_file(name: str) -> None:
+    link = ROOT / "triggers" / name
     assert link.is_symlink()
-    assert link.resolve() == (ROOT / "flows" / "lifecycle.py").resolve()
+    assert link.resolve() == (ROOT / "flows" / name).resolve()
 
 
-def test_lifecycle_needs_only_the_standard_library() -> None:
+@pytest.mark.parametrize("name", SHARED)
+def test_shared_rules_need_only_the_standard_library(name: str) -> None:
     # The Functions runtime has neither pydantic nor prefect: nothing else may creep in.
-    tree = ast.parse((ROOT / "flows" / "lifecycle.py").read_text())
+    tree = ast.parse((ROOT / "flows" / name).read_text())
     imported = {
         (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)

@@ -100,3 +100,42 @@ def test_events_move_the_counters() -> None:
     assert page.counter_update({}, event("viewed"), AT)["views"] == 1
     assert page.client_key("127.0.0.1") == page.client_key("127.0.0.1") != page.client_key("::1")
     assert "127.0.0.1" not in page.client_key("127.0.0.1")
+
+
+def test_a_view_and_a_watch_mark_are_webhook_events_and_a_play_is_not() -> None:
+    job = {
+        "userId": "u",
+        "prospectName": "Ada Lovelace",
+        "batchId": "b1",
+        "status": "completed",
+        "shareUrl": "https://x.web.app/v/" + "A" * 22,
+    }
+    recorded = page.Recorded("view-1", "job-1", job)
+
+    def made(kind: str, percent: int | None = None) -> tuple[str, dict[str, object]] | None:
+        body = {"s": "A" * 22, "type": kind, "client": "viewer-1", "percent": percent}
+        result: tuple[str, dict[str, object]] | None = page.view_webhook(
+            recorded, "A" * 22, page.parse_event(body), AT
+        )
+        return result
+
+    assert made("played") is None
+    viewed = made("viewed")
+    assert viewed is not None
+    event_id, body = viewed
+    assert body == {
+        "type": "video.viewed",
+        "timestamp": "2026-12-05T03:00:00Z",
+        "data": {
+            "jobId": "job-1",
+            "batchId": "b1",
+            "name": "Ada Lovelace",
+            "status": "completed",
+            "links": {"share": job["shareUrl"]},
+            "view": {"id": "view-1", "client": "viewer-1"},
+        },
+    }
+    watched = made("watched", 75)
+    assert watched is not None and watched[1]["data"]["view"]["percent"] == 75  # type: ignore[index]
+    # Each report is its own event; the same report again is the same event.
+    assert event_id != watched[0] and made("viewed") == viewed

@@ -1,0 +1,1 @@
+../flows/webhook_queue.py
