@@ -4,11 +4,13 @@
 import {
   createUserWithEmailAndPassword, onAuthStateChanged, signInWithEmailAndPassword, signOut,
 } from 'firebase/auth';
-import { show } from './dom.js';
+import { h, show } from './dom.js';
 import {
   clearDraft, draftFromValues, isEmptyDraft, loadDraft, saveDraft,
 } from './draft.js';
 import { checkFile, formatMegabytes, judgeProbe } from './filecheck.js';
+import { runFitCheck } from './fit-checks.js';
+import { fitProblem, fitReport, fitWaitMs } from './fitcheck-view.js';
 import { connect } from './firebase.js';
 import {
   createJobs, newBatchId, requestAction, watchJobs, watchRequest,
@@ -473,6 +475,7 @@ async function main() {
     csvNames = null;
     show($('csv-loaded'), false);
     if (!keepVideo) {
+      fitChoice?.(null); // a fit check's question is for a form that is gone
       $('batch-form').reset();
       checking++; // a check under way is for a form that is gone
       dropVideo();
@@ -578,6 +581,89 @@ async function main() {
     };
   }
 
+  // ---- the fit check before the jobs: which names fit the greeting (fitcheck-view.js words) ----
+  let fitChoice = null; // while the fit check's section asks: resolves with the answer
+  for (const [id, choice] of [['fit-use-suggestion', 'suggestion'], ['fit-anyway', 'anyway'], ['fit-back', 'back']]) {
+    $(id).addEventListener('click', () => fitChoice?.(choice));
+  }
+
+  /** The latest greeting end the page accepts for the chosen video (checks['greeting-end']). */
+  function greetingEndLimit() {
+    const tail = Number.isFinite(preview.duration) ? preview.duration - MIN_TAIL_S : MAX_GREETING_END;
+    return Math.min(MAX_GREETING_END, tail);
+  }
+
+  function showFitCheck(view) {
+    $('fit-check-title').textContent = view.title;
+    $('fit-check-summary').replaceChildren(...view.summary.map((line) => h('p', {}, line)));
+    show($('fit-table-wrap'), Boolean(view.rows));
+    if (view.rows) {
+      $('fit-check-caption').textContent = view.caption;
+      $('fit-check-rows').replaceChildren(...view.rows.map((r) => h(
+        'tr',
+        { dataset: { verdict: r.verdict } },
+        h('th', { scope: 'row' }, r.name),
+        h('td', {}, r.words),
+      )));
+    }
+    const use = $('fit-use-suggestion');
+    use.textContent = view.suggestion?.label ?? '';
+    show(use, Boolean(view.suggestion));
+    show($('fit-check'), true);
+    // Focus goes to what just appeared (and scrolls it into view: the fieldset the rep was in is
+    // disabled), and its first line is read out after the heading.
+    $('fit-check-title').focus();
+    announce(view.summary[0]);
+  }
+
+  /**
+   * Before any job exists, the batch's names are checked against the video's greeting slot
+   * (flows/fit_check.py): resolves to the batch to send, at once when every name fits; else the
+   * rep's choice, the batch with the suggested greeting end, as it is, or null (back to edit).
+   * The check speaks every name through the speech cache, so the jobs reuse its speech: a batch
+   * that fits costs the check's one write and its answer.
+   */
+  async function checkFitFirst(batch, inputVideo) {
+    const uid = user.uid;
+    const waitMs = fitWaitMs(batch.names.length);
+    $('upload-progress').removeAttribute('value'); // a check has no measure of progress
+    $('upload-status').textContent = 'Checking how each name fits…';
+    const outcome = await runFitCheck(db, {
+      uid,
+      inputVideo,
+      batch,
+      timeoutMs: waitMs,
+      onStatus: (status) => {
+        $('upload-status').textContent = status === 'running'
+          ? 'Checking how each name fits…'
+          : 'Checking how each name fits… (waiting for its turn)';
+      },
+    });
+    if (user?.uid !== uid) return null; // signed out meanwhile: the form it was for is gone
+    const view = outcome.status === 'done'
+      ? fitReport(outcome.check, { count: batch.names.length, maxEnd: greetingEndLimit() })
+      : fitProblem(outcome, waitMs);
+    if (view.allFit) return batch;
+    show($('upload'), false);
+    showFitCheck(view);
+    const choice = await new Promise((resolve) => { fitChoice = resolve; });
+    fitChoice = null;
+    show($('fit-check'), false);
+    if (choice === 'suggestion') {
+      const end = view.suggestion.value;
+      $('greeting-end').value = String(end);
+      recheck('greeting-end');
+      saveDraftNow(); // the new end stays, for this batch and the next
+      return { ...batch, greetingEndSecond: end };
+    }
+    if (choice === 'anyway') return batch;
+    if (choice === 'back') {
+      $('batch-fields').disabled = false;
+      $(view.editField).focus();
+    }
+    return null;
+  }
+
   // ---- sending a batch ----
   // Disabling the fieldset drops the keyboard's focus to the page; it is given back at the end,
   // unless the user has moved on meanwhile (e.g. to a new row's Cancel button).
@@ -632,6 +718,20 @@ async function main() {
           if (fraction < 1) $('upload-status').textContent = `Uploading the video… ${Math.floor(fraction * 100)}%`;
         },
       });
+      // A preview is one name, heard before the batch: the batch itself is checked.
+      const endBefore = batch.greetingEndSecond;
+      if (!previewOnly) {
+        const checked = await checkFitFirst(batch, uploaded.path);
+        if (!checked) {
+          // Back to edit (or signed out): nothing was created, the form is the rep's again.
+          show($('upload'), false);
+          fields.disabled = false;
+          return;
+        }
+        batch = checked;
+        show($('upload'), true);
+      }
+      const endNote = batch.greetingEndSecond !== endBefore ? `, the greeting ending at ${batch.greetingEndSecond} s` : '';
       $('upload-status').textContent = `Creating ${batch.names.length} ${batch.names.length === 1 ? 'job' : 'jobs'}…`;
       const ids = await createJobs(db, {
         uid: user.uid,
@@ -642,7 +742,7 @@ async function main() {
       show($('upload'), false);
       $('batch-done').textContent = previewOnly
         ? `A preview for ${batch.names[0]} is on the way: play it under “My jobs”, then create the videos (they reuse its greeting).`
-        : `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
+        : `${ids.length} ${ids.length === 1 ? 'video is' : 'videos are'} on the way${endNote}${uploaded.reused ? ' (the video was already uploaded)' : ''}. Follow them under “My jobs”.`;
       show($('batch-done'), true);
       if (!previewOnly) {
         resetBatch({ keepVideo: true }); // a preview keeps the names to send
@@ -654,6 +754,7 @@ async function main() {
       if (focusIsLost()) focusNewJobs(ids);
     } catch (error) {
       show($('upload'), false);
+      show($('fit-check'), false);
       showError($('batch-error'), errorMessage(error));
       fields.disabled = false;
       if (focusIsLost()) $('submit-batch').focus();

@@ -1,8 +1,8 @@
 // The web page in a real browser (Debian's headless Chromium driven by playwright-core) against
 // the running local stack: sign up, upload, three names to "Done" live, a download, a cancel, a
 // failure without Retry, a rate-limited job and its retry with each request's answer, files
-// refused on choice, a draft kept across a reload, at desktop and phone width. Screenshots go to
-// $GREETINGS_ARTIFACTS.
+// refused on choice, a draft kept across a reload, a batch stopped by the fit check and its fix,
+// at desktop and phone width. Screenshots go to $GREETINGS_ARTIFACTS.
 //
 //   GREETINGS_WEB_URL       the page (default http://127.0.0.1:5005, `greetings stack status`)
 //   GREETINGS_SAMPLE_VIDEO  the clip to upload (default: one made here with ffmpeg)
@@ -31,6 +31,9 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Generous: the machine has two cores and other suites may be running on the same stack.
 const JOB_TIMEOUT_MS = Number(process.env.GREETINGS_WEB_JOB_TIMEOUT_MS || 240_000);
 const STEP_TIMEOUT_MS = 60_000;
+// Every batch is checked first (a flow run that speaks each name), before any job exists; the
+// page itself gives up on an answer after 90 s.
+const FIT_TIMEOUT_MS = Number(process.env.GREETINGS_WEB_FIT_TIMEOUT_MS || 150_000);
 
 const PIPELINE = ['validating-input', 'processing-audio', 'generating-video', 'uploading-result', 'completed'];
 const ORDER = ['pending', 'queued', ...PIPELINE];
@@ -69,6 +72,16 @@ async function readJob(jobId) {
   const body = await response.text();
   assert.equal(response.status, 200, `reading ${jobId}: ${body}`);
   return JSON.parse(body).fields;
+}
+
+/** The user's `fitChecks` documents the emulator still holds, read as the admin. */
+async function fitChecksOf(uid) {
+  const { host, port } = emulators.firestore;
+  const url = `http://${host}:${port}/v1/projects/${emulators.projectId}/databases/(default)/documents/fitChecks?pageSize=1000`;
+  const response = await fetch(url, { headers: { Authorization: 'Bearer owner' } });
+  const body = await response.text();
+  assert.equal(response.status, 200, `listing fitChecks: ${body}`);
+  return (JSON.parse(body).documents ?? []).filter((d) => d.fields?.userId?.stringValue === uid);
 }
 
 /**
@@ -121,8 +134,13 @@ async function waitForStatus(jobId, statuses, timeout = JOB_TIMEOUT_MS) {
   );
 }
 
-/** Submits the batch form with `names` and returns the ids of the rows that appeared for them. */
-async function submitBatch(names, { voice, csv } = {}) {
+/**
+ * Submits the batch form with `names` and returns the ids of the rows that appeared for them.
+ * The page checks how each name fits the greeting first: a batch that fits goes straight on.
+ * With `anyway` (a pattern for what the fit check's answer says), the answer is expected, and
+ * its "Create anyway" pressed.
+ */
+async function submitBatch(names, { voice, csv, anyway } = {}) {
   const before = new Set((await rowIds()).map((r) => r.id));
   if (voice) {
     await page.selectOption('#voice', 'elevenlabs');
@@ -138,11 +156,26 @@ async function submitBatch(names, { voice, csv } = {}) {
     await page.fill('#names', names.join('\n'));
   }
   await page.click('#submit-batch');
-  await page.waitForFunction(
-    ([known, count]) => [...document.querySelectorAll('#job-list > li.job')].filter((r) => !known.includes(r.dataset.jobId)).length >= count,
+  const newRows = ([known, count]) => [...document.querySelectorAll('#job-list > li.job')].filter((r) => !known.includes(r.dataset.jobId)).length >= count;
+  // The rows, or the fit check's answer: whichever shows first.
+  const outcome = await page.waitForFunction(
+    ([known, count]) => {
+      if (!document.querySelector('#fit-check').hidden) return 'fit-check';
+      const fresh = [...document.querySelectorAll('#job-list > li.job')].filter((r) => !known.includes(r.dataset.jobId));
+      return fresh.length >= count && 'jobs';
+    },
     [[...before], names.length],
-    { timeout: STEP_TIMEOUT_MS, polling: 50 },
+    { timeout: FIT_TIMEOUT_MS, polling: 50 },
   );
+  const said = (await outcome.jsonValue()) === 'fit-check' ? await page.textContent('#fit-check') : null;
+  if (anyway) {
+    assert.ok(said, 'the fit check should have stopped this batch');
+    assert.match(said, anyway);
+    await page.click('#fit-anyway');
+    await page.waitForFunction(newRows, [[...before], names.length], { timeout: STEP_TIMEOUT_MS, polling: 50 });
+  } else {
+    assert.equal(said, null, `the fit check stopped a batch that fits: ${said}`);
+  }
   const fresh = (await rowIds()).filter((r) => !before.has(r.id));
   assert.deepEqual(fresh.map((r) => r.name).sort(), [...names].sort());
   return Object.fromEntries(fresh.map((r) => [r.name, r.id]));
@@ -177,9 +210,18 @@ before(async () => {
         if (status && list.at(-1) !== status) list.push(status);
       }
     };
+    // And every line the batch's progress label showed (the fit check's among them).
+    window.__uploadStatuses = [];
+    const recordUpload = () => {
+      const text = document.querySelector('#upload-status')?.textContent ?? '';
+      if (text && window.__uploadStatuses.at(-1) !== text) window.__uploadStatuses.push(text);
+    };
     document.addEventListener('DOMContentLoaded', () => {
       new MutationObserver(record).observe(document.body, {
         subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'],
+      });
+      new MutationObserver(recordUpload).observe(document.querySelector('#upload-status'), {
+        subtree: true, childList: true, characterData: true,
       });
     });
   });
@@ -311,7 +353,12 @@ test('the page, end to end against the local stack', async (t) => {
     await shot('03-uploading');
     const progress = await page.$eval('#upload-progress', (p) => p.value);
     assert.ok(progress < 1, `progress ${progress} while uploading`);
-    await page.waitForFunction(() => document.querySelectorAll('#job-list > li.job').length === 3, null, { timeout: STEP_TIMEOUT_MS, polling: 50 });
+    // After the upload, the fit check; all three fit the greeting, so the jobs follow by themselves.
+    await page.waitForFunction(
+      () => document.querySelectorAll('#job-list > li.job').length === 3 || !document.querySelector('#fit-check').hidden,
+      null, { timeout: FIT_TIMEOUT_MS, polling: 50 },
+    );
+    assert.equal(await page.locator('#fit-check').isVisible(), false, `the fit check stopped names that fit: ${await page.textContent('#fit-check')}`);
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await cdp.detach();
     const rows = await rowIds();
@@ -319,6 +366,10 @@ test('the page, end to end against the local stack', async (t) => {
     ids = Object.fromEntries(rows.map((r) => [r.name, r.id]));
     await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
     assert.match(await page.textContent('#batch-done'), /3 videos are on the way/);
+    const said = await page.evaluate(() => window.__uploadStatuses);
+    const checking = said.findIndex((text) => text.startsWith('Checking how each name fits…'));
+    assert.ok(checking >= 0, `no fit check in ${said.join(' | ')}`);
+    assert.ok(said.indexOf('Creating 3 jobs…') > checking, `the jobs come after the check: ${said.join(' | ')}`);
     // The documents hold exactly what the page meant to write.
     const doc = await readJob(ids[NAMES[0]]);
     assert.equal(doc.prospectName.stringValue, NAMES[0]);
@@ -409,7 +460,11 @@ test('the page, end to end against the local stack', async (t) => {
   });
 
   await step('a failed job shows its message and code, and no Retry where retrying cannot help', async () => {
-    const { 'Eve Failing': id } = await submitBatch(['Eve Failing'], { voice: 'espeak:no-such-voice' });
+    // The fit check finds the voice wrong first (said per name, or the whole check failing);
+    // created anyway, the job fails as it always would.
+    const { 'Eve Failing': id } = await submitBatch(['Eve Failing'], {
+      voice: 'espeak:no-such-voice', anyway: /Cannot be made: espeak-ng has no voice|The fit check failed/,
+    });
     await waitForStatus(id, 'failed');
     const r = row(id);
     const doc = await readJob(id);
@@ -434,7 +489,10 @@ test('the page, end to end against the local stack', async (t) => {
     await setQuota(uid, { jobsPerMinute: { integerValue: '1' }, tokens: { doubleValue: 0 }, refilledAt: { timestampValue: ahead } });
     let id;
     try {
-      ({ 'Ivy Limited': id } = await submitBatch(['Ivy Limited'], { voice: 'espeak:no-such-voice' }));
+      // The fit check takes from the same allowance: refused, it says so and offers to go on.
+      ({ 'Ivy Limited': id } = await submitBatch(['Ivy Limited'], {
+        voice: 'espeak:no-such-voice', anyway: /The fit check failed \(rate-limited\)/,
+      }));
       await waitForStatus(id, 'failed');
       const r = row(id);
       const error = (await readJob(id)).error.mapValue.fields;
@@ -596,5 +654,106 @@ test('the page, end to end against the local stack', async (t) => {
     assert.equal(await page.inputValue('#names'), 'Gus Preview\nHal Later', 'the names wait to be sent');
     assert.equal(await page.textContent('#submit-batch'), 'Create 2 videos');
     await shot('08-preview');
+  });
+
+  await step('names too long for the greeting stop at the fit check, and its one-click fix makes every video', async () => {
+    // The sample's narration opens "Hey there," (about 0.7 s): a greeting that ends at 0.3 s has
+    // no room for "Hey Maximilian," at any tempo, whatever the short name does.
+    const names = ['Al Li', 'Maximilian Oyelaran-Whitfield'];
+    const uid = (await readJob(ids[NAMES[0]])).userId.stringValue;
+    await page.selectOption('#voice', 'espeak:en-us');
+    await page.fill('#greeting-end', '0.3');
+    await page.fill('#names', names.join('\n'));
+    const before = new Set((await rowIds()).map((r) => r.id));
+    const jobCount = () => page.locator('#job-list > li.job').count();
+    const answer = async () => {
+      await page.click('#submit-batch');
+      await page.locator('#fit-check').waitFor({ state: 'visible', timeout: FIT_TIMEOUT_MS });
+      return page.textContent('#fit-check-summary');
+    };
+
+    let summary = await answer();
+    assert.equal(await jobCount(), before.size, 'no job exists before the rep decides');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'fit-check-title', 'focus moved to the answer');
+    assert.equal(await page.textContent('#fit-check-title'), 'Not every name fits the greeting');
+    assert.equal(await page.textContent('#fit-check-caption'), 'How each name fits the greeting that ends at 0.30 s');
+    const table = await page.$$eval('#fit-check-table tbody tr', (trs) => trs.map((tr) => [tr.querySelector('th[scope="row"]').textContent, tr.querySelector('td').textContent]));
+    assert.deepEqual(table.map(([name]) => name), names, 'one row per name, in order');
+    assert.match(table[1][1], /^Too long: needs the greeting to end at \d+\.\d\d s or later$/);
+    for (const [name, words] of table) assert.match(words, /^(Fits|Fits \(.+\)|Too long: needs the greeting to end at .+)$/, name);
+    assert.match(summary, /^[12] of 2 names do(es)? not fit the greeting that ends at 0\.30 s\./);
+    assert.match(summary, /If you create them anyway, [12] of the 2 videos will fail\./);
+    assert.equal(await page.$eval('#batch-fields', (f) => f.disabled), true, 'the form waits for the decision');
+    await shot('11-fit-check');
+
+    // At phone width the answer stays inside the page (its table scrolls in its own box), and
+    // every button is a 44 px target.
+    await page.setViewportSize({ width: 360, height: 780 });
+    await page.locator('#fit-check').scrollIntoViewIfNeeded();
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `the page is ${width} px wide at 360 with the fit check showing`);
+    const outside = await page.$$eval('#fit-check *', (els) => els
+      .filter((el) => el.offsetParent !== null && !el.closest('#fit-table-wrap') && el.getBoundingClientRect().right > 361)
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id}`));
+    assert.deepEqual(outside, []);
+    const buttons = await page.$$eval('#fit-check button', (bs) => bs.filter((b) => !b.hidden).map((b) => [b.textContent, b.getBoundingClientRect().height]));
+    assert.ok(buttons.length >= 2 && buttons.every(([, h]) => h >= 44), JSON.stringify(buttons));
+    await shot('11-fit-check-360', { fullPage: false });
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    // Back to edit: the answer goes, the form is the rep's again (at the greeting end), and
+    // nothing was created.
+    await page.click('#fit-back');
+    assert.equal(await page.locator('#fit-check').isVisible(), false);
+    assert.equal(await page.$eval('#batch-fields', (f) => f.disabled), false);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'greeting-end');
+    assert.equal(await page.inputValue('#names'), names.join('\n'), 'the names wait to be sent');
+    assert.equal(await jobCount(), before.size);
+
+    // Sent again (the check's speech is cached now): the fix, in one click; or, on a recording
+    // with no later pause that leaves room, Create anyway, and the long name fails as it said.
+    summary = await answer();
+    const use = page.locator('#fit-use-suggestion');
+    const fresh = async () => {
+      await page.waitForFunction((n) => document.querySelectorAll('#job-list > li.job').length >= n, before.size + names.length, { timeout: STEP_TIMEOUT_MS, polling: 50 });
+      const rows = (await rowIds()).filter((r) => !before.has(r.id));
+      assert.deepEqual(rows.map((r) => r.name).sort(), [...names].sort());
+      return Object.fromEntries(rows.map((r) => [r.name, r.id]));
+    };
+    if (await use.isVisible()) {
+      const label = await use.textContent();
+      const [, end] = /^Use (\d+\.\d\d) s for all and create 2 videos$/.exec(label) ?? [];
+      assert.ok(end, `the button says "${label}"`);
+      assert.ok(Number(end) > 0.3 && Number(end) <= 7, label);
+      assert.ok(summary.includes(`Every name fits if the greeting ends at ${end} s`), summary);
+      await use.click();
+      const made = await fresh();
+      assert.equal(Number(await page.inputValue('#greeting-end')), Number(end), 'the field took the new end');
+      await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+      assert.match(await page.textContent('#batch-done'), /^2 videos are on the way, the greeting ending at /);
+      for (const name of names) {
+        const doc = await readJob(made[name]);
+        assert.equal(Number(doc.greetingEndSecond.doubleValue ?? doc.greetingEndSecond.integerValue), Number(end), name);
+      }
+      for (const name of names) await waitForStatus(made[name], 'completed');
+      console.log(`fit check: ends at 0.30 s -> ${end} s, both made`);
+    } else {
+      assert.match(summary, /No later pause in the first 10 s of your recording leaves room|too close to the end of your video/);
+      await page.click('#fit-anyway');
+      const made = await fresh();
+      for (const name of names) await waitForStatus(made[name], ['completed', 'failed']);
+      const error = (await readJob(made[names[1]])).error?.mapValue.fields;
+      assert.equal(error?.code.stringValue, 'greeting-too-long', 'the long name failed as the check said');
+      console.log('fit check: no pause with room in this recording; created anyway');
+    }
+    await shot('12-fit-check-fixed');
+    // The checks were read and are gone (deleted best effort, after the answer: given a moment).
+    const deadline = Date.now() + 15_000;
+    let left = await fitChecksOf(uid);
+    while (left.length && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      left = await fitChecksOf(uid);
+    }
+    assert.deepEqual(left.map((d) => d.name), [], 'the page deleted its fit checks');
   });
 });
