@@ -127,3 +127,66 @@ def belongs_to_batch(
         and attempt_of(job) == BATCH_ATTEMPT
         and (statuses is None or job.get("status") in statuses)
     )
+
+
+# "Edit and retry": the fields a retry request may change, each set to a new value or to None
+# (back to the default: the end found from the recording, the default text, no pronunciation).
+# firestore.rules check them as job creation does; the trigger checks again (edit_fields).
+RETRY_EDITS = ("greetingEndSecond", "greetingText", "firstName", "pronunciation")
+MAX_GREETING_END_S = 10
+
+
+class EditRefused(ValueError):
+    """A retry request's edits that no job could be created with."""
+
+
+def edit_fields(changes: Any) -> dict[str, Any]:
+    """A retry request's `changes`, checked: {field: value or None} (pure)."""
+    if not isinstance(changes, dict) or not changes:
+        raise EditRefused("changes must name at least one field")
+    unknown = sorted(set(changes) - set(RETRY_EDITS))
+    if unknown:
+        raise EditRefused(f"a retry cannot change {', '.join(unknown)}")
+    checked: dict[str, Any] = {}
+    for field, value in changes.items():
+        if value is None and field != "firstName":
+            checked[field] = None
+        elif field == "greetingEndSecond":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not 0 < value <= MAX_GREETING_END_S:
+                raise EditRefused(
+                    f"greetingEndSecond must be above 0 and at most {MAX_GREETING_END_S}"
+                )
+            checked[field] = float(value)
+        elif field == "greetingText":
+            if not isinstance(value, str) or not 1 <= len(value) <= 200:
+                raise EditRefused("greetingText must be 1 to 200 characters")
+            checked[field] = value
+        elif field == "firstName":
+            if not isinstance(value, str) or len(value) > 100:
+                raise EditRefused("firstName must be at most 100 characters")
+            checked[field] = value
+        else:  # pronunciation
+            if not isinstance(value, str) or not 1 <= len(value) <= 100:
+                raise EditRefused("pronunciation must be 1 to 100 characters")
+            checked[field] = value
+    return checked
+
+
+def describe_edits(changes: dict[str, Any]) -> str:
+    """The edits in a user's words, for the request's answer (pure)."""
+    words = []
+    for field, value in changes.items():
+        if field == "greetingEndSecond":
+            words.append(
+                "the greeting end found from the recording"
+                if value is None
+                else f"the greeting ending at {value:g} s"
+            )
+        elif field == "greetingText":
+            words.append("the default greeting text" if value is None else f"the text {value!r}")
+        elif field == "firstName":
+            words.append(f"the first name {value!r}" if value else "no first name")
+        else:
+            words.append("no pronunciation" if value is None else f"said {value!r}")
+    return ", ".join(words)

@@ -241,6 +241,21 @@ def _add_end_user_commands(commands: argparse._SubParsersAction[argparse.Argumen
     ):
         command = commands.add_parser(name, help=what)
         command.add_argument("job_id", metavar="JOB_ID")
+        if name == "retry":  # edit and retry: the new attempt runs with these changed
+            command.add_argument(
+                "--greeting-end",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="where the greeting ends in the video",
+            )
+            command.add_argument("--greeting-text", default=None, metavar="TEXT")
+            command.add_argument(
+                "--first-name", default=None, metavar="NAME", help="what to call the prospect"
+            )
+            command.add_argument(
+                "--pronunciation", default=None, metavar="SPELLING", help="how to say the name"
+            )
         _add_user(command)
         command.set_defaults(handler=handler)
 

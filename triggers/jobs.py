@@ -315,25 +315,38 @@ def retry(
     user_id: str,
     max_retries: int,
     jobs_per_minute: int,
+    changes: Any = None,
 ) -> tuple[str, str]:
     """A user's retry request: the request's (outcome, message).
 
+    With `changes` ("Edit and retry": lifecycle.RETRY_EDITS), the new attempt runs with those
+    fields changed, written in the same transaction that moves the job to pending.
     A retry starts a job as creating one does, so it takes a token from the same allowance,
     first: a refused retry leaves the job as it was, its attempts unspent (a retry refused for
     another reason has still cost its token, as asking does).
     """
+    edits: dict[str, Any] = {}
+    if changes is not None:
+        try:
+            edits = lifecycle.edit_fields(changes)
+        except lifecycle.EditRefused as exc:
+            return "refused", f"The retry was refused: {exc}."
     allowance = quota.take(db, user_id, 1, jobs_per_minute)
     if not allowance.granted:
         return "refused", quota.refusal_message(allowance)
-    attempt = begin_retry(db, job_id, max_retries)
+    attempt = begin_retry(db, job_id, max_retries, edits)
     if attempt is None:
         return "refused", "The job is not failed, or its retries are used up."
     start_attempt(db, orchestrator, unavailable, deployment, job_id, attempt)
+    if edits:
+        return "retrying", f"Attempt {attempt} started with {lifecycle.describe_edits(edits)}."
     return "retrying", f"Attempt {attempt} started."
 
 
-def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | None:
-    """failed -> pending with retryCount + 1; the new attempt number, or None.
+def begin_retry(
+    db: firestore.Client, job_id: str, max_retries: int, edits: dict[str, Any] | None = None
+) -> int | None:
+    """failed -> pending with retryCount + 1 (and `edits` applied); the new attempt, or None.
 
     Over the limit the job stays `failed`, its message saying so.
     """
@@ -367,6 +380,10 @@ def begin_retry(db: firestore.Client, job_id: str, max_retries: int) -> int | No
                 "completedAt": firestore.DELETE_FIELD,
                 "history": [*data.get("history", []), _entry(PENDING, attempt)],
                 "updatedAt": firestore.SERVER_TIMESTAMP,
+                **{
+                    field: firestore.DELETE_FIELD if value is None else value
+                    for field, value in (edits or {}).items()
+                },
             },
         )
         return attempt

@@ -170,7 +170,8 @@ def on_fit_check_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]
     document="greetingJobs/{jobId}/requests/{requestId}", secrets=[PREFECT_API_KEY]
 )
 def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
-    """A user's cancel or retry request (firestore.rules checked who and when)."""
+    """A user's cancel, retry (or edit and retry) or revoke-share request (firestore.rules
+    checked who, when and what)."""
     if event.data is None:
         return
     data: dict[str, Any] = event.data.to_dict() or {}
@@ -196,10 +197,17 @@ def on_request_created(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) 
             str(data.get("userId")),
             MAX_RETRIES.value,
             JOBS_PER_MINUTE.value,
+            data.get("changes"),
         )
     else:
         outcome, message = "refused", "Unknown action."
     jobs.mark_request_handled(_db(), job_id, request_id, outcome, message)
+
+
+@firestore_fn.on_document_deleted(document="webhooks/{endpointId}")
+def on_webhook_deleted(event: firestore_fn.Event[DocumentSnapshot[Any] | None]) -> None:
+    """An endpoint its owner deleted (firestore.rules) takes its secret and deliveries along."""
+    webhooks.forget_endpoint(_db(), event.params["endpointId"])
 
 
 @firestore_fn.on_document_deleted(document="greetingJobs/{jobId}")

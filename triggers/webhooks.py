@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from google.cloud import firestore
+from webhook_queue import DELIVERIES, WEBHOOKS
 
-WEBHOOKS = "webhooks"
 WEBHOOK_SECRETS = "webhookSecrets"
 EVENTS = ("video.ready", "video.failed", "video.viewed", "video.watched")
 MAX_URL_CHARS = 2048
@@ -136,3 +136,23 @@ def create_endpoint(
         "url": registration.url,
         "events": registration.events,
     }
+
+
+DELETE_PAGE = 400  # deliveries removed per commit (Firestore allows 500 writes in one)
+
+
+def forget_endpoint(db: firestore.Client, endpoint_id: str) -> int:
+    """After its owner deleted an endpoint: its secret and its deliveries go too (nothing could
+    read them any more: the deliveries' rule looks up the endpoint). The count of deliveries."""
+    db.collection(WEBHOOK_SECRETS).document(endpoint_id).delete()
+    deliveries = db.collection(WEBHOOKS).document(endpoint_id).collection(DELIVERIES)
+    removed = 0
+    while True:
+        page = list(deliveries.limit(DELETE_PAGE).stream())
+        if not page:
+            return removed
+        batch = db.batch()
+        for snapshot in page:
+            batch.delete(snapshot.reference)
+        batch.commit()
+        removed += len(page)

@@ -10,6 +10,7 @@ import base64
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -129,6 +130,13 @@ class FirestoreAsUser:
         }
 
     def update(self, collection: str, doc_id: str, fields: dict[str, Any]) -> None:
+        self.update_with_deletes(collection, doc_id, fields, ())
+
+    def update_with_deletes(
+        self, collection: str, doc_id: str, fields: dict[str, Any], deleted: Sequence[str]
+    ) -> None:
+        """Sets `fields` and removes the fields named in `deleted` (in the mask, not the body),
+        in one write."""
         self.commit(
             [
                 {
@@ -136,7 +144,7 @@ class FirestoreAsUser:
                         "name": f"{self._root}/{collection}/{doc_id}",
                         "fields": {k: to_value(v) for k, v in fields.items()},
                     },
-                    "updateMask": {"fieldPaths": list(fields)},
+                    "updateMask": {"fieldPaths": [*fields, *deleted]},
                     "currentDocument": {"exists": True},
                 }
             ]
@@ -217,15 +225,20 @@ class FirestoreAsUser:
             ]
         )
 
-    def request(self, job_id: str, user_id: str, action: RequestAction) -> str:
-        """Asks the trigger to cancel or retry a job; the new request's id."""
+    def request(
+        self,
+        job_id: str,
+        user_id: str,
+        action: RequestAction,
+        changes: dict[str, Any] | None = None,
+    ) -> str:
+        """Asks the trigger to cancel or retry a job (a retry with `changes`: edit and retry);
+        the new request's id."""
         request_id = uuid.uuid4().hex
-        self.create(
-            f"{COLLECTION}/{job_id}/{REQUESTS}",
-            request_id,
-            {"action": action.value, "userId": user_id},
-            ("createdAt",),
-        )
+        fields: dict[str, Any] = {"action": action.value, "userId": user_id}
+        if changes:
+            fields["changes"] = changes
+        self.create(f"{COLLECTION}/{job_id}/{REQUESTS}", request_id, fields, ("createdAt",))
         return request_id
 
 

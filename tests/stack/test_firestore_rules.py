@@ -11,6 +11,7 @@ import pytest
 
 from flows.fit_check import FIT_CHECKS
 from flows.job import BATCHES, COLLECTION, REQUESTS, RequestAction
+from flows.lifecycle import SHARES
 from greetings.client.enduser import Denied, FirestoreAsUser
 from tests.conftest import User
 
@@ -248,6 +249,51 @@ def test_retry_request_allowed_after_failure(stack: Any, clients: Any, alice: Us
     as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"greetingEndSecond": 2.25},
+        {"greetingEndSecond": None, "greetingText": None, "pronunciation": None},
+        {"firstName": "", "greetingText": "Hi {firstName},", "pronunciation": "Sheh-VAWN"},
+    ],
+)
+def test_edit_and_retry_allowed_after_failure(
+    stack: Any, clients: Any, alice: User, changes: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "failed")
+    as_user(stack, alice).request(job_id, alice.uid, RequestAction.RETRY, changes)
+
+
+@pytest.mark.parametrize(
+    ("action", "changes"),
+    [
+        (RequestAction.RETRY, {}),  # nothing to change: a plain retry has no `changes`
+        (RequestAction.RETRY, {"greetingEndSecond": 10.5}),
+        (RequestAction.RETRY, {"greetingEndSecond": 0}),
+        (RequestAction.RETRY, {"greetingEndSecond": "2"}),
+        (RequestAction.RETRY, {"greetingText": ""}),
+        (RequestAction.RETRY, {"firstName": None}),
+        (RequestAction.RETRY, {"pronunciation": "x" * 101}),
+        (RequestAction.RETRY, {"inputVideo": "user-uploads/bob/other.mp4"}),  # another's video
+        (RequestAction.RETRY, {"voiceId": "piper:joe"}),
+        (RequestAction.RETRY, {"status": "completed"}),
+        (RequestAction.CANCEL, {"greetingEndSecond": 2.0}),  # only a retry edits
+    ],
+)
+def test_edit_and_retry_refused_for_other_fields_and_values(
+    stack: Any, clients: Any, alice: User, action: RequestAction, changes: dict[str, Any]
+) -> None:
+    job_id = seed(clients, alice, "failed" if action == RequestAction.RETRY else "queued")
+    with pytest.raises(Denied) as refused:
+        as_user(stack, alice).create(
+            f"{COLLECTION}/{job_id}/{REQUESTS}",
+            uuid.uuid4().hex,
+            {"action": action.value, "userId": alice.uid, "changes": changes},
+            ("createdAt",),
+        )
+    assert refused.value.status == 403  # the rules said no, not a malformed request
+
+
 def test_retry_request_refused_unless_failed(stack: Any, clients: Any, alice: User) -> None:
     job_id = seed(clients, alice, "completed")
     with pytest.raises(Denied):
@@ -265,6 +311,28 @@ def test_revoke_share_only_of_ones_own_completed_shared_job(
     for job_id in (seed(clients, alice, "completed"), seed(clients, alice, "generating-video")):
         with pytest.raises(Denied):
             as_user(stack, alice).request(job_id, alice.uid, RequestAction.REVOKE_SHARE)
+
+
+def test_share_ids_cannot_be_listed_or_probed_by_anyone(
+    stack: Any, clients: Any, alice: User, bob: User
+) -> None:
+    # A share the server wrote for alice's job: neither she nor bob may list shares (which would
+    # enumerate ids) or read one by its id; only the `share` function answers for an id.
+    share_id = secrets.token_urlsafe(16)
+    clients.db.collection(SHARES).document(share_id).set(
+        {"userId": alice.uid, "jobId": "any", "videoPath": f"greeting-results/{alice.uid}/any.mp4"}
+    )
+    events = f"{SHARES}/{share_id}/events"
+    clients.db.collection(events).document("e1").set({"type": "played", "userId": alice.uid})
+    for who in (alice, bob):
+        for ask in (
+            lambda user=who: as_user(stack, user).list_mine(SHARES, user.uid),
+            lambda user=who: as_user(stack, user).get(SHARES, share_id),
+            lambda user=who: as_user(stack, user).get(events, "e1"),
+        ):
+            with pytest.raises(Denied) as refused:
+                ask()
+            assert refused.value.status == 403
 
 
 def test_other_user_cannot_cancel(stack: Any, clients: Any, alice: User, bob: User) -> None:

@@ -206,6 +206,41 @@ def test_user_retry_after_fixing_the_upload_runs_attempt_1_to_completion(
     assert outputs(clients, user) == [result_path(user.uid, job_id)]
 
 
+def test_edit_and_retry_runs_the_new_attempt_with_the_changed_fields(
+    stack: Any, clients: Any, uploaded: Uploaded
+) -> None:
+    # "Hey Maximilian Oyelaran-Whitfield," cannot be said in 0.3 s at any tempo: a failure no
+    # plain retry can fix. Edited (a later end, a shorter first name), the same job completes.
+    user, video = uploaded.user, uploaded.path
+    job_id = submit(
+        stack,
+        user,
+        video,
+        prospect_name="Maximilian Oyelaran-Whitfield",
+        first_name="Maximilian Oyelaran-Whitfield",
+        greeting_end_second=0.3,
+    )
+    failed = wait_finished(clients, job_id, 120)
+    assert (failed["status"], failed["error"]["code"]) == ("failed", "greeting-too-long")
+
+    changes = {"greetingEndSecond": 1.5, "firstName": "Max"}
+    request_id = as_user(stack, user).request(job_id, user.uid, RequestAction.RETRY, changes)
+    requests = clients.db.collection(COLLECTION).document(job_id).collection(REQUESTS)
+    handled = wait_for(
+        lambda: requests.document(request_id).get().to_dict() or {}, lambda r: "outcome" in r, 30
+    )
+    assert handled["outcome"] == "retrying"
+    assert handled["message"] == (
+        "Attempt 1 started with the greeting ending at 1.5 s, the first name 'Max'."
+    )
+    job = wait_finished(clients, job_id, 120)
+    assert job["status"] == "completed", job.get("error")
+    assert (job["retryCount"], job["greetingEndSecond"], job["firstName"]) == (1, 1.5, "Max")
+    assert job["prospectName"] == "Maximilian Oyelaran-Whitfield"  # the row it came from
+    assert statuses(job, 0)[-1] == "failed"
+    assert outputs(clients, user) == [result_path(user.uid, job_id)]
+
+
 def test_user_retry_over_the_limit_fails_again_without_a_run(
     stack: Any, clients: Any, make_user: Callable[[], User]
 ) -> None:

@@ -208,3 +208,55 @@ def test_a_jobs_end_reaches_every_endpoint_signed_once_and_a_hanging_one_slows_n
     watched = next(v for v in views if v["type"] == "video.watched")
     assert watched["data"]["jobId"] == done_id and watched["data"]["view"]["percent"] == 50
     assert watched["data"]["links"]["share"] == read_job(clients, done_id)["shareUrl"]
+
+
+def test_a_disabled_endpoint_is_enabled_by_its_owner_and_deleting_it_takes_everything(
+    stack: Any, clients: Any, make_user: Callable[[], User], receivers: Receivers
+) -> None:
+    owner, other = make_user(), make_user()
+    answer = create_webhook(stack, owner, {"url": receivers.url("/ok")})
+    assert answer.status_code == 200, answer.text
+    endpoint_id = answer.json()["result"]["id"]
+    endpoint = clients.db.collection(WEBHOOKS).document(endpoint_id)
+    # As the worker leaves an endpoint that failed for a day, with a delivery it gave up.
+    endpoint.update(
+        {
+            "disabled": True,
+            "disabledReason": "Every delivery failed for a day (HTTP 500).",
+            "disabledAt": time.time(),
+            "failingSince": time.time() - 90_000,
+        }
+    )
+    endpoint.collection(DELIVERIES).document("evt_1").set({"status": "failed", "attempts": []})
+
+    enable = {"disabled": False}
+    cleared = ("disabledReason", "disabledAt", "failingSince")
+    mine, theirs = as_user(stack, owner), as_user(stack, other)
+    refusals = [
+        lambda: theirs.update_with_deletes(WEBHOOKS, endpoint_id, enable, cleared),
+        # Only enabling, and only with the failure record gone: nothing else is the owner's.
+        lambda: mine.update_with_deletes(WEBHOOKS, endpoint_id, enable, ("disabledReason",)),
+        lambda: mine.update_with_deletes(
+            WEBHOOKS, endpoint_id, {**enable, "url": receivers.url("/hang")}, cleared
+        ),
+        lambda: mine.update_with_deletes(WEBHOOKS, endpoint_id, {"disabled": True}, cleared),
+        lambda: mine.update(WEBHOOKS, endpoint_id, {"userId": other.uid}),
+    ]
+    for refused in refusals:
+        with pytest.raises(Denied) as denied:
+            refused()
+        assert denied.value.status == 403
+    mine.update_with_deletes(WEBHOOKS, endpoint_id, enable, cleared)
+    enabled = mine.get(WEBHOOKS, endpoint_id)
+    assert enabled["disabled"] is False
+    assert not set(cleared) & set(enabled)
+
+    with pytest.raises(Denied):
+        theirs.delete(WEBHOOKS, endpoint_id)
+    mine.delete(WEBHOOKS, endpoint_id)
+    secret = clients.db.collection(WEBHOOK_SECRETS).document(endpoint_id)
+    wait_for(
+        lambda: (secret.get().exists, len(list(endpoint.collection(DELIVERIES).stream()))),
+        lambda left: left == (False, 0),
+        30,
+    )
