@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 from greetings.client.export import NEW_COLUMNS, export_csv, export_jobs_csv
@@ -11,6 +12,8 @@ from greetings.client.prospects import names_from_csv
 
 FIRST = ["Anna-Lena", "José", "Nguyễn", "Siobhan", "Zoë", "Łukasz", "Αλέξανδρος", "Дмитрий"]
 LAST = ["Smith", "García Márquez", "Thị Minh", "O'Brien", "van der Berg", "Wójcik"]
+# The web page's export (web/src/export-csv.js) is checked against these same bytes.
+WEB_FIXTURES = Path(__file__).resolve().parents[2] / "web" / "tests" / "fixtures"
 
 
 def crm_csv() -> str:
@@ -116,3 +119,14 @@ def test_the_video_link_is_the_share_page_while_it_is_shared() -> None:
     assert rows[1][4] == "https://x/v/s"
     rows = parse(export_jobs_csv([{**job, "shareRevoked": True}]))
     assert rows[1][4] == "https://signed"
+
+
+def test_the_web_page_exports_the_same_bytes() -> None:
+    """web/tests/export-csv.test.mjs holds the page's port to these files: a change here that
+    they miss fails one of the two, so the page and the command give the rep the same file."""
+    source = crm_csv()
+    jobs = jobs_for(source)
+    assert (WEB_FIXTURES / "crm.csv").read_bytes() == source.encode()
+    exported = export_csv(source, jobs, "crm.csv")
+    assert (WEB_FIXTURES / "crm-with-links.csv").read_bytes() == exported.encode()
+    assert (WEB_FIXTURES / "crm-list.csv").read_bytes() == export_jobs_csv(jobs).encode()

@@ -7,6 +7,8 @@
 export const DRAFT_FIELDS = ['greetingEnd', 'names', 'greetingText', 'followingText', 'voice', 'voiceId'];
 const MAX_FIELD_CHARS = 200_000; // a pasted list of names is the long one
 const MAX_CSV_ROWS = 20_000;
+// The CSV's own text is kept for the batch's export (export-csv.js), when it is this small.
+const MAX_CSV_TEXT_CHARS = 1_000_000;
 
 export function draftKey(uid) {
   return `greetings.draft.v1.${uid}`;
@@ -31,7 +33,10 @@ export function isEmptyDraft(draft) {
 const strings = (list, n) => Array.isArray(list) && list.length === n;
 const stringOrUndefined = (v) => v === undefined || v === null || typeof v === 'string';
 
-/** A CSV's parsed names ({source, names, firstNames, pronunciations, skipped}), or null. */
+/**
+ * A CSV's parsed names ({source, names, firstNames, pronunciations, skipped}, and when kept its
+ * `rows`, each name's data row, and its `text`), or null.
+ */
 function cleanCsv(csv) {
   if (!csv || typeof csv !== 'object' || typeof csv.source !== 'string') return null;
   const { names } = csv;
@@ -44,7 +49,7 @@ function cleanCsv(csv) {
     ? csv.skipped.filter((s) => s && typeof s.where === 'string' && typeof s.reason === 'string')
       .map((s) => ({ where: s.where, reason: s.reason }))
     : [];
-  return {
+  const cleaned = {
     source: csv.source,
     names: [...names],
     // JSON has no undefined: a missing first name or pronunciation is stored as null.
@@ -52,6 +57,12 @@ function cleanCsv(csv) {
     pronunciations: pronunciations.map((v) => v ?? undefined),
     skipped,
   };
+  const { rows, text } = csv;
+  if (Array.isArray(rows) && rows.length === names.length && rows.every((r) => Number.isInteger(r) && r >= 0)) {
+    cleaned.rows = [...rows];
+  }
+  if (typeof text === 'string' && text.length <= MAX_CSV_TEXT_CHARS) cleaned.text = text;
+  return cleaned;
 }
 
 /** What was stored, checked field by field (anything odd is dropped, never trusted). */
@@ -94,7 +105,14 @@ export function saveDraft(storage, uid, draft) {
     } catch (error) {
       if (!draft.csv) throw error;
       const { csv, ...rest } = draft;
-      storage.setItem(draftKey(uid), JSON.stringify(rest));
+      try {
+        // Without the CSV's text first (its export then lists the names), then without the CSV.
+        if (typeof csv.text !== 'string') throw error;
+        const { text, ...names } = csv;
+        storage.setItem(draftKey(uid), JSON.stringify({ ...rest, csv: names }));
+      } catch {
+        storage.setItem(draftKey(uid), JSON.stringify(rest));
+      }
     }
     return true;
   } catch {

@@ -1,6 +1,9 @@
 // The live list of the user's jobs. Rows are keyed by job id and updated in place, so focus,
 // a playing video and a half-read error survive every update the listener brings.
 
+import {
+  STOP_WORDS, copyWords, deliveryOf, exportDoneText, exportFailedText, revokeAnswerText,
+} from './delivery-view.js';
 import { h, setText, show } from './dom.js';
 import { outputFilename } from './names.js';
 import {
@@ -17,14 +20,29 @@ function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
+/** What the row says while a request is asked and unanswered (its answer: status.js, delivery-view.js). */
+function requestWords(action) {
+  if (action === 'revoke-share') return { ...STOP_WORDS, request: 'stop sharing', verb: 'stop sharing' };
+  const cancel = action === 'cancel';
+  return {
+    asking: cancel ? 'Asking to cancel…' : 'Asking to retry…',
+    asked: cancel ? 'Cancel requested.' : 'Retry requested.',
+    noAnswer: `No answer to the ${action} request yet; the status above is the job's own.`,
+    request: action,
+    verb: action,
+  };
+}
+
 export class JobList {
   /**
    * @param {HTMLOListElement} list  the <ol> the rows live in
-   * @param {{onAction: (jobId: string, action: 'cancel'|'retry',
+   * @param {{onAction: (jobId: string, action: 'cancel'|'retry'|'revoke-share',
    *            onAnswer: (answer: {outcome: string, message: string}) => void,
    *            onError: (error: Error) => void) => Promise<() => void>,
    *          onStatus: (name: string, words: string) => void,
-   *          download: (url: string, filename: string) => Promise<void>}} hooks
+   *          download: (url: string, filename: string) => Promise<void>,
+   *          exportBatch?: (batchId: string) => Promise<{fileName: string, ready: number,
+   *            total: number, from: string, csvProblem?: string}>}} hooks
    */
   constructor(list, hooks) {
     this.list = list;
@@ -87,10 +105,14 @@ export class JobList {
     row.link = h('a', { class: 'job-download button-link' }, 'Download');
     row.link.addEventListener('click', (event) => this.download(event, row));
     row.result = h('div', { class: 'job-result', hidden: true }, row.video, row.link);
+    this.createDelivery(row);
     row.cancel = h('button', { type: 'button', class: 'secondary job-cancel', hidden: true }, 'Cancel');
     row.retry = h('button', { type: 'button', class: 'secondary job-retry', hidden: true }, 'Retry');
     row.cancel.addEventListener('click', () => this.act(row, 'cancel'));
     row.retry.addEventListener('click', () => this.act(row, 'retry'));
+    // The list the job was sent in, back as the rep's CSV with a link per prospect.
+    row.exportBatch = h('button', { type: 'button', class: 'link-button job-export', hidden: true }, 'Export this batch as CSV');
+    row.exportBatch.addEventListener('click', () => this.exportBatch(row));
     row.note = h('p', { class: 'job-note', hidden: true });
     row.el = h(
       'li',
@@ -104,7 +126,8 @@ export class JobList {
       row.voice,
       row.error,
       row.result,
-      h('div', { class: 'job-actions' }, row.cancel, row.retry),
+      row.delivery,
+      h('div', { class: 'job-actions' }, row.cancel, row.retry, row.exportBatch),
       row.note,
     );
     return row;
@@ -156,7 +179,9 @@ export class JobList {
     show(row.cancel, CANCELLABLE.has(data.status));
     // Retry only where it can help: a failure marked retryable (status.js canRetry).
     show(row.retry, canRetry(data));
-    if (focused && focused.hidden) row.el.focus();
+    this.renderDelivery(row, data);
+    show(row.exportBatch, Boolean(this.hooks.exportBatch && typeof data.batchId === 'string' && data.batchId && data.preview !== true));
+    if (focused && (focused.hidden || focused.closest('[hidden]'))) row.el.focus();
     row.cancel.setAttribute('aria-label', `Cancel ${name}`);
     row.retry.setAttribute('aria-label', `Retry ${name}`);
     if (previous && previous !== data.status) {
@@ -216,6 +241,141 @@ export class JobList {
   tick() {
     for (const row of this.rows.values()) {
       if (row.data && !TERMINAL.has(row.data.status)) this.renderTime(row);
+      // "last 3 min ago" moves on by itself.
+      else if (row.data?.lastViewedAt && !row.delivery.hidden) this.renderViewers(row);
+    }
+  }
+
+  // ---- delivery: the share page, its viewers, the email thumbnail (delivery-view.js words) ----
+
+  createDelivery(row) {
+    row.thumb = h('img', { class: 'job-thumbnail', width: 120, alt: '', hidden: true, decoding: 'async' });
+    row.shareLink = h('a', { class: 'job-share-link', target: '_blank', rel: 'noopener' });
+    row.copy = h('button', { type: 'button', class: 'secondary job-share-copy' }, 'Copy link');
+    row.copy.addEventListener('click', () => this.copyLink(row));
+    row.copyNote = h('span', { class: 'job-copy-note', role: 'status' });
+    row.shareLine = h(
+      'p',
+      { class: 'job-share-line', hidden: true },
+      h('span', { class: 'job-share-label' }, 'Share page:'),
+      row.shareLink,
+      row.copy,
+      row.copyNote,
+    );
+    row.shareState = h('p', { class: 'job-share-state', hidden: true });
+    row.viewers = h('p', { class: 'hint job-viewers', hidden: true });
+    // Stopping is for good (the link stops working for every prospect who has it): asked twice.
+    row.stopShare = h('button', { type: 'button', class: 'secondary job-share-stop', hidden: true }, 'Stop sharing');
+    row.stopConfirm = h('button', { type: 'button', class: 'job-share-stop-confirm' }, 'Yes, stop sharing');
+    row.keepSharing = h('button', { type: 'button', class: 'secondary job-share-keep' }, 'Keep sharing');
+    row.confirm = h(
+      'div',
+      { class: 'job-share-confirm', hidden: true },
+      h('p', { class: 'job-share-confirm-text' }, STOP_WORDS.confirm),
+      row.stopConfirm,
+      row.keepSharing,
+    );
+    row.stopShare.addEventListener('click', () => {
+      show(row.stopShare, false);
+      show(row.confirm, true);
+      row.stopConfirm.focus();
+    });
+    row.keepSharing.addEventListener('click', () => {
+      show(row.confirm, false);
+      show(row.stopShare, true);
+      row.stopShare.focus();
+    });
+    row.stopConfirm.addEventListener('click', () => {
+      show(row.confirm, false);
+      show(row.stopShare, true);
+      row.stopShare.focus();
+      this.act(row, 'revoke-share');
+    });
+    row.delivery = h(
+      'div',
+      { class: 'job-delivery', hidden: true },
+      row.thumb,
+      h(
+        'div',
+        { class: 'job-share' },
+        row.shareLine,
+        row.shareState,
+        row.viewers,
+        h('div', { class: 'job-share-actions' }, row.stopShare),
+        row.confirm,
+      ),
+    );
+  }
+
+  renderDelivery(row, data) {
+    const reducedMotion = Boolean(globalThis.matchMedia?.('(prefers-reduced-motion: reduce)').matches);
+    const view = deliveryOf(data, { reducedMotion });
+    show(row.delivery, Boolean(view));
+    if (!view) return;
+    const name = data.prospectName ?? '';
+    show(row.thumb, Boolean(view.thumbnail));
+    if (view.thumbnail) {
+      if (row.thumb.getAttribute('src') !== view.thumbnail.src) row.thumb.src = view.thumbnail.src;
+      if (row.thumb.alt !== view.thumbnail.alt) row.thumb.alt = view.thumbnail.alt;
+    }
+    const shared = view.share === 'shared';
+    show(row.shareLine, shared);
+    if (shared) {
+      if (row.shareLink.getAttribute('href') !== view.shareUrl) row.shareLink.href = view.shareUrl;
+      setText(row.shareLink, view.shareUrl);
+      row.copy.setAttribute('aria-label', `Copy link: ${name}'s share page`);
+    }
+    setText(row.shareState, view.stateText);
+    show(row.shareState, Boolean(view.stateText));
+    this.renderViewers(row);
+    // Stop sharing while there is a share to stop (and its confirmation is not the one showing).
+    if (!view.canStop) show(row.confirm, false);
+    show(row.stopShare, view.canStop && row.confirm.hidden);
+    row.stopShare.setAttribute('aria-label', `Stop sharing ${name}'s video`);
+  }
+
+  renderViewers(row) {
+    const words = deliveryOf(row.data)?.viewers ?? '';
+    setText(row.viewers, words);
+    show(row.viewers, Boolean(words));
+  }
+
+  async copyLink(row) {
+    const url = row.shareLink.getAttribute('href') ?? '';
+    let result = 'selected';
+    try {
+      await navigator.clipboard.writeText(url);
+      result = 'copied';
+    } catch {
+      // No clipboard here (an insecure origin, a refused permission): the link is selected, so
+      // the rep's own copy takes it, and the browser's copy command is tried.
+      const range = document.createRange();
+      range.selectNodeContents(row.shareLink);
+      const selection = window.getSelection();
+      selection?.removeAllRanges();
+      selection?.addRange(range);
+      try {
+        if (document.execCommand('copy')) result = 'copied';
+      } catch {
+        // selected it stays
+      }
+    }
+    setText(row.copyNote, copyWords(result));
+  }
+
+  async exportBatch(row) {
+    const batchId = row.data?.batchId;
+    const button = row.exportBatch;
+    if (!batchId || button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
+    this.setNote(row, 'export', 'Making the CSV…');
+    try {
+      const result = await this.hooks.exportBatch(batchId);
+      this.setNote(row, 'export', exportDoneText(result));
+    } catch (error) {
+      this.setNote(row, 'export', exportFailedText(error));
+    } finally {
+      button.removeAttribute('aria-disabled');
     }
   }
 
@@ -235,22 +395,23 @@ export class JobList {
 
   async act(row, action) {
     // aria-disabled, not disabled: a disabled button would drop keyboard focus to the page.
-    const button = action === 'cancel' ? row.cancel : row.retry;
+    const button = { cancel: row.cancel, retry: row.retry, 'revoke-share': row.stopShare }[action];
     if (button.getAttribute('aria-disabled') === 'true') return;
+    const words = requestWords(action);
     button.setAttribute('aria-disabled', 'true');
     this.stopWatching(row); // an earlier request's answer no longer matters
-    this.setNote(row, 'pending', action === 'cancel' ? 'Asking to cancel…' : 'Asking to retry…');
+    this.setNote(row, 'pending', words.asking);
     // Every request is answered on its document (triggers/main.py): the row shows the answer.
     const onAnswer = (answer) => {
       this.stopWatching(row);
       button.removeAttribute('aria-disabled'); // a refused retry may be asked again
-      const text = requestAnswerText(action, answer);
+      const text = action === 'revoke-share' ? revokeAnswerText(answer) : requestAnswerText(action, answer);
       this.setNote(row, 'answer', text);
       if (text) this.hooks.onStatus(row.data?.prospectName ?? '', text);
     };
     const onError = (error) => {
       this.stopWatching(row);
-      this.setNote(row, 'answer', `The answer to the ${action} request could not be read: ${error.message}`);
+      this.setNote(row, 'answer', `The answer to the ${words.request} request could not be read: ${error.message}`);
     };
     try {
       const stop = await this.hooks.onAction(row.id, action, onAnswer, onError);
@@ -259,15 +420,15 @@ export class JobList {
         return;
       }
       row.stopWatch = stop ?? null;
-      this.setNote(row, 'pending', action === 'cancel' ? 'Cancel requested.' : 'Retry requested.');
+      this.setNote(row, 'pending', words.asked);
       row.answerTimer = setTimeout(() => {
         this.stopWatching(row);
         button.removeAttribute('aria-disabled');
-        this.setNote(row, 'answer', `No answer to the ${action} request yet; the status above is the job's own.`);
+        this.setNote(row, 'answer', words.noAnswer);
       }, ANSWER_TIMEOUT_MS);
     } catch (error) {
       button.removeAttribute('aria-disabled');
-      this.setNote(row, 'answer', `Could not ${action}: ${error.message}`);
+      this.setNote(row, 'answer', `Could not ${words.verb}: ${error.message}`);
     }
   }
 

@@ -2,7 +2,8 @@
 // What a client may write is fixed by firestore.rules (flows/job.py describes the document).
 
 import {
-  addDoc, collection, doc, limit, onSnapshot, orderBy, query, serverTimestamp, where, writeBatch,
+  addDoc, collection, doc, getDocs, limit, onSnapshot, orderBy, query, serverTimestamp, where,
+  writeBatch,
 } from 'firebase/firestore';
 
 export const JOBS = 'greetingJobs';
@@ -10,9 +11,20 @@ export const BATCHES = 'greetingBatches';
 export const LIST_LIMIT = 200;
 // Jobs per batch: the jobs and their batch document go in one commit (at most 500 writes).
 const BATCH_JOBS = 400;
+// firestore.rules: a job's row in the rep's list is below this.
+const MAX_BATCH_INDEX = 100_000;
 
 export function newBatchId() {
   return crypto.randomUUID();
+}
+
+/**
+ * The ids of the batches createJobs makes for `count` names under `batchId`: one per 400 names,
+ * the first `batchId` itself, so the page knows every batch of a list it sent.
+ */
+export function batchIdsFor(batchId, count) {
+  const batches = Math.max(1, Math.ceil(count / BATCH_JOBS));
+  return Array.from({ length: batches }, (_, k) => (k === 0 ? batchId : `${batchId}-${k + 1}`));
 }
 
 /**
@@ -23,9 +35,12 @@ export function newBatchId() {
  * `pronunciations[i]`, a string, is the job's `pronunciation` (spoken for the name, never shown);
  * `followingText`, the batch's words after the greeting, goes on every job (jobs are separate
  * documents: each carries its own copy).
+ * `rows[i]` is name i's row in the rep's list, the job's `batchIndex` (names.js: a CSV's data
+ * row, blank and skipped rows counted as `greetings submit` counts them); without it, i.
  * Returns the new job ids.
  * @param {{uid: string, inputVideo: string, names: string[], firstNames?: (string|undefined)[],
- *          pronunciations?: (string|undefined)[], voiceId: string, greetingEndSecond?: number,
+ *          pronunciations?: (string|undefined)[], rows?: number[], voiceId: string,
+ *          greetingEndSecond?: number,
  *          greetingText?: string, followingText?: string, preview?: boolean,
  *          batchId: string}} request
  */
@@ -33,9 +48,11 @@ export async function createJobs(db, request) {
   const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText, followingText } = request;
   const firstNames = request.firstNames ?? [];
   const pronunciations = request.pronunciations ?? [];
+  const rows = request.rows ?? [];
+  const batchIds = batchIdsFor(request.batchId, names.length);
   const ids = [];
   for (let start = 0; start < names.length; start += BATCH_JOBS) {
-    const batchId = start === 0 ? request.batchId : newBatchId();
+    const batchId = batchIds[start / BATCH_JOBS];
     const batch = writeBatch(db);
     const jobIds = [];
     for (let i = start; i < Math.min(start + BATCH_JOBS, names.length); i++) {
@@ -55,6 +72,8 @@ export async function createJobs(db, request) {
       if (typeof firstNames[i] === 'string') job.firstName = firstNames[i];
       if (pronunciations[i]) job.pronunciation = pronunciations[i];
       if (followingText) job.followingText = followingText;
+      const row = Number.isInteger(rows[i]) && rows[i] >= 0 ? rows[i] : i;
+      if (row < MAX_BATCH_INDEX) job.batchIndex = row;
       if (request.preview) job.preview = true; // one job to hear before sending the batch
       batch.set(ref, job);
       jobIds.push(ref.id);
@@ -77,8 +96,20 @@ export function watchJobs(db, uid, onChanges, onError) {
   return onSnapshot(mine, onChanges, onError);
 }
 
+/** Every job of the user's in the batches `batchIds` (one list of names sent), as plain objects. */
+export async function listBatchJobs(db, uid, batchIds) {
+  // One equality query per batch: served by single-field indexes, no composite one needed.
+  const snapshots = await Promise.all(batchIds.map((batchId) => getDocs(query(
+    collection(db, JOBS),
+    where('userId', '==', uid),
+    where('batchId', '==', batchId),
+  ))));
+  return snapshots.flatMap((snapshot) => snapshot.docs.map((d) => ({ id: d.id, ...d.data() })));
+}
+
 /**
- * Asks the trigger to cancel (an unfinished job) or retry (a failed one); resolves to the
+ * Asks the trigger to cancel (an unfinished job), retry (a failed one) or stop sharing
+ * (`revoke-share`, a completed one with a share page); resolves to the
  * request document's reference (watchRequest follows its answer).
  */
 export function requestAction(db, uid, jobId, action) {

@@ -13,14 +13,19 @@ import { runFitCheck } from './fit-checks.js';
 import { fitProblem, fitReport, fitWaitMs } from './fitcheck-view.js';
 import { connect } from './firebase.js';
 import {
-  createJobs, newBatchId, requestAction, watchJobs, watchRequest,
+  batchIdsFor, createJobs, listBatchJobs, newBatchId, requestAction, watchJobs, watchRequest,
 } from './jobs.js';
 import { JobList } from './jobs-view.js';
+import { exportBatch } from './batch-export.js';
+import { listOrigin, rememberBatch } from './batch-sources.js';
+import { exportDoneText, exportFailedText } from './delivery-view.js';
 import {
   MAX_NAME_CHARS, cleanFollowingText, namesFromCsv, namesFromText, pickNames,
 } from './names.js';
 import { errorMessage, uploadVideo } from './upload.js';
+import { mountTimeline } from './timeline-view.js';
 import { probeVideo } from './video-probe.js';
+import { WebhookPanel } from './webhooks-panel.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_TEMPLATE = 'Hey {firstName},';
@@ -126,7 +131,15 @@ async function main() {
     },
     onStatus: (name, words) => announce(`${name}: ${words}`),
     download: saveFile,
+    // "Export this batch as CSV": the list it was sent from, filled in (batch-export.js).
+    exportBatch: (batchId) => exportBatchOf(batchId),
   });
+  function exportBatchOf(batchId) {
+    const uid = user.uid;
+    return exportBatch({ storage, uid, batchId, listJobs: (ids) => listBatchJobs(db, uid, ids) });
+  }
+  // The Webhooks section: the user's endpoints and their deliveries (webhooks-panel.js).
+  const webhooks = new WebhookPanel({ db, functions, announce });
 
   // ---- signing in ----
   $('signin-form').addEventListener('submit', async (event) => {
@@ -164,6 +177,7 @@ async function main() {
     unsubscribe?.();
     unsubscribe = null;
     jobList.clear();
+    webhooks.signIn(current?.uid ?? null);
     user = current;
     show($('signin'), !current);
     show($('app'), Boolean(current));
@@ -200,6 +214,10 @@ async function main() {
   let previewUrl = null;
   let checking = 0; // which choice is being checked: a later one wins
   const preview = $('preview-video');
+  // The waveform and the greeting end's marker under the preview: they follow the field.
+  const timeline = mountTimeline({
+    video: preview, field: $('greeting-end'), maxEnd: MAX_GREETING_END, minTail: MIN_TAIL_S,
+  });
 
   function updateButtons() {
     const ready = Boolean(videoFile);
@@ -212,6 +230,7 @@ async function main() {
     videoFile = null;
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = null;
+    timeline.setFile(null);
     preview.removeAttribute('src');
     preview.load();
     show($('preview'), false);
@@ -252,6 +271,7 @@ async function main() {
     previewUrl = url;
     preview.src = url;
     show($('preview'), true);
+    timeline.setFile(file); // after showing it: the waveform is drawn at its width
     show($('video-draft-note'), false);
     $('video-info').textContent = `${file.name}, ${formatMegabytes(file.size)}`;
     updateButtons();
@@ -286,7 +306,7 @@ async function main() {
   });
 
   // ---- names: typed, and from a CSV ----
-  let csvNames = null; // {source, names, firstNames, pronunciations, skipped}
+  let csvNames = null; // {source, text, names, firstNames, pronunciations, rows, skipped}
   const namesBox = $('names');
 
   // Typed names never carry a first name or a pronunciation; a CSV's may (its firstName and
@@ -305,6 +325,8 @@ async function main() {
       names: merged.names,
       firstNames: merged.firstNames,
       pronunciations: merged.pronunciations,
+      // Each name's row in the rep's list (its job's batchIndex) and the list, for its export.
+      ...listOrigin({ typed, csv: csvNames, merged }),
       skipped: [
         ...typed.skipped.map((s) => `${s.where}: ${s.reason}`),
         ...(csvNames?.skipped ?? []).map((s) => `${s.where}: ${s.reason}`),
@@ -346,8 +368,10 @@ async function main() {
     showError($('batch-error'), '');
     describedBy($('names-csv'), 'batch-error', false);
     try {
-      const parsed = namesFromCsv(await file.text(), file.name);
-      csvNames = { source: file.name, ...parsed };
+      const text = await file.text();
+      const parsed = namesFromCsv(text, file.name);
+      // The text too: the batch's export gives the rep this CSV back, filled in.
+      csvNames = { source: file.name, text, ...parsed };
       showCsv();
     } catch (error) {
       csvNames = null;
@@ -484,6 +508,7 @@ async function main() {
       show($('video-draft-note'), false);
       show($('voice-id-field'), false);
       show($('batch-done'), false);
+      showBatchExport(null);
       updateButtons();
     }
     for (const id of FIELD_IDS) setFieldError(id, '');
@@ -565,7 +590,7 @@ async function main() {
   /** The batch as the form describes it, or throws an Error saying what to fix. */
   function readBatch() {
     if (!videoFile) throw fieldError('video-file', 'Choose your video.');
-    const { names, firstNames, pronunciations } = checks.names();
+    const { names, firstNames, pronunciations, rows, source } = checks.names();
     const end = checks['greeting-end']();
     const voiceId = checks['voice-id']();
     const template = checks['greeting-text']();
@@ -574,6 +599,8 @@ async function main() {
       names,
       firstNames,
       pronunciations,
+      rows, // each name's row in the rep's list: its job's batchIndex
+      source, // the list, remembered for the batch's export
       voiceId,
       greetingEndSecond: end,
       greetingText: template && template !== DEFAULT_TEMPLATE ? template : undefined,
@@ -679,6 +706,7 @@ async function main() {
   async function send({ preview: previewOnly }) {
     showError($('batch-error'), '');
     show($('batch-done'), false);
+    showBatchExport(null);
     for (const id of FIELD_IDS) setFieldError(id, '');
     describedBy($('names-csv'), 'batch-error', false);
     let batch;
@@ -702,6 +730,7 @@ async function main() {
         names: batch.names.slice(0, 1),
         firstNames: batch.firstNames.slice(0, 1),
         pronunciations: batch.pronunciations.slice(0, 1),
+        rows: batch.rows.slice(0, 1),
         preview: true,
       };
     }
@@ -733,12 +762,21 @@ async function main() {
       }
       const endNote = batch.greetingEndSecond !== endBefore ? `, the greeting ending at ${batch.greetingEndSecond} s` : '';
       $('upload-status').textContent = `Creating ${batch.names.length} ${batch.names.length === 1 ? 'job' : 'jobs'}…`;
+      const batchId = newBatchId();
       const ids = await createJobs(db, {
         uid: user.uid,
         inputVideo: uploaded.path,
-        batchId: newBatchId(),
+        batchId,
         ...batch,
       });
+      // The list it was sent from, for "Export this batch as CSV" (a preview is no batch to export).
+      if (!previewOnly) {
+        if (user && storage) {
+          const batchIds = batchIdsFor(batchId, batch.names.length);
+          rememberBatch(storage, user.uid, { batchIds, ...batch.source });
+        }
+        showBatchExport(batchId);
+      }
       show($('upload'), false);
       $('batch-done').textContent = previewOnly
         ? `A preview for ${batch.names[0]} is on the way: play it under “My jobs”, then create the videos (they reuse its greeting).`
@@ -760,6 +798,28 @@ async function main() {
       if (focusIsLost()) $('submit-batch').focus();
     }
   }
+
+  // ---- "Export this batch as CSV" under the batch just sent (each job's card has one too) ----
+  // (The batch is kept on the button: this is called before the code below has run, too.)
+  function showBatchExport(batchId) {
+    $('batch-export').dataset.batchId = batchId ?? '';
+    $('batch-export-note').textContent = '';
+    show($('batch-export-box'), Boolean(batchId));
+  }
+  $('batch-export').addEventListener('click', async () => {
+    const button = $('batch-export');
+    const batchId = button.dataset.batchId;
+    if (!batchId || button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
+    $('batch-export-note').textContent = 'Making the CSV…';
+    try {
+      $('batch-export-note').textContent = exportDoneText(await exportBatchOf(batchId));
+    } catch (error) {
+      $('batch-export-note').textContent = exportFailedText(error);
+    } finally {
+      button.removeAttribute('aria-disabled');
+    }
+  });
 
   function focusNewJobs(ids) {
     const rows = [...$('job-list').children].filter((el) => ids.includes(el.dataset.jobId));

@@ -60,17 +60,22 @@ export function cleanFollowingText(raw) {
  * with the reason. A first name or a pronunciation is cleaned like a name and a bad one skips
  * its row; a missing or blank first name leaves `firstNames[i]` undefined, so the pipeline
  * derives it from the name, and a missing or blank pronunciation leaves `pronunciations[i]`
- * undefined, so the name is said as written.
+ * undefined, so the name is said as written. `rows[i]` is the position of name i's entry among
+ * all the entries, skipped ones counted (for a CSV's, its data row: the job's `batchIndex`).
  * @returns {{names: string[], firstNames: (string|undefined)[],
- *            pronunciations: (string|undefined)[], skipped: {where: string, reason: string}[]}}
+ *            pronunciations: (string|undefined)[], rows: number[],
+ *            skipped: {where: string, reason: string}[]}}
  */
 export function pickNames(entries) {
   const names = [];
   const firstNames = [];
   const pronunciations = [];
+  const rows = [];
   const skipped = [];
   const firstSeen = new Map();
+  let row = -1;
   for (const [where, raw, rawFirst, rawPronunciation] of entries) {
+    row += 1;
     if (raw == null || !raw.trim()) {
       skipped.push({ where, reason: 'blank name' });
       continue;
@@ -112,8 +117,9 @@ export function pickNames(entries) {
     names.push(name);
     firstNames.push(firstName);
     pronunciations.push(pronunciation);
+    rows.push(row);
   }
-  return { names, firstNames, pronunciations, skipped };
+  return { names, firstNames, pronunciations, rows, skipped };
 }
 
 /**
@@ -133,17 +139,23 @@ export function namesFromText(text) {
   return pickNames(entries);
 }
 
-/** RFC 4180 rows: quoted fields may hold commas, doubled quotes and newlines. */
+/**
+ * RFC 4180 rows: quoted fields may hold commas, doubled quotes and newlines. A row read from a
+ * line with nothing on it is marked `empty` (Python's csv reader gives it as [], which the CLI's
+ * DictReader skips without counting it).
+ */
 export function parseCsv(text) {
   const rows = [];
   let row = [];
   let field = '';
   let quoted = false;
+  let touched = false; // anything read for this row but its line end
   let line = 1;
   let rowLine = 1;
   const src = text.replace(/^\uFEFF/, '');
   for (let i = 0; i < src.length; i++) {
     const c = src[i];
+    if (c !== '\n' && c !== '\r') touched = true;
     if (quoted) {
       if (c === '"' && src[i + 1] === '"') {
         field += '"';
@@ -162,9 +174,10 @@ export function parseCsv(text) {
     } else if (c === '\n' || c === '\r') {
       if (c === '\r' && src[i + 1] === '\n') i++;
       row.push(field);
-      rows.push({ line: rowLine, cells: row });
+      rows.push({ line: rowLine, cells: row, empty: !touched });
       row = [];
       field = '';
+      touched = false;
       line++;
       rowLine = line;
     } else {
@@ -194,7 +207,9 @@ export function namesFromCsv(text, source = 'the CSV') {
   }
   const firstColumn = header.findIndex((c) => FIRST_NAME_COLUMNS.includes(c));
   const saidColumn = header.findIndex((c) => PRONUNCIATION_COLUMNS.includes(c));
-  const data = rows.slice(1);
+  // An empty line is no row, as for the CLI (Python's DictReader): the rows left are counted as
+  // `greetings submit` counts them, so a name's row (`rows`) is its job's `batchIndex`.
+  const data = rows.slice(1).filter((r) => !r.empty);
   // A trailing empty line is no row.
   while (data.length && data.at(-1).cells.every((c) => !c.trim())) data.pop();
   return pickNames(data.map((r) => [

@@ -91,3 +91,20 @@ test('a CSV too big for the storage is left out, the typed fields kept', () => {
   assert.equal(saveDraft(storage, 'u1', { names: 'A', csv }), true);
   assert.deepEqual(loadDraft(storage, 'u1'), { names: 'A' });
 });
+
+test('a CSV\'s data rows and its text are kept for the batch\'s export; too big, the text goes first', () => {
+  const csv = {
+    source: 'p.csv', names: ['Ann', 'Bo'], firstNames: [undefined, undefined],
+    pronunciations: [undefined, undefined], skipped: [], rows: [0, 2], text: 'name\nAnn\n\nBo\n',
+  };
+  const storage = memoryStorage();
+  assert.equal(saveDraft(storage, 'u1', { csv }), true);
+  assert.deepEqual(loadDraft(storage, 'u1'), { csv });
+  // Rows that do not match the names are dropped, the names kept.
+  assert.deepEqual(parseDraft(JSON.stringify({ csv: { ...csv, rows: [0] } })).csv.rows, undefined);
+  const small = memoryStorage({ limit: JSON.stringify({ csv: { ...csv, text: undefined } }).length + 20 });
+  const long = { ...csv, text: 'x'.repeat(5000) };
+  assert.equal(saveDraft(small, 'u1', { csv: long }), true);
+  const { text, ...withoutText } = csv;
+  assert.deepEqual(loadDraft(small, 'u1'), { csv: withoutText });
+});

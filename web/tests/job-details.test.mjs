@@ -178,3 +178,47 @@ test('a job card shows the greeting end, the fit and the voice as plain text lin
   jobs.apply(snapshot('job-1', { ...job, status: 'completed', greetingEndSecond: 'x', voiceUsed: 7, fit: { tempo: 1, providerSpeed: 1, pauseUsedSecond: 0, leadTrimmedSecond: 0 } }));
   assert.deepEqual(card(), { 'job-greeting-end': null, 'job-fit': null, 'job-voice': null });
 });
+
+test('a completed job\'s card: its share link, viewers live, "Sharing stopped" once revoked', async (t) => {
+  globalThis.document = { createElement: (tag) => new FakeElement(tag), activeElement: null };
+  t.after(() => { delete globalThis.document; });
+  const { JobList } = await import('../src/jobs-view.js');
+  const list = new FakeElement('ol');
+  const jobs = new JobList(list, {
+    onAction: async () => {}, onStatus: () => {}, download: async () => {}, exportBatch: async () => ({}),
+  });
+  t.after(() => jobs.stop());
+  const shown = (cls) => {
+    const el = list.children[0].find(cls);
+    let hidden = el.hidden;
+    for (let up = el.parentNode; up && !hidden; up = up.parentNode) hidden = up.hidden;
+    return hidden ? null : el.textContent;
+  };
+  const job = {
+    prospectName: 'Anna Smith', status: 'generating-video', batchId: 'b1',
+    shareId: 's1', shareUrl: 'https://demo.web.app/v/s1', views: 0, plays: 0,
+  };
+  jobs.apply(snapshot('job-1', job));
+  assert.equal(shown('job-share-link'), null, 'nothing to share before it completed');
+  assert.equal(shown('job-export'), 'Export this batch as CSV', 'its batch can be exported already');
+
+  jobs.apply(snapshot('job-1', { ...job, status: 'completed' }));
+  assert.equal(shown('job-share-link'), 'https://demo.web.app/v/s1');
+  assert.equal(list.children[0].find('job-share-link').href, 'https://demo.web.app/v/s1');
+  assert.equal(shown('job-viewers'), 'Not watched yet');
+  assert.equal(shown('job-share-stop'), 'Stop sharing');
+  assert.equal(shown('job-share-state'), null);
+
+  jobs.apply(snapshot('job-1', { ...job, status: 'completed', views: 2, plays: 1, maxWatchedPercent: 50, lastViewedAt: new Date(Date.now() - 3 * 60_000) }));
+  assert.equal(shown('job-viewers'), 'Viewed 2 times, played 1, watched 50 %, last 3 min ago');
+
+  jobs.apply(snapshot('job-1', { ...job, status: 'completed', shareRevoked: true }));
+  assert.equal(shown('job-share-state'), 'Sharing stopped');
+  assert.equal(shown('job-share-link'), null);
+  assert.equal(shown('job-share-copy'), null);
+  assert.equal(shown('job-share-stop'), null);
+
+  // A preview is not a batch to export.
+  jobs.apply(snapshot('job-1', { ...job, status: 'completed', preview: true }));
+  assert.equal(shown('job-export'), null);
+});

@@ -101,3 +101,22 @@ test('statuses and durations in words', () => {
   assert.equal(formatDuration(42_000), '42 s');
   assert.equal(formatDuration(185_000), '3 min 05 s');
 });
+
+test('each name keeps its data row, counted as `greetings submit` counts it (the job\'s batchIndex)', async () => {
+  const { prospectsFromCsv } = await import('../src/export-csv.js');
+  const { readCsvFile } = await import('../src/py-csv.js');
+  const lists = [
+    // A blank line is no row; a row of empty cells, a repeat and a refused name are rows, skipped.
+    'name,company\r\nAda Lovelace,A\r\n\r\n,B\r\nada lovelace,C\r\n"Turing, Alan",D\r\n<b>,E\r\nCy Twombly,F\r\n',
+    '\uFEFFEmail,Prospect Name,Notes\n"a@b.c","Kim Lee","line\nbreak"\n\n\nx@y.z,Bo Li,\n,,\n',
+    'prospectName\rAnn\r\rBen\r',
+  ];
+  for (const csv of lists) {
+    const page = namesFromCsv(csv, 'p.csv');
+    const cli = prospectsFromCsv(readCsvFile(csv), 'p.csv');
+    assert.deepEqual([page.names, page.rows], [cli.names, cli.rows], JSON.stringify(csv));
+  }
+  assert.deepEqual(namesFromCsv(lists[0], 'p.csv').rows, [0, 3, 5]);
+  // Typed names: the position among the entries, blanks and repeats counted.
+  assert.deepEqual(namesFromText('Ann\nBen, , ann\nCy').rows, [0, 1, 4]);
+});
