@@ -5,6 +5,7 @@ import {
   STOP_WORDS, copyWords, deliveryOf, exportDoneText, exportFailedText, revokeAnswerText,
 } from './delivery-view.js';
 import { h, setText, show } from './dom.js';
+import { canEdit, changesFrom, sameBatchFailures } from './edit-retry.js';
 import { outputFilename } from './names.js';
 import {
   CANCELLABLE, TERMINAL, canRetry, fitSummary, formatDuration, greetingEndLabel, requestAnswerText,
@@ -110,6 +111,10 @@ export class JobList {
     row.retry = h('button', { type: 'button', class: 'secondary job-retry', hidden: true }, 'Retry');
     row.cancel.addEventListener('click', () => this.act(row, 'cancel'));
     row.retry.addEventListener('click', () => this.act(row, 'retry'));
+    // "Edit and retry": for a failure a plain retry would repeat (edit-retry.js).
+    row.edit = h('button', { type: 'button', class: 'secondary job-edit', hidden: true, 'aria-expanded': 'false' }, 'Edit and retry');
+    row.edit.addEventListener('click', () => this.openEdit(row, row.editForm?.hidden !== false));
+    this.createEditForm(row);
     // The list the job was sent in, back as the rep's CSV with a link per prospect.
     row.exportBatch = h('button', { type: 'button', class: 'link-button job-export', hidden: true }, 'Export this batch as CSV');
     row.exportBatch.addEventListener('click', () => this.exportBatch(row));
@@ -127,7 +132,8 @@ export class JobList {
       row.error,
       row.result,
       row.delivery,
-      h('div', { class: 'job-actions' }, row.cancel, row.retry, row.exportBatch),
+      h('div', { class: 'job-actions' }, row.cancel, row.retry, row.edit, row.exportBatch),
+      row.editForm,
       row.note,
     );
     return row;
@@ -179,6 +185,9 @@ export class JobList {
     show(row.cancel, CANCELLABLE.has(data.status));
     // Retry only where it can help: a failure marked retryable (status.js canRetry).
     show(row.retry, canRetry(data));
+    show(row.edit, canEdit(data));
+    if (!canEdit(data) && !row.editForm.hidden) this.openEdit(row, false);
+    row.edit.setAttribute('aria-label', `Edit and retry ${name}`);
     this.renderDelivery(row, data);
     show(row.exportBatch, Boolean(this.hooks.exportBatch && typeof data.batchId === 'string' && data.batchId && data.preview !== true));
     if (focused && (focused.hidden || focused.closest('[hidden]'))) row.el.focus();
@@ -376,6 +385,117 @@ export class JobList {
       this.setNote(row, 'export', exportFailedText(error));
     } finally {
       button.removeAttribute('aria-disabled');
+    }
+  }
+
+  createEditForm(row) {
+    const id = `edit-${row.id}`;
+    const field = (name, label, attrs = {}) => {
+      const input = h('input', { id: `${id}-${name}`, name, 'aria-describedby': `${id}-error`, ...attrs });
+      return [input, h('div', { class: 'edit-field' }, h('label', { for: input.id }, label), input)];
+    };
+    const [end, endField] = field('greetingEnd', 'Greeting ends at (seconds)', { type: 'number', min: '0.01', max: '10', step: '0.01', inputmode: 'decimal' });
+    const [first, firstField] = field('firstName', 'First name (what the voice says)', { type: 'text', maxlength: '100' });
+    const [text, textField] = field('greetingText', 'Greeting text (empty: the default)', { type: 'text', maxlength: '200' });
+    const [said, saidField] = field('pronunciation', 'Pronunciation (optional)', { type: 'text', maxlength: '100' });
+    const all = h('input', { type: 'checkbox', id: `${id}-all`, name: 'all', checked: true });
+    const allLabel = h('label', { for: all.id });
+    const allField = h('div', { class: 'edit-all', hidden: true }, all, allLabel);
+    const error = h('p', { class: 'error', id: `${id}-error`, role: 'alert', hidden: true });
+    const submit = h('button', { type: 'submit' }, 'Retry with these changes');
+    const keep = h('button', { type: 'button', class: 'secondary' }, 'Keep as is');
+    row.editForm = h(
+      'form',
+      { class: 'job-edit-form', hidden: true, 'aria-label': 'Edit and retry', noValidate: true },
+      endField, firstField, textField, saidField, allField, error,
+      h('div', { class: 'actions' }, submit, keep),
+    );
+    row.editInputs = { end, first, text, said, all, allLabel, allField, error };
+    keep.addEventListener('click', () => {
+      this.openEdit(row, false);
+      row.edit.focus();
+    });
+    row.editForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.submitEdit(row);
+    });
+    row.editForm.addEventListener('input', () => {
+      show(error, false); // cleared on fix
+      setText(error, '');
+    });
+  }
+
+  /** Opens (filled from the job) or closes a row's edit form. */
+  openEdit(row, open) {
+    const inputs = row.editInputs;
+    show(row.editForm, open);
+    row.edit.setAttribute('aria-expanded', String(open));
+    if (!open) return;
+    const job = row.data ?? {};
+    inputs.end.value = job.greetingEndSecond == null ? '' : String(job.greetingEndSecond);
+    inputs.first.value = job.firstName ?? '';
+    inputs.text.value = job.greetingText ?? '';
+    inputs.said.value = job.pronunciation ?? '';
+    show(inputs.error, false);
+    const others = this.editTargets(row).length - 1;
+    show(inputs.allField, others > 0);
+    setText(inputs.allLabel, `Also give the ${others} other failed ${others === 1 ? 'job' : 'jobs'} of this batch this greeting end and text`);
+    inputs.end.focus();
+  }
+
+  /** This job and the batch's other failed jobs an edit can fix (the rows the page has). */
+  editTargets(row) {
+    const jobs = [...this.rows.values()].filter((r) => r.data).map((r) => ({ id: r.id, ...r.data }));
+    return sameBatchFailures({ id: row.id, ...row.data }, jobs);
+  }
+
+  async submitEdit(row) {
+    const inputs = row.editInputs;
+    const job = row.data ?? {};
+    const checked = changesFrom({
+      greetingEnd: inputs.end.value,
+      greetingText: inputs.text.value,
+      firstName: inputs.first.value,
+      pronunciation: inputs.said.value,
+    }, job);
+    if (checked.error) {
+      setText(inputs.error, checked.error);
+      show(inputs.error, true);
+      ({ greetingEnd: inputs.end, greetingText: inputs.text, firstName: inputs.first, pronunciation: inputs.said })[checked.field]?.focus();
+      return;
+    }
+    const { changes } = checked;
+    // The greeting end and text may go to the whole batch; a first name is this prospect's own.
+    const shared = Object.fromEntries(Object.entries(changes).filter(([k]) => k === 'greetingEndSecond' || k === 'greetingText'));
+    const own = Object.fromEntries(Object.entries(changes).filter(([k]) => !(k in shared)));
+    const targets = inputs.all.checked && !inputs.allField.hidden && Object.keys(shared).length
+      ? this.editTargets(row).map((j) => j.id) : [row.id];
+    this.openEdit(row, false);
+    for (const id of targets) {
+      const target = this.rows.get(id);
+      if (target) this.setNote(target, 'pending', 'Asking to retry with the changes…');
+    }
+    try {
+      const answers = await this.hooks.onEditRetry(targets, shared, (id) => (id === row.id ? own : {}));
+      answers.forEach(({ jobId, watch }) => {
+        const target = this.rows.get(jobId);
+        if (!target) return;
+        this.stopWatching(target);
+        this.setNote(target, 'pending', 'Retry with changes requested.');
+        target.stopWatch = watch(
+          (answer) => {
+            this.stopWatching(target);
+            const said = requestAnswerText('retry', answer);
+            this.setNote(target, 'answer', said);
+            if (said) this.hooks.onStatus(target.data?.prospectName ?? '', said);
+          },
+          (error) => this.setNote(target, 'answer', `The answer could not be read: ${error.message}`),
+        );
+      });
+      if (targets.length > 1) this.hooks.onStatus('', `Retrying ${targets.length} failed jobs with the changes.`);
+    } catch (error) {
+      this.setNote(row, 'answer', `Could not retry: ${error.message}`);
+      row.edit.focus();
     }
   }
 

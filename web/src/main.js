@@ -9,6 +9,7 @@ import {
   clearDraft, draftFromValues, isEmptyDraft, loadDraft, saveDraft,
 } from './draft.js';
 import { checkFile, formatMegabytes, judgeProbe } from './filecheck.js';
+import { requestEditAndRetry } from './edit-retry.js';
 import { runFitCheck } from './fit-checks.js';
 import { fitProblem, fitReport, fitWaitMs } from './fitcheck-view.js';
 import { connect } from './firebase.js';
@@ -129,7 +130,12 @@ async function main() {
       const ref = await requestAction(db, user.uid, jobId, action);
       return watchRequest(ref, onAnswer, onError);
     },
-    onStatus: (name, words) => announce(`${name}: ${words}`),
+    // Edit and retry: one request per job, its changes on it (edit-retry.js), each answer followed.
+    onEditRetry: async (jobIds, changes, perJob) => {
+      const refs = await requestEditAndRetry(db, user.uid, jobIds, changes, perJob);
+      return refs.map((ref, i) => ({ jobId: jobIds[i], watch: (onAnswer, onError) => watchRequest(ref, onAnswer, onError) }));
+    },
+    onStatus: (name, words) => announce(name ? `${name}: ${words}` : words),
     download: saveFile,
     // "Export this batch as CSV": the list it was sent from, filled in (batch-export.js).
     exportBatch: (batchId) => exportBatchOf(batchId),

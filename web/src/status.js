@@ -121,7 +121,10 @@ export function requestAnswerText(action, answer) {
     if (outcome === 'retrying') {
       // The server counts retries from 1 ("Attempt 1 started."); the row's stages count attempts.
       const attempt = /attempt (\d+)/i.exec(message);
-      return attempt ? `Retrying: this is attempt ${Number(attempt[1]) + 1}.` : 'Retrying.';
+      // An edited retry's answer names its changes ("... started with the greeting ending at 2.4 s.").
+      const edited = / started with (.+)\.$/.exec(message);
+      const changes = edited ? ` with ${edited[1]}` : '';
+      return attempt ? `Retrying${changes}: this is attempt ${Number(attempt[1]) + 1}.` : `Retrying${changes}.`;
     }
     if (outcome === 'refused') return message ? `The retry was refused: ${message}` : 'The retry was refused.';
   }

@@ -1206,4 +1206,51 @@ test('the page, end to end against the local stack', async (t) => {
     await assertAccessible('a shared video and its export');
     console.log(`delivery: ${shareUrl} copied (${copied}), viewed once, stopped; exported ${data.length} rows`);
   });
+
+  await step('edit and retry: two names that did not fit are made with a later greeting end, one edit for the batch', async () => {
+    // Created anyway past the fit check, both fail greeting-too-long: a plain Retry is not
+    // offered (it would fail the same way); "Edit and retry" is.
+    const names = ['Maximilian Oyelaran-Whitfield', 'Bartholomew Featherstonehaugh'];
+    await page.fill('#greeting-end', '0.3');
+    const made = await submitBatch(names, { anyway: /not fit the greeting that ends at 0\.30 s/ });
+    for (const name of names) await waitForStatus(made[name], 'failed');
+    const [first, second] = names.map((name) => made[name]);
+    for (const id of [first, second]) {
+      assert.equal((await readJob(id)).error.mapValue.fields.code.stringValue, 'greeting-too-long');
+      assert.equal(await row(id).locator('.job-retry').isVisible(), false);
+      assert.ok(await row(id).locator('.job-edit').isVisible(), 'Edit and retry is offered');
+    }
+    const r = row(first);
+    await r.locator('.job-edit').click();
+    const form = r.locator('.job-edit-form');
+    await form.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.equal(await r.locator('.job-edit').getAttribute('aria-expanded'), 'true');
+    const end = form.getByLabel('Greeting ends at (seconds)');
+    assert.equal(await page.evaluate(() => document.activeElement.name), 'greetingEnd', 'focus went to the greeting end');
+    assert.equal(Number(await end.inputValue()), 0.3, 'the form starts from the job as it was');
+    // Unchanged, it says so in words tied to the field, and sends nothing.
+    await form.getByRole('button', { name: 'Retry with these changes' }).click();
+    const error = form.locator('.error');
+    await error.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await error.textContent(), /Change something first/);
+    assert.equal(await end.getAttribute('aria-describedby'), await error.getAttribute('id'));
+    await end.fill('1.5');
+    assert.equal(await error.isVisible(), false, 'the error goes once the field is changed');
+    const all = form.getByLabel(/Also give the 1 other failed job of this batch/);
+    assert.equal(await all.isChecked(), true);
+    await form.scrollIntoViewIfNeeded();
+    await shot('17-edit-and-retry', { fullPage: false });
+    await form.getByRole('button', { name: 'Retry with these changes' }).click();
+    for (const id of [first, second]) {
+      assert.match(await waitForNote(id, /^Retrying with/), /^Retrying with the greeting ending at 1\.5 s: this is attempt 2\.$/);
+    }
+    for (const id of [first, second]) await waitForStatus(id, 'completed');
+    for (const id of [first, second]) {
+      const doc = await readJob(id);
+      assert.equal(Number(doc.greetingEndSecond.doubleValue ?? doc.greetingEndSecond.integerValue), 1.5);
+      assert.equal(Number(doc.retryCount.integerValue), 1);
+    }
+    await assertAccessible('a batch retried with an edit');
+    console.log(`edit and retry: ${names.join(', ')} failed at 0.30 s, both made at 1.5 s`);
+  });
 });

@@ -26,6 +26,10 @@ test('a cancel\'s answer', () => {
 
 test('a retry\'s answer counts attempts as the row\'s stages do', () => {
   assert.equal(requestAnswerText('retry', { outcome: 'retrying', message: 'Attempt 1 started.' }), 'Retrying: this is attempt 2.');
+  assert.equal(
+    requestAnswerText('retry', { outcome: 'retrying', message: "Attempt 1 started with the greeting ending at 2.4 s, the first name 'Max'." }),
+    "Retrying with the greeting ending at 2.4 s, the first name 'Max': this is attempt 2.",
+  );
   assert.equal(requestAnswerText('retry', { outcome: 'retrying', message: '' }), 'Retrying.');
   assert.equal(
     requestAnswerText('retry', { outcome: 'refused', message: 'You may start 1 new jobs a minute, and this job would go over that. Retry it in 58 s.' }),
