@@ -25,8 +25,13 @@ python-env:
 	@command -v $(UV) >/dev/null || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen --quiet
 
+# package.json's allowScripts lets npm run the install scripts of esbuild, protobufjs and
+# @firebase/util but not re2's, which builds re2 from source with node-gyp for minutes (its
+# prebuilt download is out of reach). re2 is optional: superstatic, the Hosting emulator's server,
+# falls back to JavaScript's RegExp without it, which only `regex` keys would use (firebase.json has
+# none). An npm without allowScripts (npm 10, early 11) ignores the field and still builds it.
 node-env:
-	@[ -x node_modules/.bin/firebase ] && [ -x node_modules/.bin/esbuild ] && [ -d node_modules/playwright-core ] && [ -d node_modules/firebase ] \
+	@[ -x node_modules/.bin/firebase ] && [ -x node_modules/.bin/esbuild ] && [ -d node_modules/playwright-core ] && [ -d node_modules/firebase ] && [ -d node_modules/axe-core ] && [ -d node_modules/fflate ] \
 	  || npm ci --no-audit --no-fund --loglevel=error
 
 # The Functions emulator runs triggers/ from triggers/venv on Python 3.11, like Cloud Functions.

@@ -136,3 +136,31 @@ export function exportDoneText({ fileName, ready, total, from, csvProblem } = {}
 export function exportFailedText(error) {
   return `The CSV could not be made: ${error?.message ?? String(error)}`;
 }
+
+// The share page's sender line and button, as firestore.rules take them on a job.
+const CTA_URL = /^https:\/\/[^/?#@ ]+([/?#].*)?$/;
+
+/**
+ * The batch form's share-page fields, checked: `{senderName?, ctaText?, ctaUrl?}` with only
+ * what was given, or throws an Error with `.field` (the input's id) and the page's words.
+ */
+export function shareFields({ senderName = '', ctaText = '', ctaUrl = '' }) {
+  const fail = (field, message) => Object.assign(new Error(message), { field });
+  const sender = senderName.trim();
+  const text = ctaText.trim();
+  const url = ctaUrl.trim();
+  const fields = {};
+  if (sender) {
+    if (sender.length > 80) throw fail('sender-name', 'Your name on the share page must be at most 80 characters.');
+    fields.senderName = sender;
+  }
+  if (text || url) {
+    if (!url) throw fail('cta-url', 'Give the button a link too (https://…), or clear its words.');
+    if (!text) throw fail('cta-text', 'Give the button its words too (e.g. “Book 15 minutes”), or clear its link.');
+    if (text.length > 40) throw fail('cta-text', 'The button’s words must be at most 40 characters.');
+    if (url.length > 2048 || !CTA_URL.test(url)) throw fail('cta-url', 'The button’s link must be a web address starting with https://.');
+    fields.ctaText = text;
+    fields.ctaUrl = url;
+  }
+  return fields;
+}

@@ -4,7 +4,9 @@
 // window.localStorage on the page, any {getItem, setItem, removeItem} in tests.
 
 // The form's text fields, by the draft's name for them (main.js maps them to element ids).
-export const DRAFT_FIELDS = ['greetingEnd', 'names', 'greetingText', 'followingText', 'voice', 'voiceId'];
+export const DRAFT_FIELDS = [
+  'greetingEnd', 'names', 'greetingText', 'followingText', 'senderName', 'ctaText', 'ctaUrl', 'voice', 'voiceId',
+];
 const MAX_FIELD_CHARS = 200_000; // a pasted list of names is the long one
 const MAX_CSV_ROWS = 20_000;
 // The CSV's own text is kept for the batch's export (export-csv.js), when it is this small.

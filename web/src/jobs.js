@@ -42,7 +42,7 @@ export function batchIdsFor(batchId, count) {
  *          pronunciations?: (string|undefined)[], rows?: number[], voiceId: string,
  *          greetingEndSecond?: number,
  *          greetingText?: string, followingText?: string, preview?: boolean,
- *          batchId: string}} request
+ *          senderName?: string, ctaText?: string, ctaUrl?: string, batchId: string}} request
  */
 export async function createJobs(db, request) {
   const { uid, inputVideo, names, voiceId, greetingEndSecond, greetingText, followingText } = request;
@@ -72,6 +72,8 @@ export async function createJobs(db, request) {
       if (typeof firstNames[i] === 'string') job.firstName = firstNames[i];
       if (pronunciations[i]) job.pronunciation = pronunciations[i];
       if (followingText) job.followingText = followingText;
+      // The share page's sender line and button (firestore.rules: ctaUrl https only).
+      for (const field of ['senderName', 'ctaText', 'ctaUrl']) if (request[field]) job[field] = request[field];
       const row = Number.isInteger(rows[i]) && rows[i] >= 0 ? rows[i] : i;
       if (row < MAX_BATCH_INDEX) job.batchIndex = row;
       if (request.preview) job.preview = true; // one job to hear before sending the batch

@@ -19,7 +19,7 @@ import {
 import { JobList } from './jobs-view.js';
 import { exportBatch } from './batch-export.js';
 import { listOrigin, rememberBatch } from './batch-sources.js';
-import { exportDoneText, exportFailedText } from './delivery-view.js';
+import { exportDoneText, exportFailedText, shareFields } from './delivery-view.js';
 import {
   MAX_NAME_CHARS, cleanFollowingText, namesFromCsv, namesFromText, pickNames,
 } from './names.js';
@@ -74,6 +74,8 @@ function setFieldError(fieldId, message, errorId = `${fieldId}-error`) {
   describedBy(input, errorId, Boolean(message));
   if (message) input.setAttribute('aria-invalid', 'true');
   else input.removeAttribute('aria-invalid');
+  // A field in a closed section (the share page's) is shown with its error.
+  if (message) input.closest('details')?.setAttribute('open', '');
 }
 
 /** An Error about one field of the form (its id), shown next to that field. */
@@ -450,6 +452,9 @@ async function main() {
     names: 'names',
     greetingText: 'greeting-text',
     followingText: 'following-text',
+    senderName: 'sender-name',
+    ctaText: 'cta-text',
+    ctaUrl: 'cta-url',
     voice: 'voice',
     voiceId: 'voice-id',
   };
@@ -568,12 +573,17 @@ async function main() {
         throw fieldError('following-text', error.message);
       }
     },
+    // Optional: the share page's "A video from …" line and its button (delivery-view.js).
+    share: () => shareFields({
+      senderName: $('sender-name').value, ctaText: $('cta-text').value, ctaUrl: $('cta-url').value,
+    }),
   };
-  const FIELD_IDS = ['names', 'greeting-end', 'voice', 'voice-id', 'greeting-text', 'following-text'];
+  const FIELD_IDS = ['names', 'greeting-end', 'voice', 'voice-id', 'greeting-text', 'following-text',
+    'sender-name', 'cta-text', 'cta-url'];
   // Which check a field's change runs again (the voice menu and its id share one), and the
   // fields each check may report on.
-  const CHECK_OF = { voice: 'voice-id' };
-  const REPORTS_ON = { 'voice-id': ['voice', 'voice-id'] };
+  const CHECK_OF = { voice: 'voice-id', 'sender-name': 'share', 'cta-text': 'share', 'cta-url': 'share' };
+  const REPORTS_ON = { 'voice-id': ['voice', 'voice-id'], share: ['sender-name', 'cta-text', 'cta-url'] };
 
   /** Runs the check of `id` again if its field shows an error: clears it once fixed. */
   function recheck(id) {
@@ -601,7 +611,9 @@ async function main() {
     const voiceId = checks['voice-id']();
     const template = checks['greeting-text']();
     const followingText = checks['following-text']();
+    const share = checks.share();
     return {
+      ...share, // senderName, ctaText, ctaUrl: on every job, for its share page
       names,
       firstNames,
       pronunciations,

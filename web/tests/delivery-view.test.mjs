@@ -248,3 +248,20 @@ test('each name\'s row in the rep\'s list: the CSV\'s data row, or its place amo
     rows: [0, 1], source: { name: null, text: null },
   });
 });
+
+test('the share page fields: only what was given, both parts of the button or neither', async () => {
+  const { shareFields } = await import('../src/delivery-view.js');
+  assert.deepEqual(shareFields({}), {});
+  assert.deepEqual(shareFields({ senderName: '  Sam Rep ' }), { senderName: 'Sam Rep' });
+  assert.deepEqual(
+    shareFields({ ctaText: 'Book 15 minutes', ctaUrl: 'https://cal.example.com/sam?x=1' }),
+    { ctaText: 'Book 15 minutes', ctaUrl: 'https://cal.example.com/sam?x=1' },
+  );
+  const refused = (values) => { try { shareFields(values); return null; } catch (error) { return [error.field, error.message]; } };
+  assert.equal(refused({ ctaText: 'Book' })[0], 'cta-url');
+  assert.equal(refused({ ctaUrl: 'https://a.example' })[0], 'cta-text');
+  assert.match(refused({ ctaText: 'Book', ctaUrl: 'http://a.example' })[1], /https:\/\//);
+  assert.equal(refused({ ctaText: 'Book', ctaUrl: 'https://user@a.example' })[0], 'cta-url');
+  assert.equal(refused({ ctaText: 'x'.repeat(41), ctaUrl: 'https://a.example' })[0], 'cta-text');
+  assert.equal(refused({ senderName: 'x'.repeat(81) })[0], 'sender-name');
+});

@@ -1076,6 +1076,21 @@ test('the page, end to end against the local stack', async (t) => {
       + '\r\n'
       + 'kim.again@example.com,kim share,Repeat Co\r\n'
       + 'lee@example.com,Lee Export,"The ""Best"" Co"\r\n';
+    // The share page's sender line and button, from the form's closed "Share page" section: a
+    // link that is not https is refused there, in words, the section opened to show it.
+    await page.click('#share-fields > summary');
+    await page.fill('#sender-name', 'Sam Rep');
+    await page.fill('#cta-text', 'Book 15 minutes');
+    await page.fill('#cta-url', 'http://cal.example.com/sam');
+    await page.click('#share-fields > summary'); // closed again: the error must open it
+    assert.equal(await page.$eval('#share-fields', (d) => d.open), false);
+    await page.fill('#names', 'Kim Share'); // (the CSV below replaces it)
+    await page.click('#submit-batch');
+    await page.locator('#cta-url-error').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.match(await page.textContent('#cta-url-error'), /starting with https:\/\//);
+    assert.equal(await page.$eval('#share-fields', (d) => d.open), true);
+    await page.fill('#cta-url', 'https://cal.example.com/sam');
+    assert.equal(await page.locator('#cta-url-error').isVisible(), false, 'the error goes once fixed');
     const made = await submitBatch(['Kim Share', 'Lee Export'], { csv });
     const kim = made['Kim Share'];
     const lee = made['Lee Export'];
@@ -1127,6 +1142,10 @@ test('the page, end to end against the local stack', async (t) => {
     try {
       const viewer = await stranger.newPage();
       await viewer.goto(shareUrl, { waitUntil: 'domcontentloaded' });
+      await viewer.locator('#cta').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+      assert.equal(await viewer.textContent('#sender'), 'A video from Sam Rep');
+      assert.equal(await viewer.textContent('#cta'), 'Book 15 minutes');
+      assert.equal(await viewer.getAttribute('#cta', 'href'), 'https://cal.example.com/sam');
       await page.waitForFunction(
         (i) => /^Viewed 1 time, /.test(document.querySelector(`#job-list > li.job[data-job-id="${i}"] .job-viewers`)?.textContent ?? ''),
         kim, { timeout: STEP_TIMEOUT_MS, polling: 100 },
