@@ -128,12 +128,16 @@ try {
   const summary = await page.textContent('#names-count');
   const skipped = await page.$$eval('#names-skipped li', (lis) => lis.map((li) => li.textContent));
   await page.click('#submit-batch');
+  // The upload, then the fit check (a flow run that speaks each name), then the jobs: the
+  // check waits its turn on a busy worker, so this waits as long as the page itself would.
   await page.waitForFunction(
-    () => ['#batch-done', '#batch-error'].some((id) => !document.querySelector(id).hidden),
-    null, { timeout: STEP, polling: 100 },
+    () => ['#batch-done', '#batch-error', '#fit-check'].some((id) => !document.querySelector(id).hidden),
+    null, { timeout: 150_000, polling: 100 },
   );
   const error = await page.$eval('#batch-error', (el) => (el.hidden ? '' : el.textContent));
   if (error) throw new Error(`the page refused the batch: ${error}`);
+  const fit = await page.$eval('#fit-check', (el) => (el.hidden ? '' : el.textContent));
+  if (fit) throw new Error(`the fit check stopped names that fit: ${fit}`);
   const done = await page.textContent('#batch-done');
   const expected = Number(env.EXPECTED_JOBS);
   await page.waitForFunction(
