@@ -64,6 +64,10 @@ def test_web_page_in_a_browser(stack: Any, sample_video: Path, tmp_path: Path) -
         }
     )
     print(f"node --test web/tests/ took {time.monotonic() - began:.1f} s")
+    # The figures the browser test measures (a 400-job batch's render, scrolling, ...).
+    for line in result.stdout.splitlines():
+        if line.startswith(("batch of ", "fit check:", "edit and retry:", "axe on ")):
+            print(line)
     if result.returncode != 0:
         print(result.stdout[-30000:])
         print(result.stderr[-5000:])
@@ -131,7 +135,8 @@ try {
   // The upload, then the fit check (a flow run that speaks each name), then the jobs: the
   // check waits its turn on a busy worker, so this waits as long as the page itself would.
   await page.waitForFunction(
-    () => ['#batch-done', '#batch-error', '#fit-check'].some((id) => !document.querySelector(id).hidden),
+    () => ['#batch-done', '#batch-error', '#fit-check']
+      .some((id) => !document.querySelector(id).hidden),
     null, { timeout: 150_000, polling: 100 },
   );
   const error = await page.$eval('#batch-error', (el) => (el.hidden ? '' : el.textContent));

@@ -1,6 +1,15 @@
 // The live list of the user's jobs. Rows are keyed by job id and updated in place, so focus,
 // a playing video and a half-read error survive every update the listener brings.
+// Jobs are grouped by batch (batch-model.js), newest batch first, each batch under its header
+// (batch-view.js) in the rep's list order; header and rows are items of the same list. A batch
+// of more than COMPACT_ABOVE jobs has compact rows, laid out only when on screen (styles.css
+// content-visibility), the player made on demand.
 
+import {
+  Throttle, batchesAtCutoff, countJobs, failureWords, groupJobs, matchesFilter,
+  queuePositions, queueWords, stayingIndexes, totalsWords,
+} from './batch-model.js';
+import { BatchHeader } from './batch-view.js';
 import {
   STOP_WORDS, copyWords, deliveryOf, exportDoneText, exportFailedText, revokeAnswerText,
 } from './delivery-view.js';
@@ -17,8 +26,12 @@ const ANSWER_TIMEOUT_MS = 120_000;
 
 const millis = (value) => (value && typeof value.toMillis === 'function' ? value.toMillis() : null);
 
+// Asked once (its `matches` follows the setting): a batch of 400 renders 400 deliveries.
+const REDUCED_MOTION = globalThis.matchMedia?.('(prefers-reduced-motion: reduce)');
+// One formatter for every stage's time (a batch of 400 has 800 of them; each new one is slow).
+const CLOCK = new Intl.DateTimeFormat([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return CLOCK.format(ms);
 }
 
 /** What the row says while a request is asked and unanswered (its answer: status.js, delivery-view.js). */
@@ -43,54 +56,237 @@ export class JobList {
    *          onStatus: (name: string, words: string) => void,
    *          download: (url: string, filename: string) => Promise<void>,
    *          exportBatch?: (batchId: string) => Promise<{fileName: string, ready: number,
-   *            total: number, from: string, csvProblem?: string}>}} hooks
+   *            total: number, from: string, csvProblem?: string}>,
+   *          followBatch?: (batchId: string, onSnapshot: (snapshot) => void,
+   *            onError: (error: Error) => void) => () => void,
+   *          listName?: (batchId: string) => string|null}} hooks
    */
   constructor(list, hooks) {
     this.list = list;
     this.hooks = hooks;
     this.rows = new Map();
+    this.headers = new Map(); // group key -> BatchHeader
+    this.follows = new Map(); // batchId -> stop its listener
+    this.groupOf = new Map(); // job id -> its group (the last render's)
+    this.transitions = []; // status changes since the last render: what may be said aloud
+    this.throttle = new Throttle(); // a batch's totals: at most once per 5 s
     this.timer = setInterval(() => this.tick(), 1000);
   }
 
-  /** Applies a query snapshot's changes, in order (their indexes assume exactly that). */
-  apply(snapshot) {
+  /**
+   * Applies a query snapshot's changes. `source` names the listener ('main', the user's newest
+   * jobs, or a batch's own): a row stays while any listener still has its job. `limit`, the main
+   * listener's, says when its window is full: the batches reaching its end are then followed
+   * whole (hooks.followBatch), so a batch of 400 shows 400 rows.
+   */
+  apply(snapshot, { source = 'main', limit = Infinity } = {}) {
+    const touched = [];
     for (const change of snapshot.docChanges()) {
       const id = change.doc.id;
+      let row = this.rows.get(id);
       if (change.type === 'removed') {
-        this.stopWatching(this.rows.get(id));
-        this.rows.get(id)?.el.remove();
-        this.rows.delete(id);
+        if (!row) continue;
+        row.sources.delete(source);
+        if (!row.sources.size) this.removeRow(row);
         continue;
       }
-      const data = change.doc.data({ serverTimestamps: 'estimate' });
-      let row = this.rows.get(id);
-      const fresh = !row;
-      if (fresh) {
+      if (!row) {
         row = this.createRow(id);
         this.rows.set(id, row);
       }
-      if (fresh || change.oldIndex !== change.newIndex) this.place(row.el, change.newIndex);
-      this.update(row, data);
+      row.sources.add(source);
+      row.incoming = change.doc.data({ serverTimestamps: 'estimate' });
+      touched.push(row);
+    }
+    if (source === 'main') this.followFullBatches(snapshot, limit);
+    this.render(touched);
+  }
+
+  followFullBatches(snapshot, limit) {
+    if (!this.hooks.followBatch) return;
+    const window = snapshot.docs.map((d) => ({ batchId: d.get('batchId'), createdAt: d.get('createdAt', { serverTimestamps: 'estimate' }) }));
+    for (const batchId of batchesAtCutoff(window, { full: snapshot.size >= limit })) {
+      if (this.follows.has(batchId)) continue;
+      this.follows.set(batchId, this.hooks.followBatch(
+        batchId,
+        (batchSnapshot) => this.apply(batchSnapshot, { source: `batch:${batchId}` }),
+        () => this.follows.get(batchId)?.(), // the main list still shows what it has
+      ));
     }
   }
 
-  place(el, index) {
-    const others = [...this.list.children].filter((child) => child !== el);
-    const before = others[index] ?? null;
-    if (el.nextElementSibling === before && el.parentNode === this.list) return;
-    this.list.insertBefore(el, before);
+  removeRow(row) {
+    this.stopWatching(row);
+    row.el.remove();
+    this.rows.delete(row.id);
   }
 
   get size() {
     return this.rows.size;
   }
 
+  /**
+   * Groups, orders and fills the list: `touched` rows take their new data; every row learns its
+   * batch (compact or not), every header its counts; then the page's order is set with as few
+   * moves as can be, filters applied, queue places written and what is news said.
+   */
+  render(touched = []) {
+    const now = Date.now();
+    const jobs = [...this.rows.values()].map((row) => ({ id: row.id, ...(row.incoming ?? row.data) }));
+    const groups = groupJobs(jobs, { now });
+    const fresh = new Set(touched);
+    this.groupOf.clear();
+    for (const group of groups) {
+      for (const job of group.jobs) {
+        this.groupOf.set(job.id, group);
+        const row = this.rows.get(job.id);
+        if (row.compact !== group.compact || row.headed !== group.headed) {
+          this.layoutRow(row, group);
+          if (row.data) fresh.add(row);
+        }
+      }
+    }
+    for (const row of fresh) {
+      this.update(row, row.incoming ?? row.data);
+      row.incoming = null;
+    }
+
+    // Headers: one per batch of 2 or more; a header whose batch is gone goes.
+    const counted = new Map();
+    for (const group of groups) {
+      if (!group.headed) continue;
+      let header = this.headers.get(group.key);
+      if (!header) {
+        header = new BatchHeader(group.batchId, {
+          onFilter: (target) => this.applyFilter(target),
+          listName: this.hooks.listName,
+          exportBatch: this.hooks.exportBatch,
+          announce: (words) => this.say(words),
+        });
+        this.headers.set(group.key, header);
+      }
+      const counts = countJobs(group.jobs);
+      counted.set(group.key, counts);
+      header.update(group, counts, now);
+    }
+    for (const [key, header] of this.headers) {
+      if (counted.has(key)) continue;
+      header.el.remove();
+      this.headers.delete(key);
+      this.throttle.forget(key);
+    }
+
+    this.arrange(groups.flatMap((group) => [
+      group.headed ? this.headers.get(group.key).el : null,
+      ...group.jobs.map((job) => this.rows.get(job.id).el),
+    ]).filter(Boolean));
+    for (const header of this.headers.values()) this.applyFilter(header);
+    for (const group of groups) {
+      if (!group.headed) for (const job of group.jobs) show(this.rows.get(job.id).el, true);
+    }
+
+    const ahead = queuePositions(jobs);
+    for (const row of this.rows.values()) {
+      const words = queueWords(ahead.get(row.id));
+      setText(row.queue, words);
+      show(row.queue, Boolean(words));
+    }
+    this.announce(groups, counted, now);
+  }
+
+  /** Puts the list's items in `desired` order, moving only those off a longest kept run. */
+  arrange(desired) {
+    const wanted = new Set(desired);
+    for (const child of [...this.list.children]) if (!wanted.has(child)) child.remove();
+    const position = new Map([...this.list.children].map((el, i) => [el, i]));
+    const staying = stayingIndexes(desired.map((el) => position.get(el) ?? -1));
+    const focused = document.activeElement;
+    // From the end: each item that moves goes right before the one after it.
+    let next = null;
+    for (let i = desired.length - 1; i >= 0; i--) {
+      const el = desired[i];
+      if (!staying.has(i) && (el.parentNode !== this.list || el.nextElementSibling !== next)) this.list.insertBefore(el, next);
+      next = el;
+    }
+    // A moved row drops the keyboard's focus: it goes back where it was.
+    if (focused && focused !== document.activeElement && focused.isConnected) focused.focus({ preventScroll: true });
+  }
+
+  /** A batch's rows, shown or not by its header's filter. */
+  applyFilter(header) {
+    for (const job of header.jobs) {
+      const row = this.rows.get(job.id);
+      if (row) show(row.el, matchesFilter(header.filter, row.status));
+    }
+  }
+
+  /**
+   * What is said aloud: each failure by name (failures that came together, one sentence per
+   * reason); in a compact batch its totals when they change, at most once per 5 s; elsewhere a
+   * row's end by name ("Anna Smith: Done"). Stages are not said: the list shows them.
+   */
+  announce(groups, counted, now) {
+    const transitions = this.transitions.splice(0);
+    const failures = [];
+    for (const { row, status } of transitions) {
+      const name = row.data?.prospectName ?? '';
+      if (status === 'failed') failures.push({ name, error: row.data?.error });
+      else if ((status === 'completed' || status === 'cancelled') && !this.groupOf.get(row.id)?.compact) {
+        this.hooks.onStatus(name, statusWords(status));
+      }
+    }
+    for (const words of failureWords(failures)) this.say(words);
+    for (const group of groups) {
+      if (!group.compact) continue;
+      const counts = counted.get(group.key);
+      const words = totalsWords(counts);
+      // A batch just shown, or grown as its jobs were read, is not news.
+      const header = this.headers.get(group.key);
+      if (!this.throttle.has(group.key) || header.saidTotal !== counts.total) {
+        this.throttle.seed(group.key, words);
+        header.saidTotal = counts.total;
+        continue;
+      }
+      const due = this.throttle.note(group.key, words, now);
+      if (due) this.say(due);
+    }
+  }
+
+  say(words) {
+    this.hooks.onStatus('', words);
+  }
+
+  /** A row's shape as its batch wants it: compact (a batch of more than 10) or the full card. */
+  layoutRow(row, group) {
+    row.compact = group.compact;
+    row.headed = group.headed;
+    row.el.classList.toggle('job-compact', row.compact);
+    // Under its batch's heading, the name is one level down.
+    if (row.headed) row.name.setAttribute('aria-level', '4');
+    else row.name.removeAttribute('aria-level');
+    row.thumb.loading = row.compact ? 'lazy' : 'eager';
+    if (!row.compact && row.expanded) this.expand(row, false);
+  }
+
+  expand(row, open) {
+    row.expanded = open;
+    row.el.classList.toggle('job-expanded', open);
+    row.expandButton.setAttribute('aria-expanded', String(open));
+    setText(row.expandButton, open ? 'Hide video' : 'Show video');
+    if (row.data) this.update(row, row.data);
+  }
+
   createRow(id) {
     // note: what the row's last request or download is doing; noteKind says which ('pending'
     // while a request waits for its answer, 'answer' once answered, 'download').
-    const row = { id, data: null, status: null, noteKind: null, stopWatch: null, answerTimer: null };
+    const row = {
+      id, data: null, status: null, noteKind: null, stopWatch: null, answerTimer: null,
+      sources: new Set(), incoming: null, compact: null, headed: null, expanded: false,
+    };
     row.name = h('h3', { class: 'job-name' });
     row.status_ = h('span', { class: 'job-status' });
+    // A waiting job's place in the user's queue: "3 ahead".
+    row.queue = h('span', { class: 'job-queue hint', hidden: true });
     row.previewTag = h('span', { class: 'job-preview-tag', hidden: true }, 'Preview');
     row.progress = h('progress', { class: 'job-progress', max: 100, value: 0 });
     row.stages = h('ol', { class: 'job-stages', 'aria-label': 'Stages' });
@@ -99,13 +295,22 @@ export class JobList {
     row.greetingEnd = h('p', { class: 'hint job-greeting-end', hidden: true });
     row.fit = h('p', { class: 'hint job-fit', hidden: true });
     row.voice = h('p', { class: 'hint job-voice', hidden: true });
+    // The error in one line; its whole message and code behind the toggle.
     row.errorText = h('span', { class: 'job-error-text' });
-    row.errorCode = h('span', { class: 'job-error-code' });
-    row.error = h('p', { class: 'job-error', hidden: true }, row.errorText, row.errorCode);
-    row.video = h('video', { class: 'job-video', controls: true, preload: 'metadata', playsInline: true });
+    row.errorCode = h('p', { class: 'job-error-code' });
+    row.error = h(
+      'details',
+      { class: 'job-error', hidden: true },
+      h('summary', { class: 'job-error-summary' }, row.errorText),
+      row.errorCode,
+    );
+    row.video = null; // the player, made when first shown (a compact row may never need one)
     row.link = h('a', { class: 'job-download button-link' }, 'Download');
     row.link.addEventListener('click', (event) => this.download(event, row));
-    row.result = h('div', { class: 'job-result', hidden: true }, row.video, row.link);
+    // A compact row's player is made on demand (400 players would each read their video).
+    row.expandButton = h('button', { type: 'button', class: 'secondary job-expand', hidden: true, 'aria-expanded': 'false' }, 'Show video');
+    row.expandButton.addEventListener('click', () => this.expand(row, !row.expanded));
+    row.result = h('div', { class: 'job-result', hidden: true }, row.expandButton, row.link);
     this.createDelivery(row);
     row.cancel = h('button', { type: 'button', class: 'secondary job-cancel', hidden: true }, 'Cancel');
     row.retry = h('button', { type: 'button', class: 'secondary job-retry', hidden: true }, 'Retry');
@@ -114,7 +319,7 @@ export class JobList {
     // "Edit and retry": for a failure a plain retry would repeat (edit-retry.js).
     row.edit = h('button', { type: 'button', class: 'secondary job-edit', hidden: true, 'aria-expanded': 'false' }, 'Edit and retry');
     row.edit.addEventListener('click', () => this.openEdit(row, row.editForm?.hidden !== false));
-    this.createEditForm(row);
+    row.editForm = null; // made when first opened (createEditForm)
     // The list the job was sent in, back as the rep's CSV with a link per prospect.
     row.exportBatch = h('button', { type: 'button', class: 'link-button job-export', hidden: true }, 'Export this batch as CSV');
     row.exportBatch.addEventListener('click', () => this.exportBatch(row));
@@ -122,7 +327,7 @@ export class JobList {
     row.el = h(
       'li',
       { class: 'job', tabindex: '-1', dataset: { jobId: id } },
-      h('div', { class: 'job-head' }, row.name, row.previewTag, row.status_),
+      h('div', { class: 'job-head' }, row.name, row.previewTag, h('span', { class: 'job-state' }, row.status_, row.queue)),
       row.progress,
       row.stages,
       row.time,
@@ -133,7 +338,6 @@ export class JobList {
       row.result,
       row.delivery,
       h('div', { class: 'job-actions' }, row.cancel, row.retry, row.edit, row.exportBatch),
-      row.editForm,
       row.note,
     );
     return row;
@@ -149,6 +353,7 @@ export class JobList {
     show(row.previewTag, data.preview === true);
     setText(row.status_, words);
     row.el.dataset.status = data.status ?? '';
+    row.el.dataset.batchId = typeof data.batchId === 'string' ? data.batchId : '';
     row.status_.dataset.status = data.status ?? '';
 
     const progress = Math.max(0, Math.min(100, Number(data.progress) || 0));
@@ -173,11 +378,23 @@ export class JobList {
 
     const url = data.status === 'completed' ? data.downloadUrl : null;
     show(row.result, Boolean(url));
+    // A compact row shows its player only when opened; a full card always does.
+    const player = Boolean(url) && (!row.compact || row.expanded);
+    if (player && !row.video) {
+      row.video = h('video', { class: 'job-video', controls: true, preload: 'metadata', playsInline: true });
+      row.result.insertBefore(row.video, row.result.children[0] ?? null);
+    }
+    if (row.video) {
+      show(row.video, player);
+      if (!player && !row.video.paused) row.video.pause();
+    }
+    show(row.expandButton, Boolean(url) && Boolean(row.compact));
     if (url) {
-      if (row.video.getAttribute('src') !== url) row.video.src = url;
+      if (player && row.video.getAttribute('src') !== url) row.video.src = url;
       if (row.link.getAttribute('href') !== url) row.link.href = url;
       row.link.download = outputFilename(name, row.id);
       row.link.setAttribute('aria-label', `Download ${name}'s video`);
+      row.expandButton.setAttribute('aria-label', `${row.expanded ? 'Hide' : 'Show'} video of ${name}`);
     }
 
     // A button that goes away while it has focus hands focus to its row, not to the page.
@@ -186,10 +403,11 @@ export class JobList {
     // Retry only where it can help: a failure marked retryable (status.js canRetry).
     show(row.retry, canRetry(data));
     show(row.edit, canEdit(data));
-    if (!canEdit(data) && !row.editForm.hidden) this.openEdit(row, false);
+    if (!canEdit(data) && row.editForm && !row.editForm.hidden) this.openEdit(row, false);
     row.edit.setAttribute('aria-label', `Edit and retry ${name}`);
     this.renderDelivery(row, data);
-    show(row.exportBatch, Boolean(this.hooks.exportBatch && typeof data.batchId === 'string' && data.batchId && data.preview !== true));
+    // A compact batch has its export in its header, not on each of its rows.
+    show(row.exportBatch, Boolean(this.hooks.exportBatch && typeof data.batchId === 'string' && data.batchId && data.preview !== true && !row.compact));
     if (focused && (focused.hidden || focused.closest('[hidden]'))) row.el.focus();
     row.cancel.setAttribute('aria-label', `Cancel ${name}`);
     row.retry.setAttribute('aria-label', `Retry ${name}`);
@@ -199,8 +417,8 @@ export class JobList {
       // "Cancel requested." goes with the status it was about; an answer stays to be read.
       if (row.noteKind !== 'answer') show(row.note, false);
     }
-    // A row that just appeared is not news; a status it moves to is.
-    if (previous !== null && previous !== data.status) this.hooks.onStatus(name, words);
+    // A row that just appeared is not news; a status it moves to may be (announce() says which).
+    if (previous !== null && previous !== data.status) this.transitions.push({ row, status: data.status });
   }
 
   renderStages(row, data) {
@@ -248,7 +466,11 @@ export class JobList {
   }
 
   tick() {
+    const now = Date.now();
+    for (const header of this.headers.values()) header.tick(now);
+    for (const words of this.throttle.due(now)) this.say(words);
     for (const row of this.rows.values()) {
+      if (row.compact && !row.expanded) continue; // its times are not shown (update() renews them)
       if (row.data && !TERMINAL.has(row.data.status)) this.renderTime(row);
       // "last 3 min ago" moves on by itself.
       else if (row.data?.lastViewedAt && !row.delivery.hidden) this.renderViewers(row);
@@ -317,7 +539,7 @@ export class JobList {
   }
 
   renderDelivery(row, data) {
-    const reducedMotion = Boolean(globalThis.matchMedia?.('(prefers-reduced-motion: reduce)').matches);
+    const reducedMotion = Boolean(REDUCED_MOTION?.matches);
     const view = deliveryOf(data, { reducedMotion });
     show(row.delivery, Boolean(view));
     if (!view) return;
@@ -427,6 +649,11 @@ export class JobList {
 
   /** Opens (filled from the job) or closes a row's edit form. */
   openEdit(row, open) {
+    if (!row.editForm) {
+      if (!open) return;
+      this.createEditForm(row);
+      row.el.insertBefore(row.editForm, row.note);
+    }
     const inputs = row.editInputs;
     show(row.editForm, open);
     row.edit.setAttribute('aria-expanded', String(open));
@@ -569,8 +796,14 @@ export class JobList {
 
   clear() {
     for (const row of this.rows.values()) this.stopWatching(row);
+    for (const stop of this.follows.values()) stop?.();
+    this.follows.clear();
     this.list.replaceChildren();
     this.rows.clear();
+    this.headers.clear();
+    this.groupOf.clear();
+    this.transitions = [];
+    this.throttle = new Throttle();
   }
 
   stop() {

@@ -98,6 +98,20 @@ export function watchJobs(db, uid, onChanges, onError) {
   return onSnapshot(mine, onChanges, onError);
 }
 
+/**
+ * One live listener on every job of one batch of the user's, for a batch larger than what
+ * watchJobs' window holds of it. Equality filters only: single-field indexes serve it, no
+ * composite index needed (the page orders the rows itself).
+ */
+export function watchBatchJobs(db, uid, batchId, onChanges, onError) {
+  const batch = query(
+    collection(db, JOBS),
+    where('userId', '==', uid),
+    where('batchId', '==', batchId),
+  );
+  return onSnapshot(batch, onChanges, onError);
+}
+
 /** Every job of the user's in the batches `batchIds` (one list of names sent), as plain objects. */
 export async function listBatchJobs(db, uid, batchIds) {
   // One equality query per batch: served by single-field indexes, no composite one needed.

@@ -14,14 +14,15 @@ import { runFitCheck } from './fit-checks.js';
 import { fitProblem, fitReport, fitWaitMs } from './fitcheck-view.js';
 import { connect } from './firebase.js';
 import {
-  batchIdsFor, createJobs, listBatchJobs, newBatchId, requestAction, watchJobs, watchRequest,
+  LIST_LIMIT, batchIdsFor, createJobs, listBatchJobs, newBatchId, requestAction, watchBatchJobs,
+  watchJobs, watchRequest,
 } from './jobs.js';
 import { JobList } from './jobs-view.js';
 import { exportBatch } from './batch-export.js';
-import { listOrigin, rememberBatch } from './batch-sources.js';
+import { listOrigin, rememberBatch, sourceOf } from './batch-sources.js';
 import { exportDoneText, exportFailedText, shareFields } from './delivery-view.js';
 import {
-  MAX_NAME_CHARS, cleanFollowingText, namesFromCsv, namesFromText, pickNames,
+  MAX_NAME_CHARS, cleanFollowingText, longestNameIndex, namesFromCsv, namesFromText, pickNames,
 } from './names.js';
 import { errorMessage, uploadVideo } from './upload.js';
 import { mountTimeline } from './timeline-view.js';
@@ -141,6 +142,12 @@ async function main() {
     download: saveFile,
     // "Export this batch as CSV": the list it was sent from, filled in (batch-export.js).
     exportBatch: (batchId) => exportBatchOf(batchId),
+    // A batch the newest-jobs window holds only part of is followed whole (jobs-view.js).
+    followBatch: (batchId, onSnapshot, onError) => watchBatchJobs(db, user.uid, batchId, onSnapshot, (error) => {
+      showError($('jobs-error'), `Some of your jobs could not be loaded: ${error.message}`);
+      onError(error);
+    }),
+    listName: (batchId) => (user && storage ? sourceOf(storage, user.uid, batchId)?.name ?? null : null),
   });
   function exportBatchOf(batchId) {
     const uid = user.uid;
@@ -207,7 +214,7 @@ async function main() {
       db,
       current.uid,
       (snapshot) => {
-        jobList.apply(snapshot);
+        jobList.apply(snapshot, { limit: LIST_LIMIT });
         show($('jobs-empty'), jobList.size === 0);
         showError($('jobs-error'), '');
       },
@@ -743,12 +750,14 @@ async function main() {
       return;
     }
     if (previewOnly) {
+      // The longest name: if it fits and sounds right, the others are likelier to.
+      const i = longestNameIndex(batch.names, batch.firstNames, batch.pronunciations);
       batch = {
         ...batch,
-        names: batch.names.slice(0, 1),
-        firstNames: batch.firstNames.slice(0, 1),
-        pronunciations: batch.pronunciations.slice(0, 1),
-        rows: batch.rows.slice(0, 1),
+        names: batch.names.slice(i, i + 1),
+        firstNames: batch.firstNames.slice(i, i + 1),
+        pronunciations: batch.pronunciations.slice(i, i + 1),
+        rows: batch.rows.slice(i, i + 1),
         preview: true,
       };
     }

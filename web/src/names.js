@@ -241,3 +241,20 @@ export function outputFilename(prospectName, jobId) {
   const safeId = jobId.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'job';
   return `${slugify(prospectName)}-${safeId}.mp4`;
 }
+
+/**
+ * The name a preview should make: the one with the most to say (its pronunciation, else its
+ * first name, else the whole name), the likeliest not to fit; the first of equals.
+ */
+export function longestNameIndex(names, firstNames = [], pronunciations = []) {
+  let best = 0;
+  let bestLength = -1;
+  names.forEach((name, i) => {
+    const said = pronunciations[i] || firstNames[i] || name;
+    if (said.length > bestLength) {
+      best = i;
+      bestLength = said.length;
+    }
+  });
+  return best;
+}

@@ -213,8 +213,11 @@ export function mountTimeline({ video, field, maxEnd, minTail, doc = document })
     root.dataset.pause = pause === null ? 'none' : String(pause);
     if (pause === null) {
       say(`No clear pause after the first words in the first ${Number(windowS().toFixed(1))} s: drag the marker to where the greeting ends.`);
-    } else if (field.value.trim() === '') {
-      setEnd(pause, { commit: true }); // pre-placed: the rep may move it
+    } else if (field.value.trim() === '' && document.activeElement !== field) {
+      // Pre-placed: the rep may move it. Never while the rep is in the field: an emptied field
+      // being typed in reads '' too, and the found end would be typed into ("0.87" + "2.3"
+      // made "0.8723" in the browser test).
+      setEnd(pause, { commit: true });
       say(`Found a pause at ${seconds(pause)}: the greeting ends there. Move the marker if it ends elsewhere.`);
     } else {
       // The rep's own end (or the form's default) stays; where the pause is, is worth knowing.

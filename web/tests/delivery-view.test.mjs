@@ -10,6 +10,7 @@ import {
   NOT_WATCHED, SHARING_STOPPED, agoWords, copyWords, deliveryOf, exportDoneText, exportFailedText,
   revokeAnswerText, thumbnailOf, viewersWords,
 } from '../src/delivery-view.js';
+import { memoryStorage } from './memory-storage.mjs';
 
 const NOW = Date.parse('2026-05-01T12:00:00Z');
 const at = (msAgo) => ({ toMillis: () => NOW - msAgo }); // a Firestore Timestamp, as the SDK gives it
@@ -120,17 +121,6 @@ test('the export\'s words', () => {
   assert.equal(exportFailedText(new Error('offline')), 'The CSV could not be made: offline');
 });
 
-function memoryStorage({ limit = Infinity } = {}) {
-  const items = new Map();
-  return {
-    items,
-    getItem: (k) => (items.has(k) ? items.get(k) : null),
-    setItem: (k, v) => {
-      if (String(v).length > limit) throw new Error('QuotaExceededError');
-      items.set(k, String(v));
-    },
-  };
-}
 
 test('the page keeps the list each batch was sent from: the 20 latest, per user', () => {
   const storage = memoryStorage();

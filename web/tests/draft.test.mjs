@@ -6,19 +6,7 @@ import { test } from 'node:test';
 import {
   clearDraft, draftFromValues, draftKey, isEmptyDraft, loadDraft, parseDraft, saveDraft,
 } from '../src/draft.js';
-
-function memoryStorage({ limit = Infinity } = {}) {
-  const items = new Map();
-  return {
-    items,
-    getItem: (k) => (items.has(k) ? items.get(k) : null),
-    setItem: (k, v) => {
-      if (String(v).length > limit) throw new Error('QuotaExceededError');
-      items.set(k, String(v));
-    },
-    removeItem: (k) => items.delete(k),
-  };
-}
+import { memoryStorage } from './memory-storage.mjs';
 
 const DEFAULTS = {
   greetingEnd: '1.5', names: '', greetingText: 'Hey {firstName},', followingText: '', voice: 'piper:joe', voiceId: '',

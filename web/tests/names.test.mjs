@@ -120,3 +120,12 @@ test('each name keeps its data row, counted as `greetings submit` counts it (the
   // Typed names: the position among the entries, blanks and repeats counted.
   assert.deepEqual(namesFromText('Ann\nBen, , ann\nCy').rows, [0, 1, 4]);
 });
+
+test('the preview makes the name with the most to say', async () => {
+  const { longestNameIndex } = await import('../src/names.js');
+  assert.equal(longestNameIndex(['Al', 'Bartholomew Smith', 'Cy']), 1);
+  assert.equal(longestNameIndex(['Ann Lee', 'Bob Ray']), 0); // the first of equals
+  // What is said counts: a first name given, or a pronunciation, over the whole name.
+  assert.equal(longestNameIndex(['Dr. Maximilian Ng', 'Siobhan Kelly'], ['Max', undefined]), 1);
+  assert.equal(longestNameIndex(['Siobhan Kelly', 'Al Li'], [], ['Sheh-VAWN', 'Aaaaaaaaaaaaal']), 1);
+});

@@ -22,6 +22,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
+import { unzipSync } from 'fflate';
 import { chromium } from 'playwright-core';
 
 import { readCsv } from '../src/py-csv.js'; // reads an exported CSV as Python's csv module does
@@ -669,22 +670,23 @@ test('the page, end to end against the local stack', async (t) => {
     await page.fill('#names', '');
   });
 
-  await step('a preview is one job for the first name, marked, and the names stay to send', async () => {
+  await step('a preview is one job for the longest name, marked, and the names stay to send', async () => {
     await page.setInputFiles('#video-file', video);
     await page.waitForFunction(() => document.querySelector('#preview-video').readyState >= 1, null, { timeout: STEP_TIMEOUT_MS });
     await page.selectOption('#voice', 'espeak:en-us');
-    await page.fill('#names', 'Gus Preview\nHal Later');
+    await page.fill('#names', 'Hal Later\nGus Preview');
     const before = new Set((await rowIds()).map((r) => r.id));
+    assert.equal(await page.textContent('#preview-batch'), 'Preview the longest name');
     await page.click('#preview-batch');
     await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
     assert.match(await page.textContent('#batch-done'), /A preview for Gus Preview is on the way/);
     await page.waitForFunction((n) => document.querySelectorAll('#job-list > li.job').length === n, before.size + 1, { timeout: STEP_TIMEOUT_MS });
     const [fresh] = (await rowIds()).filter((r) => !before.has(r.id));
-    assert.equal(fresh.name, 'Gus Preview');
+    assert.equal(fresh.name, 'Gus Preview', 'the longer of the two');
     const tag = page.locator(`#job-list > li.job[data-job-id="${fresh.id}"] .job-preview-tag`);
     assert.equal(await tag.isVisible(), true, 'the row says it is a preview');
     await waitForStatus(fresh.id, 'completed');
-    assert.equal(await page.inputValue('#names'), 'Gus Preview\nHal Later', 'the names wait to be sent');
+    assert.equal(await page.inputValue('#names'), 'Hal Later\nGus Preview', 'the names wait to be sent');
     assert.equal(await page.textContent('#submit-batch'), 'Create 2 videos');
     await shot('08-preview');
   });
@@ -718,6 +720,7 @@ test('the page, end to end against the local stack', async (t) => {
     assert.match(summary, /If you create them anyway, [12] of the 2 videos will fail\./);
     assert.equal(await page.$eval('#batch-fields', (f) => f.disabled), true, 'the form waits for the decision');
     await shot('11-fit-check');
+    await page.locator('#fit-check').screenshot({ path: path.join(ARTIFACTS, '11-fit-table.png') });
 
     // At phone width the answer stays inside the page (its table scrolls in its own box), and
     // every button is a 44 px target.
@@ -968,6 +971,9 @@ test('the page, end to end against the local stack', async (t) => {
     await page.setInputFiles('#video-file', []);
     await page.locator('#preview').waitFor({ state: 'hidden', timeout: STEP_TIMEOUT_MS });
     await page.fill('#greeting-end', '');
+    // Choosing a file takes the focus from the field, as a rep's click on "Choose a video" does
+    // (the found end is never typed into a field that has the focus).
+    await page.$eval('#greeting-end', (field) => field.blur());
     await page.setInputFiles('#video-file', video);
     const timeline = page.locator('#timeline');
     await page.waitForFunction(() => document.querySelector('#timeline')?.dataset.waveform === 'drawn', null, { timeout: STEP_TIMEOUT_MS, polling: 50 })
@@ -1271,5 +1277,161 @@ test('the page, end to end against the local stack', async (t) => {
     }
     await assertAccessible('a batch retried with an edit');
     console.log(`edit and retry: ${names.join(', ')} failed at 0.30 s, both made at 1.5 s`);
+  });
+
+  await step('a batch of 400 shows whole, in its CSV order, with counts, a filter, its end in reach and one zip', async () => {
+    // 400 ended jobs written straight into the emulator as the admin, in one commit (never
+    // `pending`: the trigger would start them). Their createdAt is shuffled against their CSV
+    // row; the main list holds the newest 200, and the page follows the batch for the rest.
+    const uid = (await readJob(ids[NAMES[0]])).userId.stringValue;
+    const { host, port } = emulators.firestore;
+    const root = `projects/${emulators.projectId}/databases/(default)/documents`;
+    const batchId = `seeded-${randomBytes(6).toString('hex')}`;
+    const COUNT = 400;
+    const failedRows = new Set(Array.from({ length: 10 }, (_, k) => 13 + 40 * k));
+    // A 1x1 GIF in the page's accent colour for the thumbnails (answered here, never fetched);
+    // the videos are a static file the page's origin has.
+    const gif = Buffer.from('47494638396101000100800000' + '2457c5ffffff' + '2c00000000010001000002024401003b', 'hex');
+    const thumbnailUrl = `${WEB_URL}/__test__/thumbnail.gif`;
+    await page.route(thumbnailUrl, (route) => route.fulfill({ status: 200, contentType: 'image/gif', body: gif }));
+    const downloadUrl = `${WEB_URL}/styles.css`;
+    const now = Date.now();
+    const order = Array.from({ length: COUNT }, (_, i) => i);
+    for (let i = COUNT - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const iso = (ms) => new Date(ms).toISOString();
+    const jobIds = [];
+    const writes = order.map((shuffled, i) => {
+      const id = `${batchId}-${String(i).padStart(3, '0')}`;
+      jobIds.push(id);
+      const failed = failedRows.has(i);
+      const created = now - 2000 + shuffled; // the newest jobs of this user, in no row's order
+      const status = failed ? 'failed' : 'completed';
+      const fields = {
+        userId: { stringValue: uid },
+        inputVideo: { stringValue: `user-uploads/${uid}/${'0'.repeat(64)}.mp4` },
+        voiceId: { stringValue: 'espeak:en-us' },
+        prospectName: { stringValue: `Seeded Prospect ${String(i).padStart(3, '0')}` },
+        batchId: { stringValue: batchId },
+        batchIndex: { integerValue: String(i) },
+        status: { stringValue: status },
+        progress: { integerValue: failed ? '55' : '100' },
+        createdAt: { timestampValue: iso(created) },
+        completedAt: { timestampValue: iso(now) },
+        history: { arrayValue: { values: [
+          { mapValue: { fields: { status: { stringValue: 'pending' }, at: { timestampValue: iso(created) } } } },
+          { mapValue: { fields: { status: { stringValue: status }, at: { timestampValue: iso(now) } } } },
+        ] } },
+      };
+      if (failed) {
+        fields.error = { mapValue: { fields: {
+          code: { stringValue: 'greeting-too-long' },
+          message: { stringValue: `The greeting for Seeded Prospect ${i} needs 1.48 s, but the greeting ends at 0.30 s: end it later, or use a shorter name.` },
+          retryable: { booleanValue: false },
+        } } };
+      } else {
+        fields.downloadUrl = { stringValue: downloadUrl };
+        if (i % 3 === 0) fields.thumbnailUrl = { stringValue: thumbnailUrl };
+      }
+      return { update: { name: `${root}/greetingJobs/${id}`, fields } };
+    });
+
+    const started = Date.now();
+    const response = await fetch(`http://${host}:${port}/v1/${root}:commit`, {
+      method: 'POST',
+      headers: { Authorization: 'Bearer owner', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ writes }),
+    });
+    assert.equal(response.status, 200, `seeding ${COUNT} jobs: ${await response.text()}`);
+    const committed = Date.now() - started;
+    const header = page.locator(`#job-list > li.batch[data-batch-id="${batchId}"]`);
+    const batchRows = `#job-list > li.job[data-batch-id="${batchId}"]`;
+    await page.waitForFunction(
+      ([id, rowsSelector, count]) => {
+        const title = document.querySelector(`#job-list > li.batch[data-batch-id="${id}"] .batch-title`)?.textContent;
+        const rows = document.querySelectorAll(rowsSelector);
+        return title === `Batch of ${count}` && rows.length === count
+          && [...rows].every((r) => r.dataset.status && r.querySelector('.job-name').textContent);
+      },
+      [batchId, batchRows, COUNT],
+      { timeout: STEP_TIMEOUT_MS, polling: 'raf' },
+    );
+    const shownMs = Date.now() - started;
+    console.log(`batch of ${COUNT}: header and all rows on the page ${shownMs} ms after the commit was sent (the commit took ${committed} ms)`);
+    assert.ok(shownMs < 5000, `the batch of ${COUNT} took ${shownMs} ms to show`);
+
+    // In the CSV's order, with its counts in words and the progress bar named.
+    assert.deepEqual(await page.$$eval(batchRows, (rows) => rows.map((r) => r.dataset.jobId)), jobIds);
+    assert.equal(await header.locator('.batch-counts').textContent(), '390 done, 10 failed, 0 running');
+    assert.equal(await header.locator('progress.batch-progress').getAttribute('aria-label'), 'Batch of 400: 400 of 400 finished');
+    assert.equal(await header.locator('.batch-eta').isVisible(), false, 'nothing left to wait for');
+    // Compact rows: no player until asked for, the error on one line.
+    assert.equal(await page.locator(`${batchRows} video.job-video:visible`).count(), 0);
+    const failedRow = row(jobIds[13]);
+    assert.equal(await failedRow.locator('.job-error-code').isVisible(), false, 'the code waits behind the toggle');
+    assert.match(await failedRow.locator('.job-error-text').textContent(), /^The greeting for Seeded Prospect 13 needs/);
+
+    // The Failed filter shows exactly the failed rows, and All brings the rest back.
+    const failedFilter = header.getByRole('button', { name: 'Failed 10' });
+    await failedFilter.click();
+    assert.equal(await failedFilter.getAttribute('aria-pressed'), 'true');
+    const visible = await page.$$eval(batchRows, (rows) => rows.filter((r) => !r.hidden).map((r) => r.dataset.jobId));
+    assert.deepEqual(visible, [...failedRows].map((i) => jobIds[i]));
+    await header.scrollIntoViewIfNeeded();
+    await shot('18-batch-400-failed', { fullPage: false });
+    await header.getByRole('button', { name: 'All 400' }).click();
+    assert.equal(await page.$$eval(batchRows, (rows) => rows.filter((r) => !r.hidden).length), COUNT);
+
+    // Scrolled from the header to the last row: each frame's time while it scrolls, and the
+    // last row there to see.
+    const frames = await page.evaluate(async (selector) => {
+      const rows = document.querySelectorAll(selector);
+      const from = rows[0].getBoundingClientRect().top + window.scrollY;
+      const to = rows[rows.length - 1].getBoundingClientRect().bottom + window.scrollY;
+      const gaps = [];
+      let last = performance.now();
+      for (let y = from; y < to; y += 600) {
+        window.scrollTo(0, y);
+        await new Promise((resolve) => requestAnimationFrame(resolve));
+        const t = performance.now();
+        gaps.push(t - last);
+        last = t;
+      }
+      gaps.sort((a, b) => a - b);
+      return { frames: gaps.length, median: gaps[gaps.length >> 1], p95: gaps[Math.floor(gaps.length * 0.95)], max: gaps.at(-1), px: to - from };
+    }, batchRows);
+    console.log(`batch of ${COUNT}: scrolled ${Math.round(frames.px)} px in ${frames.frames} steps of 600 px, frame median ${frames.median.toFixed(1)} ms, p95 ${frames.p95.toFixed(1)} ms, max ${frames.max.toFixed(1)} ms`);
+    const lastRow = row(jobIds.at(-1));
+    await lastRow.scrollIntoViewIfNeeded();
+    assert.ok(await lastRow.isVisible());
+    assert.equal(await lastRow.locator('.job-name').textContent(), 'Seeded Prospect 399');
+    const box = await lastRow.boundingBox();
+    assert.ok(box.y >= 0 && box.y + box.height <= page.viewportSize().height, `the last row is at ${box.y}`);
+
+    // "Download all": the 390 videos in one zip built by the page, named as their own downloads.
+    const download = header.locator('.batch-download');
+    assert.equal(await download.textContent(), 'Download all (390 videos)');
+    const [zip] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), download.click()]);
+    assert.match(zip.suggestedFilename(), /^batch-seeded-.*-videos\.zip$/);
+    const zipTo = path.join(ARTIFACTS, 'batch-400.zip');
+    await zip.saveAs(zipTo);
+    const files = unzipSync(new Uint8Array(readFileSync(zipTo)));
+    const names = Object.keys(files);
+    assert.equal(names.length, 390);
+    assert.equal(names[0], `seeded-prospect-000-${jobIds[0]}.mp4`);
+    assert.deepEqual([...files[names[0]]], [...readFileSync(path.join(ROOT, 'web', 'public', 'styles.css'))]);
+    await page.waitForFunction(
+      (id) => /^Downloaded .*: 390 videos, /.test(document.querySelector(`#job-list > li.batch[data-batch-id="${id}"] .batch-note`)?.textContent ?? ''),
+      batchId, { timeout: STEP_TIMEOUT_MS },
+    );
+    console.log(`batch of ${COUNT}: ${await header.locator('.batch-note').textContent()}`);
+
+    await header.scrollIntoViewIfNeeded();
+    await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+    await shot('18-batch-400', { fullPage: false });
+    await assertAccessible('a batch of 400');
+    await page.unroute(thumbnailUrl);
   });
 });
