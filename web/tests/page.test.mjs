@@ -448,6 +448,12 @@ test('the page, end to end against the local stack', async (t) => {
       assert.equal(await r.locator('.job-cancel').isVisible(), false);
       assert.equal(await r.locator('.job-retry').isVisible(), false);
     }
+    // The page gathers announcements for 700 ms so a burst is read as one: the last row's "Done"
+    // may reach the DOM before it is said.
+    await page.waitForFunction(
+      () => /: (Done|Saving the result|Rendering the video)/.test(document.querySelector('#announcer').textContent),
+      null, { timeout: STEP_TIMEOUT_MS, polling: 50 },
+    ).catch(() => {});
     const announced = await page.textContent('#announcer');
     assert.match(announced, /: (Done|Saving the result|Rendering the video)/, `announcer held "${announced}"`);
   });
