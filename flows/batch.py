@@ -29,6 +29,7 @@ from flows.lifecycle import BATCH_ATTEMPT, batch_job_ids, belongs_to_batch
 from flows.media import MediaInfo, confined_instead_to
 from flows.pipeline import current_flow_run_id, run_job
 from flows.stages.render import InputAnalysis, analyze_input
+from flows.stages.thumbnails import ThumbnailBase, make_thumbnail_base
 from flows.stages.validate import load_upload
 from flows.transitions import Heartbeat, touch_waiting_heartbeats
 from flows.workdir import run_dir, work_root
@@ -94,9 +95,10 @@ class SharedInputs:
 
     Every job of a batch is the same user's and usually names the same video: a 500 MB upload
     is fetched once per batch, not once per prospect, and the render's analysis of it (probe,
-    decoded greeting slot, copied audio track) is made once per greeting slot. Jobs only read
-    these files. A job's own trouble with the upload (not found, not a video) is kept and given
-    to each job that asks, so one bad upload costs one download; transient errors are not kept.
+    decoded greeting slot, copied audio track) is made once per greeting slot, and so are the
+    parts of the email thumbnails that every job shows alike. Jobs only read these files. A
+    job's own trouble with the upload (not found, not a video) is kept and given to each job
+    that asks, so one bad upload costs one download; transient errors are not kept.
     (The pipeline's `Uploads`: each job's run asks it instead of downloading on its own.)
     """
 
@@ -114,6 +116,7 @@ class SharedInputs:
         self._dest: dict[str, Path] = {}
         self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
         self._analyses: dict[str, InputAnalysis | None] = {}
+        self._thumbnails: dict[str, ThumbnailBase | None] = {}
 
     @classmethod
     def from_storage(
@@ -172,6 +175,24 @@ class SharedInputs:
                     log.info("no shared analysis of %s", object_path)
                     self._analyses[key] = None
             return self._analyses[key]
+
+    def thumbnail_base(
+        self, object_path: str, video: Path, greeting_end_s: float
+    ) -> ThumbnailBase | None:
+        """The poster and GIF frames every job of this upload and greeting slot shows alike,
+        made once per batch (flows/stages/thumbnails.py); None where they cannot be made, and
+        each job then makes its own from its video."""
+        key = f"{object_path}\n{greeting_end_s!r}"
+        lock, folder = self._place(f"thumbnails\n{key}", "thumbnails")
+        with lock:
+            if key not in self._thumbnails:
+                try:
+                    with confined_instead_to(folder):
+                        self._thumbnails[key] = make_thumbnail_base(video, greeting_end_s, folder)
+                except Exception:
+                    log.info("no shared thumbnails of %s", object_path)
+                    self._thumbnails[key] = None
+            return self._thumbnails[key]
 
 
 def batch_jobs(

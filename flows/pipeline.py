@@ -35,7 +35,7 @@ from flows.shares import create_share, share_url, withdraw_share
 from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import SpeechFile, speak_greeting
-from flows.stages.thumbnails import Thumbnails, make_thumbnails
+from flows.stages.thumbnails import ThumbnailBase, Thumbnails, make_thumbnails
 from flows.stages.upload import upload_result, upload_thumbnails, withdraw_result
 from flows.stages.validate import (
     ValidRequest,
@@ -65,6 +65,10 @@ class Uploads(Protocol):
         self, object_path: str, video: Path, greeting_end_s: float
     ) -> InputAnalysis | None: ...
 
+    def thumbnail_base(
+        self, object_path: str, video: Path, greeting_end_s: float
+    ) -> ThumbnailBase | None: ...
+
 
 @dataclass(frozen=True)
 class OwnUpload:
@@ -80,6 +84,12 @@ class OwnUpload:
     def analysis(
         self, object_path: str, video: Path, greeting_end_s: float
     ) -> InputAnalysis | None:
+        return None
+
+    def thumbnail_base(
+        self, object_path: str, video: Path, greeting_end_s: float
+    ) -> ThumbnailBase | None:
+        # One job: its thumbnails cost the same made from its own video.
         return None
 
 
@@ -165,7 +175,10 @@ class JobRun:
         # For the rep's emails: never fails the job (a thumbnail that cannot be made is left out).
         thumbnails = Thumbnails()
         if settings.thumbnails:
-            thumbnails = make_thumbnails(report.path, request.first_name, greeting_end_s, work_dir)
+            base = uploads.thumbnail_base(request.input_video, video, greeting_end_s)
+            thumbnails = make_thumbnails(
+                report.path, request.first_name, greeting_end_s, work_dir, base
+            )
 
         self.move(JobStatus.UPLOADING_RESULT)
         public_url = settings.storage_public_url

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from flows import batch as batch_module
 from flows.batch import MediaBudget, SharedInputs, batch_jobs, batch_too_large
 from flows.job import ErrorCode, JobError
 from flows.media import MediaInfo
+from flows.stages.thumbnails import ThumbnailBase
 
 BATCH = "b-1"
 
@@ -105,6 +107,33 @@ def test_shared_inputs_keep_a_bad_upload_but_not_an_outage(tmp_path: Path) -> No
         inputs.get("flaky")
     assert inputs.get("flaky") == (tmp_path / "v", {"ok": True})
     assert calls.count("flaky") == 2
+
+
+def test_shared_thumbnails_are_made_once_per_upload_and_greeting_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, float]] = []
+
+    def make(video: Path, greeting_end_s: float, folder: Path) -> ThumbnailBase:
+        made.append((video.name, greeting_end_s))
+        return ThumbnailBase(poster=folder / "poster.jpg")
+
+    monkeypatch.setattr(batch_module, "make_thumbnail_base", make)
+    inputs = SharedInputs(tmp_path, lambda path, dest: (dest, None))  # type: ignore[arg-type,return-value]
+    with ThreadPoolExecutor(8) as pool:
+        futures = [
+            pool.submit(inputs.thumbnail_base, "video", Path("v.mp4"), 1.0 + i % 2)
+            for i in range(16)
+        ]
+        bases = [f.result() for f in futures]
+    assert sorted(made) == [("v.mp4", 1.0), ("v.mp4", 2.0)]
+    assert len({id(b) for b in bases}) == 2
+
+    def broken(video: Path, greeting_end_s: float, folder: Path) -> ThumbnailBase:
+        raise RuntimeError("no")
+
+    monkeypatch.setattr(batch_module, "make_thumbnail_base", broken)
+    assert inputs.thumbnail_base("other", Path("v.mp4"), 1.0) is None
 
 
 # --- a batch's total media minutes -----------------------------------------------------------

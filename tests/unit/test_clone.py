@@ -591,6 +591,9 @@ class OneUpload:
     def analysis(self, object_path: str, video: Path, greeting_end_s: float) -> None:
         return None
 
+    def thumbnail_base(self, object_path: str, video: Path, greeting_end_s: float) -> None:
+        return None
+
 
 def run_clone_job(
     monkeypatch: pytest.MonkeyPatch, clients: Clients, video: Path, tmp_path: Path

@@ -340,6 +340,9 @@ class LocalUpload:
     def analysis(self, object_path: str, video: Path, greeting_end_s: float) -> None:
         return None
 
+    def thumbnail_base(self, object_path: str, video: Path, greeting_end_s: float) -> None:
+        return None
+
 
 @dataclass(frozen=True)
 class Outcome:

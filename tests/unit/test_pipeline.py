@@ -62,6 +62,9 @@ class Uploads:
     def analysis(self, object_path: str, video: Path, greeting_end_s: float) -> None:
         return None
 
+    def thumbnail_base(self, object_path: str, video: Path, greeting_end_s: float) -> None:
+        return None
+
 
 @pytest.fixture
 def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
@@ -95,7 +98,9 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     def withdraw(bucket: Any, user_id: str, job_id: str) -> None:
         ran.append(f"withdraw {user_id}/{job_id}")
 
-    def thumbnails(video: Path, first_name: str | None, end_s: float, work_dir: Path) -> Thumbnails:
+    def thumbnails(
+        video: Path, first_name: str | None, end_s: float, work_dir: Path, base: object = None
+    ) -> Thumbnails:
         ran.append(f"thumbnails {first_name} {end_s}")
         return Thumbnails(work_dir / "poster.jpg", None)
 

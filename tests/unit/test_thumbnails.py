@@ -22,14 +22,17 @@ from flows.stages.thumbnails import (
     MAX_NAME_CHARS,
     MAX_THUMBNAIL_BYTES,
     FontMissing,
+    ThumbnailBase,
     Thumbnails,
     ThumbnailTooLarge,
     filter_path,
     fit_font_size,
     font_metrics,
     font_path,
+    gif_from_base,
     make_gif,
     make_poster,
+    make_thumbnail_base,
     make_thumbnails,
     make_webp,
     name_to_draw,
@@ -133,6 +136,30 @@ def turning(media_dir: Path) -> Path:
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
+            str(path),
+        ]
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def grainy(media_dir: Path) -> Path:
+    """Heavy sensor grain: too much change for the first of `GIF_STEPS` to fit a megabyte."""
+    path = media_dir / "grainy.mp4"
+    run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=960x540:rate=30,noise=alls=40:allf=t+u",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "18",
             str(path),
         ]
     )
@@ -299,28 +326,10 @@ def test_thumbnails_are_made_in_a_jobs_sandbox(sample: Path, media_dir: Path) ->
 
 
 def test_grainy_footage_is_squeezed_under_a_megabyte(
-    media_dir: Path, monkeypatch: pytest.MonkeyPatch
+    grainy: Path, media_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sensor grain changes every pixel of every frame, which is what a GIF pays for: the first
     try is over a megabyte, a harder squeeze fits."""
-    grainy = media_dir / "grainy.mp4"
-    run_ffmpeg(
-        [
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=960x540:rate=30,noise=alls=40:allf=t+u",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-crf",
-            "18",
-            str(grainy),
-        ]
-    )
     commands = recorded(monkeypatch)
     out = make_gif(grainy, "Anna-Lena", media_dir / "grainy.gif")
     assert out.stat().st_size < MAX_THUMBNAIL_BYTES and len(commands) > 1
@@ -390,3 +399,105 @@ def test_a_thumbnail_storage_refuses_is_left_off_the_job(
     poster = "greeting-results/u-1/job-1.poster.jpg"
     assert stored == [(poster, "image/jpeg")]
     assert fields == {"posterPath": poster, "posterUrl": f"https://storage.test/{poster}"}
+
+
+# --- a batch's shared part -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base(sample: Path, media_dir: Path) -> ThumbnailBase:
+    return make_thumbnail_base(sample, 1.0, media_dir / "batch")
+
+
+def test_a_batch_makes_its_opening_once_and_a_job_only_draws_its_name(
+    base: ThumbnailBase,
+    sample: Path,
+    nameless_gif: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert base.poster and base.frames and base.palette
+    commands = recorded(monkeypatch)
+    made = make_thumbnails(sample, "Anna-Lena", 1.0, tmp_path, base)
+    # One ffmpeg for the job: the GIF from the batch's frames; the poster is the batch's.
+    assert len(commands) == 1 and str(base.frames) in commands[0]
+    assert made.poster and made.poster.read_bytes() == base.poster.read_bytes()
+    assert made.gif and made.gif.stat().st_size < MAX_THUMBNAIL_BYTES
+    info = stream(made.gif, "-count_frames")
+    assert info["width"] == GIF_W and abs(int(info["nb_read_frames"]) - 30) <= 1
+    assert b"NETSCAPE2.0\x03\x01\x00\x00" in made.gif.read_bytes()
+    # What a recipient sees: the GIF a lone job makes of its own video, with the name at the
+    # bottom and nowhere else.
+    height = height_of(made.gif)
+    for index in (0, 15):
+        named = gray_frame(made.gif, index=index, width=GIF_W)
+        plain = gray_frame(nameless_gif, index=index, width=GIF_W)
+        assert mean_abs_diff(named, plain, GIF_W, *name_band(height)) > 20
+        assert mean_abs_diff(named, plain, GIF_W, *top_band(height)) < 6
+
+
+def test_the_batchs_poster_is_the_one_a_lone_job_would_make(
+    base: ThumbnailBase, sample: Path, tmp_path: Path
+) -> None:
+    assert base.poster is not None
+    own = make_poster(sample, 1.0 + thumbnails.POSTER_AFTER_GREETING_S, tmp_path / "own.jpg")
+    everything = (range(0, 540, 2), range(0, 960, 3))
+    shared, alone = (gray_frame(p, width=960) for p in (base.poster, own))
+    assert mean_abs_diff(shared, alone, 960, *everything) < 1
+
+
+@pytest.mark.parametrize("name", [HOSTILE_NAMES[0], HOSTILE_NAMES[-1]])
+def test_a_hostile_name_on_the_batchs_frames_stays_text(
+    name: str,
+    base: ThumbnailBase,
+    nameless_gif: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = recorded(monkeypatch)
+    out = gif_from_base(base, name, tmp_path / "hostile.gif")
+    pieces = [piece for piece in name.split() if len(piece) >= 3]
+    assert not any(piece in arg for arg in commands[0] for piece in pieces)
+    named, plain = gray_frame(out, width=GIF_W), gray_frame(nameless_gif, width=GIF_W)
+    height = height_of(out)
+    assert mean_abs_diff(named, plain, GIF_W, *name_band(height)) > 20
+    assert mean_abs_diff(named, plain, GIF_W, *top_band(height)) < 6
+
+
+def test_grainy_footage_gets_no_shared_frames_and_each_job_squeezes_its_own(
+    grainy: Path, tmp_path: Path
+) -> None:
+    batch = make_thumbnail_base(grainy, 0.5, tmp_path / "batch")
+    # Too much grain for the shared frames' megabyte: found once, for the batch.
+    assert batch.poster is not None and batch.frames is None
+    assert not list((tmp_path / "batch").glob("*.gif"))
+    job = tmp_path / "job"
+    job.mkdir()
+    made = make_thumbnails(grainy, "Anna", 0.5, job, batch)
+    assert made.gif and made.gif.stat().st_size < MAX_THUMBNAIL_BYTES
+
+
+def test_a_batch_whose_upload_cannot_be_read_leaves_each_job_its_own(
+    small: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "upload.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)
+    batch = make_thumbnail_base(broken, 0.4, tmp_path / "batch")
+    assert batch == ThumbnailBase()
+    made = make_thumbnails(small, "Anna", 0.4, tmp_path, batch)
+    assert made.poster and made.gif
+
+
+@pytest.mark.skipif(isinstance(bwrap_setup(), str), reason="bwrap cannot sandbox here")
+def test_the_batchs_frames_are_read_from_a_jobs_sandbox(sample: Path, tmp_path: Path) -> None:
+    """The batch's part is made in the batch's folder; a sandboxed job sees only the files of it
+    that its command names."""
+    batch_dir, job = tmp_path / "batch", tmp_path / "job"
+    batch_dir.mkdir()
+    job.mkdir()
+    with confined_to(batch_dir):
+        batch = make_thumbnail_base(sample, 1.0, batch_dir)
+    assert batch.frames is not None
+    with confined_to(job):
+        made = make_thumbnails(sample, "Anna", 1.0, job, batch)
+    assert made.gif and stream(made.gif)["width"] == GIF_W
