@@ -336,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=100, metavar="N", help="throughput batch size (default 100)"
     )
     bench.add_argument(
+        "--compare",
+        metavar="REF",
+        default=None,
+        help="run the throughput batch with the worker of commit REF first, then with this "
+        "checkout's, and print the two side by side",
+    )
+    bench.add_argument(
         "--latency-jobs",
         type=int,
         default=20,

@@ -6,7 +6,9 @@
 - latency (greetings/bench/latency.py): one job at a time through the local stack, from its
   creation to queued, started and completed;
 - throughput (greetings/bench/throughput.py): a batch of jobs at once, jobs per minute and memory,
-  with where the time went (greetings/bench/orchestration.py: the trigger, Prefect, the worker).
+  with where the time went (greetings/bench/orchestration.py: the trigger, Prefect, the worker);
+  with `--compare REF`, first the same batch through the worker of commit REF
+  (greetings/bench/compare.py), the two side by side.
 
 The rest: clips.py (cached media), jobs.py (a fresh end user and the jobs' times), machine.py
 (load, memory and CPU from /proc), stats.py (percentiles, ratios, goals), report.py (the table).
@@ -49,7 +51,9 @@ def progress(line: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
 
-def run_bench(sections: list[str], *, runs: int, latency_jobs: int, jobs: int) -> dict[str, Any]:
+def run_bench(
+    sections: list[str], *, runs: int, latency_jobs: int, jobs: int, compare: str | None = None
+) -> dict[str, Any]:
     from greetings.bench.machine import load, machine_info
 
     settings = get_settings()
@@ -90,6 +94,15 @@ def run_bench(sections: list[str], *, runs: int, latency_jobs: int, jobs: int) -
     if "throughput" in sections:
         from greetings.bench.throughput import run_throughput
 
+        if compare:
+            from greetings.bench.compare import run_with_worker_of
+
+            section(
+                "compare",
+                lambda: run_with_worker_of(
+                    settings, compare, lambda: run_throughput(settings, jobs, progress), progress
+                ),
+            )
         section("throughput", lambda: run_throughput(settings, jobs, progress))
     report["machine"]["load_end"] = load()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -112,7 +125,12 @@ def bench_command(args: argparse.Namespace) -> int:
     for option in ("runs", "latency_jobs", "jobs"):
         if getattr(args, option) < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be at least 1")
-    report = run_bench(sections, runs=args.runs, latency_jobs=args.latency_jobs, jobs=args.jobs)
+    compare = getattr(args, "compare", None)
+    if compare and "throughput" not in sections:
+        raise UsageError("--compare runs the throughput section: leave it in --only")
+    report = run_bench(
+        sections, runs=args.runs, latency_jobs=args.latency_jobs, jobs=args.jobs, compare=compare
+    )
     if args.json:
         print(json.dumps(report, default=str))
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from greetings.bench.stats import check_goals
@@ -170,6 +170,57 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _per_job(t: Mapping[str, Any], key: str) -> Any:
+    return (t.get("cpu_s_per_job") or {}).get(key)
+
+
+def _p50(t: Mapping[str, Any], stage: str) -> Any:
+    return ((t.get("stage_s") or {}).get(stage) or {}).get("p50")
+
+
+COMPARED: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
+    ("jobs per minute", lambda t: t.get("jobs_per_minute")),
+    ("worker CPU s per job", lambda t: _per_job(t, "prefect-worker")),
+    ("  its python", lambda t: _per_job(t, "prefect-worker: python (flow engine, clients)")),
+    (
+        "  its subprocesses (media)",
+        lambda t: _per_job(t, "prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)"),
+    ),
+    ("all services CPU s per job", lambda t: _per_job(t, "all services")),
+    ("worker peak RSS (MB)", lambda t: t.get("worker_peak_mb")),
+    ("generating-video p50 (s)", lambda t: _p50(t, "generating-video")),
+    ("uploading-result p50 (s)", lambda t: _p50(t, "uploading-result")),
+    ("completed", lambda t: t.get("completed")),
+]
+
+
+def compare_lines(compare: Mapping[str, Any], this: Mapping[str, Any] | None) -> list[str]:
+    """REF's batch and this checkout's, figure by figure, with this one's as a share of REF's."""
+    ref = compare.get("throughput") or {}
+    this = this or {}
+    name = f"{compare.get('ref')} ({str(compare.get('commit', ''))[:12]})"
+    lines = [
+        f"compare: the same {ref.get('jobs')}-job batch through the worker of {name}, "
+        "then through this checkout's",
+        f"  {'':<34}{'REF':>10}{'this':>10}{'this/REF':>10}",
+    ]
+    for label, pick in COMPARED:
+        a, b = pick(ref), pick(this)
+        share = (
+            f"{b / a:.2f}"
+            if isinstance(a, int | float) and isinstance(b, int | float) and a
+            else "-"
+        )
+        lines.append(f"  {label:<34}{_v(a):>10}{_v(b):>10}{share:>10}")
+    return lines
+
+
+def _v(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def text_report(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
     lines = [
@@ -183,8 +234,16 @@ def text_report(report: Mapping[str, Any]) -> str:
         lines += ["", *names_lines(report["names"])]
     if "latency_ms" in report:
         lines += ["", *latency_lines(report)]
+    if "compare" in report:
+        ref = throughput_lines(report["compare"].get("throughput") or {})
+        ref[0] = ref[0].replace(
+            "throughput:", f"throughput (worker of {report['compare']['ref']}):", 1
+        )
+        lines += ["", *ref]
     if "throughput" in report:
         lines += ["", *throughput_lines(report["throughput"])]
+    if "compare" in report:
+        lines += ["", *compare_lines(report["compare"], report.get("throughput"))]
     goals = check_goals(report)
     if goals:
         lines += ["", "goals"]

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -472,6 +472,29 @@ class Stack:
         elapsed = time.monotonic() - started
         echo(f"stack up in {elapsed:.1f} s ({'started' if to_start else 'already running'})")
         self.status(echo)
+
+    @contextlib.contextmanager
+    def worker_from(self, code: Path, echo: Callable[[str], None] = print) -> Iterator[None]:
+        """The stack's worker importing its flows from `code` (another commit's files: `greetings
+        bench --compare`) while the context lasts; this checkout's worker again after it."""
+        worker = next(svc for svc in self.services() if svc.name == "prefect-worker")
+        other = replace(
+            worker,
+            cwd=code,
+            env={**worker.env, "GREETINGS_CODE_DIR": str(code), "PYTHONPATH": str(code)},
+        )
+        with self._exclusive():
+            self._stop(worker)
+            # Whatever runs next is not this checkout's code: `up` must start a new worker.
+            (self.pids / "prefect-worker.code").unlink(missing_ok=True)
+            self._spawn(other, other.command, other.env)
+            self._wait_healthy(other)
+        try:
+            yield
+        finally:
+            with self._exclusive():
+                self._stop(worker)
+            self.up(echo)
 
     def _start_firebase(self, svc: Service) -> None:
         env = {"PATH": f"{self._java_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}

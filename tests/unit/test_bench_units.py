@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flows.stages.validate import clean_name
-from greetings.bench import parse_sections
+from greetings.bench import bench_command, parse_sections
+from greetings.bench.compare import CompareError, checkout, resolve
 from greetings.bench.jobs import (
     JobTimes,
     history_times,
@@ -26,6 +28,7 @@ from greetings.bench.report import text_report
 from greetings.bench.stats import check_goals, per_minute, percentile, ratio, spread
 from greetings.bench.throughput import batch_span_s, rate_of_first, running_at_once, stage_seconds
 from greetings.cli import build_parser
+from greetings.errors import UsageError
 
 T0 = 1_800_000_000.0
 
@@ -292,3 +295,68 @@ def test_sections_and_the_command_line() -> None:
         100,
         5,
     )
+
+
+# --- --compare REF ------------------------------------------------------------------------------
+
+
+def batch_figures(jobs_per_minute: float, worker: float, media: float) -> dict[str, Any]:
+    return {
+        "jobs": 100,
+        "completed": 100,
+        "jobs_per_minute": jobs_per_minute,
+        "worker_peak_mb": 900,
+        "cpu_s_per_job": {
+            "prefect-worker": worker,
+            "prefect-worker: python (flow engine, clients)": round(worker - media, 3),
+            "prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)": media,
+            "all services": worker + 0.6,
+        },
+        "stage_s": {"generating-video": {"p50": 2.6}},
+    }
+
+
+def test_compare_prints_both_batches_and_this_one_as_a_share_of_refs() -> None:
+    report = {
+        "machine": {},
+        "compare": {
+            "ref": "main~3",
+            "commit": "e9a48e0" + "0" * 33,
+            **{"throughput": batch_figures(55.4, 1.258, 1.110)},
+        },
+        "throughput": batch_figures(79.2, 0.704, 0.511),
+    }
+    table = text_report(report)
+    assert "throughput (worker of main~3): 100 jobs" in table
+    row = next(line for line in table.splitlines() if line.strip().startswith("worker CPU s"))
+    assert row.split()[-3:] == ["1.258", "0.704", "0.56"]
+    media = next(line for line in table.splitlines() if "its subprocesses" in line)
+    assert media.split()[-1] == "0.46"
+    # A figure one side lacks is a dash, not a made-up ratio.
+    assert next(line for line in table.splitlines() if "uploading-result" in line).split()[-3:] == [
+        "-",
+        "-",
+        "-",
+    ]
+
+
+def test_compare_checks_out_a_commit_once_and_refuses_what_git_does_not_know(
+    tmp_path: Path,
+) -> None:
+    commit = resolve("HEAD")
+    assert len(commit) == 40
+    tree = checkout(commit, tmp_path)
+    assert (tree / "flows" / "worker.py").is_file() and (tree / "prefect.yaml").is_file()
+    marker = tree / "flows" / "marker"
+    marker.write_text("kept")
+    assert checkout(commit, tmp_path) == tree and marker.read_text() == "kept"
+    assert not list(tmp_path.glob(".ref-*"))
+    with pytest.raises(CompareError, match="not a commit"):
+        resolve("no-such-ref-anywhere")
+
+
+def test_compare_needs_the_throughput_section() -> None:
+    args = build_parser().parse_args(["bench", "--only", "render", "--compare", "HEAD~1"])
+    assert args.compare == "HEAD~1"
+    with pytest.raises(UsageError, match="--compare runs the throughput section"):
+        bench_command(args)
