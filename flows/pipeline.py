@@ -21,6 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from flows.clients import Clients, worker_clients
 from flows.job import ErrorCode, ErrorInfo, GreetingFit, JobError, JobStatus
+from flows.logs import quiet_task_ends
 from flows.media import (
     MediaCancelled,
     MediaInfo,
@@ -243,6 +244,7 @@ def run_job(
     job ends that job `failed` and leaves the worker (and the rest of a batch) running.
     """
     logger = get_run_logger()
+    quiet_task_ends()
     run = JobRun(clients, job_id, attempt, flow_run_id, write)
     settings = clients.settings
     limits = ProcessLimits(
