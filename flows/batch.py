@@ -26,7 +26,7 @@ from prefect.states import Completed, Failed
 from flows.clients import Clients, worker_clients
 from flows.job import BATCHES, COLLECTION, ErrorCode, JobError
 from flows.lifecycle import BATCH_ATTEMPT, batch_job_ids, belongs_to_batch
-from flows.media import MediaInfo, confined_instead_to
+from flows.media import MediaCancelled, MediaInfo, confined_instead_to
 from flows.pipeline import current_flow_run_id, run_job
 from flows.stages.render import InputAnalysis, analyze_input
 from flows.stages.thumbnails import ThumbnailBase, make_thumbnail_base
@@ -189,6 +189,8 @@ class SharedInputs:
                 try:
                     with confined_instead_to(folder):
                         self._thumbnails[key] = make_thumbnail_base(video, greeting_end_s, folder)
+                except MediaCancelled:
+                    raise  # the asking job was cancelled: the next job makes them
                 except Exception:
                     log.info("no shared thumbnails of %s", object_path)
                     self._thumbnails[key] = None

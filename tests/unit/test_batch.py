@@ -12,7 +12,7 @@ import pytest
 from flows import batch as batch_module
 from flows.batch import MediaBudget, SharedInputs, batch_jobs, batch_too_large
 from flows.job import ErrorCode, JobError
-from flows.media import MediaInfo
+from flows.media import MediaCancelled, MediaInfo
 from flows.stages.thumbnails import ThumbnailBase
 
 BATCH = "b-1"
@@ -134,6 +134,16 @@ def test_shared_thumbnails_are_made_once_per_upload_and_greeting_end(
 
     monkeypatch.setattr(batch_module, "make_thumbnail_base", broken)
     assert inputs.thumbnail_base("other", Path("v.mp4"), 1.0) is None
+
+    def cancelled(video: Path, greeting_end_s: float, folder: Path) -> ThumbnailBase:
+        raise MediaCancelled("the job was cancelled")
+
+    # The job that asked first was cancelled: nothing is kept, the next job makes them.
+    monkeypatch.setattr(batch_module, "make_thumbnail_base", cancelled)
+    with pytest.raises(MediaCancelled):
+        inputs.thumbnail_base("third", Path("v.mp4"), 1.0)
+    monkeypatch.setattr(batch_module, "make_thumbnail_base", make)
+    assert inputs.thumbnail_base("third", Path("v.mp4"), 1.0) is not None
 
 
 # --- a batch's total media minutes -----------------------------------------------------------
