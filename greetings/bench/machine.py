@@ -151,6 +151,33 @@ def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, Any]:
     }
 
 
+def first_at_or_after(samples: Sequence[tuple[float, float]], at: float) -> float | None:
+    """The value of the first sample taken at or after `at` (pure)."""
+    return next((value for when, value in samples if when >= at), None)
+
+
+def memory_growth(
+    samples: Sequence[tuple[float, float]], ends: Sequence[float]
+) -> dict[str, Any] | None:
+    """The worker's memory after the first tenth of the jobs had ended (after 100 of 1000) and
+    after the last, and the growth between them in percent (pure); None with too few jobs."""
+    ends = sorted(ends)
+    if len(ends) < 10:
+        return None
+    early_jobs = len(ends) // 10
+    early = first_at_or_after(samples, ends[early_jobs - 1])
+    late = first_at_or_after(samples, ends[-1])
+    if early is None or late is None or early <= 0:
+        return None
+    return {
+        "after_jobs": early_jobs,
+        "early_mb": round(early),
+        "after_all_jobs": len(ends),
+        "late_mb": round(late),
+        "growth_pct": round(100 * (late - early) / early, 1),
+    }
+
+
 def busy_between(
     samples: Sequence[tuple[float, int, int]], start: float, end: float
 ) -> float | None:
@@ -177,6 +204,9 @@ class MemorySampler:
     samples: int = 0
     # (epoch seconds, busy jiffies, total jiffies) of the whole machine at each sample
     cpu: list[tuple[float, int, int]] = field(default_factory=list)
+    # (epoch seconds, MB) of the worker's own Python process at each sample: what grows, if
+    # anything does, run after run (its ffmpeg children come and go)
+    worker_process: list[tuple[float, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -184,7 +214,9 @@ class MemorySampler:
         worker = self.roots.get(WORKER_SERVICE)
         worker_mb = rss_mb(tree(worker, proc_table())) if worker else 0.0
         if worker:
-            self.worker_process_peak_mb = max(self.worker_process_peak_mb, rss_mb([worker]))
+            process_mb = rss_mb([worker])
+            self.worker_process_peak_mb = max(self.worker_process_peak_mb, process_mb)
+            self.worker_process.append((time.time(), process_mb))
         table = proc_table()
         pids: set[int] = set()
         for root in self.roots.values():

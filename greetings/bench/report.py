@@ -86,6 +86,16 @@ def latency_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _growth_line(growth: Mapping[str, Any] | None) -> str:
+    if not growth:
+        return "  worker memory growth            - (fewer than 10 jobs ended)"
+    return (
+        f"  worker memory growth            {growth['growth_pct']:+.1f} % (its Python process: "
+        f"{growth['early_mb']} MB after {growth['after_jobs']} jobs had ended, "
+        f"{growth['late_mb']} MB after all {growth['after_all_jobs']})"
+    )
+
+
 def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     running = t.get("running_at_once", {})
     first = t.get("first_90pct", {})
@@ -105,6 +115,7 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
         f"  worker peak RSS                 {t.get('worker_peak_mb')} MB, its process group "
         f"(the Python process alone: {t.get('worker_process_peak_mb')} MB; "
         f"before the batch {t.get('worker_before_mb')} MB)",
+        _growth_line(t.get("worker_memory_growth")),
         f"  whole stack peak RSS            {t.get('stack_peak_mb')} MB "
         f"(before the batch {t.get('stack_before_mb')} MB)",
         f"  worker threads                  {t.get('worker_threads')}; jobs running at once: "

@@ -97,6 +97,13 @@ GOALS: tuple[Goal, ...] = (
     Goal("validating-input p50 (client)", ("latency_ms", "started", "p50"), "<", 2000, " ms"),
     Goal("jobs per minute", ("throughput", "jobs_per_minute"), ">=", 120, ""),
     Goal("worker peak RSS", ("throughput", "worker_peak_mb"), "<", 1024, " MB"),
+    Goal(
+        "worker memory growth",
+        ("throughput", "worker_memory_growth", "growth_pct"),
+        "<=",
+        10,
+        " %",
+    ),
 )
 
 

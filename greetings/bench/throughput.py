@@ -32,6 +32,7 @@ from greetings.bench.machine import (
     cpu_snapshot,
     cpu_used,
     load,
+    memory_growth,
     service_roots,
     worker_threads,
 )
@@ -260,6 +261,10 @@ def run_throughput(
             "client_span_s": round(client_s, 1),
             "create_s": round(created_s, 2),
             **memory.report(),
+            # The worker's Python process after the first tenth of the jobs and after the last.
+            "worker_memory_growth": memory_growth(
+                memory.worker_process, [end for job in jobs if (end := end_time(job))]
+            ),
             "worker_threads": threads,
             "clip": clip.name,
             "user": session.user.uid,

@@ -21,7 +21,7 @@ from greetings.bench.jobs import (
     since_created_ms,
 )
 from greetings.bench.latency import latency_figures
-from greetings.bench.machine import busy_between
+from greetings.bench.machine import busy_between, memory_growth
 from greetings.bench.orchestration import function_invocations, overlap, state_steps
 from greetings.bench.render import summarize
 from greetings.bench.report import text_report
@@ -360,3 +360,23 @@ def test_compare_needs_the_throughput_section() -> None:
     assert args.compare == "HEAD~1"
     with pytest.raises(UsageError, match="--compare runs the throughput section"):
         bench_command(args)
+
+
+def test_memory_growth_from_the_first_tenth_of_the_jobs_to_the_last() -> None:
+    # The worker's Python process sampled every second: 400 MB until t=20, then 430 MB.
+    samples = [(T0 + s, 400.0 if s < 20 else 430.0) for s in range(0, 60)]
+    ends = [T0 + 1 + 0.5 * i for i in range(100)]  # job 10 ends at T0 + 5.5, job 100 at + 50.5
+    growth = memory_growth(samples, ends)
+    assert growth == {
+        "after_jobs": 10,
+        "early_mb": 400,
+        "after_all_jobs": 100,
+        "late_mb": 430,
+        "growth_pct": 7.5,
+    }
+    report = {"machine": {}, "throughput": {"worker_memory_growth": growth}}
+    assert {g["goal"]: g["met"] for g in check_goals(report)} == {"worker memory growth": True}
+    assert "+7.5 % (its Python process: 400 MB after 10 jobs" in text_report(report)
+    # Too few jobs, or no sample after the last end: no figure rather than a wrong one.
+    assert memory_growth(samples, ends[:9]) is None
+    assert memory_growth(samples[:30], ends) is None
