@@ -30,6 +30,7 @@ from greetings.bench.jobs import (
 )
 from greetings.bench.machine import load
 from greetings.bench.stats import spread
+from greetings.bench.throughput import stage_seconds
 from greetings.client.transfer import upload_once
 from greetings.settings import StackSettings
 
@@ -113,6 +114,7 @@ def run_latency(
             "timed_out": timed_out,
             "user": session.user.uid,
             "clip": clip.name,
+            "stage_s": stage_seconds(jobs),
             "samples_seen_ms": samples_ms(jobs, "seen"),
             "samples_written_ms": samples_ms(jobs, "written"),
             "load_start": load_start,

@@ -64,6 +64,16 @@ def names_lines(n: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def stage_lines(stage_s: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [f"  {'stage (s)':<52}{'p50':>7}{'p95':>7}{'mean':>7}"]
+    for label, figures in stage_s.items():
+        lines.append(
+            f"    {label:<50}{figures.get('p50') or 0:>7.2f}{figures.get('p95') or 0:>7.2f}"
+            f"{figures.get('mean') or 0:>7.2f}"
+        )
+    return lines
+
+
 def latency_lines(report: Mapping[str, Any]) -> list[str]:
     seen, written = report["latency_ms"], report.get("latency_server_ms", {})
     info = report.get("latency", {})
@@ -83,6 +93,9 @@ def latency_lines(report: Mapping[str, Any]) -> list[str]:
             f"  {label:<28}{_ms(a.get('p50')):>11}{_ms(a.get('p95')):>7}{_ms(a.get('max')):>7}"
             f"{_ms(b.get('p50')):>12}{_ms(b.get('p95')):>7}{_ms(b.get('max')):>7}"
         )
+    if info.get("stage_s"):
+        # Where a lone job's time goes, creation to completed, from the jobs' history.
+        lines += stage_lines(info["stage_s"])
     return lines
 
 
@@ -123,13 +136,8 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
         f"  machine CPU busy                {cpu.get('machine_busy_pct')} % of "
         f"{cpu.get('wall_s')} s; CPU s outside the stack: this command "
         f"{cpu.get('bench_client_cpu_s')}, other processes {cpu.get('others_cpu_s')}",
-        f"  {'stage (s)':<52}{'p50':>7}{'p95':>7}{'mean':>7}",
+        *stage_lines(t.get("stage_s", {})),
     ]
-    for label, figures in t.get("stage_s", {}).items():
-        lines.append(
-            f"    {label:<50}{figures.get('p50') or 0:>7.2f}{figures.get('p95') or 0:>7.2f}"
-            f"{figures.get('mean') or 0:>7.2f}"
-        )
     lines.append("  CPU seconds per job")
     for label, seconds in t.get("cpu_s_per_job", {}).items():
         lines.append(f"    {label:<60}{seconds:>7.3f}")

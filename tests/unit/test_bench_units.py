@@ -380,3 +380,21 @@ def test_memory_growth_from_the_first_tenth_of_the_jobs_to_the_last() -> None:
     # Too few jobs, or no sample after the last end: no figure rather than a wrong one.
     assert memory_growth(samples, ends[:9]) is None
     assert memory_growth(samples[:30], ends) is None
+
+
+def test_the_latency_table_says_where_a_lone_jobs_time_goes() -> None:
+    lone = [
+        job(queued=0.2, validating_input=1.1, processing_audio=1.2, generating_video=1.4,
+            uploading_result=2.1, completed=2.6)
+        for _ in range(3)
+    ]  # fmt: skip
+    report = {
+        "machine": {},
+        "latency_ms": latency_figures(lone, "seen"),
+        "latency": {"jobs": 3, "completed": 3, "stage_s": stage_seconds(lone)},
+    }
+    table = text_report(report)
+    rows = {line.split()[0]: line.split()[-3:] for line in table.splitlines() if line.strip()}
+    assert rows["generating-video"] == ["0.70", "0.70", "0.70"]
+    assert rows["uploading-result"] == ["0.50", "0.50", "0.50"]
+    assert "waiting for a worker (queued -> validating)" in table
