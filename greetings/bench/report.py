@@ -109,12 +109,19 @@ def _growth_line(growth: Mapping[str, Any] | None) -> str:
     )
 
 
+def _rounds(rounds: Any) -> str:
+    if not rounds or rounds < 2:
+        return ""
+    return f" in {rounds} batches, each sent when the last had ended"
+
+
 def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     running = t.get("running_at_once", {})
     first = t.get("first_90pct", {})
     cpu = t.get("cpu", {})
     lines = [
-        f"throughput: {t.get('jobs')} jobs, one upload ({t.get('clip')}), espeak-ng voice "
+        f"throughput: {t.get('jobs')} jobs{_rounds(t.get('rounds'))}, one upload "
+        f"({t.get('clip')}), espeak-ng voice "
         f"(load {_load(t.get('load_start'))} -> {_load(t.get('load_end'))})",
         f"  jobs per minute                 {t.get('jobs_per_minute')}"
         f"   ({t.get('completed')} completed in {t.get('span_s')} s, first create -> last end)",
