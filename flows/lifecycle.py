@@ -148,7 +148,10 @@ def edit_fields(changes: Any) -> dict[str, Any]:
     if unknown:
         raise EditRefused(f"a retry cannot change {', '.join(unknown)}")
     checked: dict[str, Any] = {}
-    for field, value in changes.items():
+    # In RETRY_EDITS's order, not the map's: Firestore does not keep a map's key order, and the
+    # request's answer (describe_edits) must read the same whichever order the client wrote.
+    for field in (f for f in RETRY_EDITS if f in changes):
+        value = changes[field]
         if value is None and field != "firstName":
             checked[field] = None
         elif field == "greetingEndSecond":

@@ -35,7 +35,8 @@ class PrefectApi:
             self._session.headers["Authorization"] = f"Bearer {self.api_key}"
         self._deployment_ids: dict[str, str] = {}
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """One REST call, repeated while Prefect asks for it (503, 429) or restarts."""
         url = f"{self.api_url.rstrip('/')}/{path.lstrip('/')}"
         busy = refused = 0
         while True:
@@ -75,14 +76,14 @@ class PrefectApi:
     def deployment_id(self, name: str) -> str:
         """The id of a deployment named `flow-name/deployment-name` (looked up once per process)."""
         if name not in self._deployment_ids:
-            self._deployment_ids[name] = self._call("GET", f"/deployments/name/{name}")["id"]
+            self._deployment_ids[name] = self.call("GET", f"/deployments/name/{name}")["id"]
         return self._deployment_ids[name]
 
     def create_flow_run(
         self, deployment: str, parameters: dict[str, Any], idempotency_key: str, name: str
     ) -> str:
         """Creates a flow run; the same idempotency key returns the run made the first time."""
-        run = self._call(
+        run = self.call(
             "POST",
             f"/deployments/{self.deployment_id(deployment)}/create_flow_run",
             {"parameters": parameters, "idempotency_key": idempotency_key, "name": name},
@@ -96,10 +97,10 @@ class PrefectApi:
         stage transition when it sees the job cancelled, and cleans up after itself, which a
         killed process could not do.
         """
-        run = self._call("GET", f"/flow_runs/{flow_run_id}")
+        run = self.call("GET", f"/flow_runs/{flow_run_id}")
         if run["state_type"] not in ("SCHEDULED", "PENDING"):
             return False
-        result = self._call(
+        result = self.call(
             "POST",
             f"/flow_runs/{flow_run_id}/set_state",
             {

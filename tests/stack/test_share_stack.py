@@ -158,6 +158,7 @@ def test_each_video_has_a_share_page_that_plays_counts_and_can_be_revoked(
     seen = run_pages(urls, watch_half=True)
     watcher.join(10)
     for page in seen:
+        assert "text" not in page, f"the page showed no video: {page}"
         assert page["width"] == 640 and page["currentTime"] > 0, page
         assert page["poster"] and page["sender"] == "A video from Sam Rep"
         assert page["cta"] == cta

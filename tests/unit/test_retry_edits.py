@@ -92,3 +92,11 @@ def test_the_cli_sends_only_what_was_given() -> None:
     }
     with pytest.raises(CliError, match="cannot retry with these changes: greetingEndSecond"):
         retry_changes(_args(greeting_end=12.0))
+
+
+def test_the_edits_are_described_in_the_same_order_whatever_order_the_map_arrived_in() -> None:
+    # Firestore does not keep a map's key order: the answer must not depend on it.
+    forward = {"greetingEndSecond": 1.5, "firstName": "Max"}
+    backward = {"firstName": "Max", "greetingEndSecond": 1.5}
+    said = {describe_edits(edit_fields(changes)) for changes in (forward, backward)}
+    assert said == {"the greeting ending at 1.5 s, the first name 'Max'"}

@@ -39,3 +39,26 @@ export function clientId(storage, random = () => crypto.getRandomValues(new Uint
   }
   return id;
 }
+
+// What a busy or cold-starting function answers: worth asking again before a prospect, who
+// clicked once, is told to come back later.
+export const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
+export const RETRY_DELAYS_MS = [400, 1200, 3000];
+
+/** `fetchFn(url, init)`, asked again after RETRY_DELAYS_MS when the network failed or the
+ *  answer is one worth retrying; the last answer (or error) is the caller's. */
+export async function fetchPatiently(fetchFn, url, init, {
+  delays = RETRY_DELAYS_MS,
+  sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+} = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const last = attempt === delays.length;
+    try {
+      const response = await fetchFn(url, init);
+      if (last || !RETRY_STATUSES.has(response.status)) return response;
+    } catch (error) {
+      if (last) throw error;
+    }
+    await sleep(delays[attempt]);
+  }
+}

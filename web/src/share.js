@@ -2,12 +2,12 @@
 // anyone with the link, without signing in. Everything comes from the `share` function
 // (triggers/shares.py), which answers only for a share that exists and is not revoked; the
 // page reports viewed, played and 25/50/75/100 % watched to `share_event`.
-import { clientId, functionsBase, newMarks, shareIdFrom } from './share-view.js';
+import { clientId, fetchPatiently, functionsBase, newMarks, shareIdFrom } from './share-view.js';
 
 const $ = (id) => document.getElementById(id);
 
 async function json(url, { optional = false } = {}) {
-  const response = await fetch(url, { cache: 'no-store' });
+  const response = await fetchPatiently(fetch, url, { cache: 'no-store' });
   if (optional && response.status === 404) return null;
   return { status: response.status, body: await response.json().catch(() => ({})) };
 }

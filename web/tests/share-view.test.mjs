@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { clientId, functionsBase, newMarks, shareIdFrom } from '../src/share-view.js';
+import {
+  clientId, fetchPatiently, functionsBase, newMarks, RETRY_DELAYS_MS, shareIdFrom,
+} from '../src/share-view.js';
 
 test('the share id comes from /v/{shareId} only', () => {
   const id = 'Ab_-cdefghijklmnopqrstu';
@@ -39,4 +41,49 @@ test('a viewer keeps one client id for the session', () => {
   assert.equal(clientId(storage, () => new Uint8Array(16)), id);
   const refusing = { getItem: () => null, setItem: () => { throw new Error('QuotaExceededError'); } };
   assert.match(clientId(refusing), /^[0-9a-f]{32}$/);
+});
+
+// A fetch that answers from `script` in turn: a status, or 'offline' for a network failure.
+function scripted(script) {
+  const calls = [];
+  const fetchFn = async (url, init) => {
+    calls.push([url, init]);
+    const next = script[calls.length - 1];
+    if (next === 'offline') throw new TypeError('Failed to fetch');
+    return { status: next };
+  };
+  return { calls, fetchFn };
+}
+
+test('a busy or unreachable function is asked again, after growing pauses', async () => {
+  const { calls, fetchFn } = scripted(['offline', 503, 500, 200]);
+  const slept = [];
+  const response = await fetchPatiently(fetchFn, '/share?s=x', { cache: 'no-store' }, {
+    sleep: async (ms) => { slept.push(ms); },
+  });
+  assert.equal(response.status, 200);
+  assert.equal(calls.length, 4);
+  assert.deepEqual(calls[3], ['/share?s=x', { cache: 'no-store' }]);
+  assert.deepEqual(slept, RETRY_DELAYS_MS);
+});
+
+test('an answer that another ask cannot change is the page\'s at once', async () => {
+  for (const status of [200, 404, 410, 400]) {
+    const { calls, fetchFn } = scripted([status, 200]);
+    const response = await fetchPatiently(fetchFn, '/share', {}, { sleep: async () => {} });
+    assert.equal(response.status, status);
+    assert.equal(calls.length, 1);
+  }
+});
+
+test('after the last pause, the last answer or failure is the page\'s', async () => {
+  const busy = scripted([503, 503, 503, 503, 200]);
+  const response = await fetchPatiently(busy.fetchFn, '/share', {}, { sleep: async () => {} });
+  assert.equal(response.status, 503);
+  assert.equal(busy.calls.length, RETRY_DELAYS_MS.length + 1);
+  const offline = scripted(['offline', 'offline', 'offline', 'offline']);
+  await assert.rejects(
+    fetchPatiently(offline.fetchFn, '/share', {}, { sleep: async () => {} }),
+    /Failed to fetch/,
+  );
 });
