@@ -28,6 +28,7 @@ from greetings.client.enduser import (
 from greetings.client.export import NEW_COLUMNS
 from greetings.client.session import LOCAL_PASSWORD
 from greetings.settings import REPO_ROOT
+from tests.conftest import wait_for
 from tests.support.fake_elevenlabs import FakeElevenLabs
 from tests.support.stackkit import wait_finished
 
@@ -237,6 +238,13 @@ def test_a_job_whose_upload_is_not_a_video_fails_with_its_code(
     # A failed job may be retried; this one fails again, for the same reason.
     assert main(["retry", job_id, "--user", email]) == 0
     assert f"retry requested for job {job_id}" in capsys.readouterr().out
+    # The trigger answers the request apart from the command: watching at once could see the
+    # first attempt's failure, before the new attempt begins.
+    wait_for(
+        lambda: as_user(stack, user).get("greetingJobs", job_id),
+        lambda job: job.get("retryCount") == 1,
+        60,
+    )
     assert main(["watch", job_id, "--json", "--user", email]) == 1
     (again,) = json_lines(capsys.readouterr().out)
     assert (again["status"], again["error"]["code"]) == ("failed", "input-not-video")
