@@ -62,3 +62,10 @@ export async function fetchPatiently(fetchFn, url, init, {
     await sleep(delays[attempt]);
   }
 }
+
+/** How long to wait before loading the video again after its `failures`-th failed load (a busy
+ *  function or a dropped connection on the way to Storage), or null when the viewer should be
+ *  told: the <video> element says only that no source worked, never why. */
+export function mediaRetryDelay(failures, delays = RETRY_DELAYS_MS) {
+  return failures >= 1 && failures <= delays.length ? delays[failures - 1] : null;
+}

@@ -2,7 +2,9 @@
 // anyone with the link, without signing in. Everything comes from the `share` function
 // (triggers/shares.py), which answers only for a share that exists and is not revoked; the
 // page reports viewed, played and 25/50/75/100 % watched to `share_event`.
-import { clientId, fetchPatiently, functionsBase, newMarks, shareIdFrom } from './share-view.js';
+import {
+  clientId, fetchPatiently, functionsBase, mediaRetryDelay, newMarks, shareIdFrom,
+} from './share-view.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -70,8 +72,19 @@ async function main() {
   };
   video.addEventListener('timeupdate', mark);
   video.addEventListener('ended', mark);
+  // A failed load is tried again (each try asks the function for a fresh link) before the
+  // viewer is told; a revoked share fails every try.
+  let failures = 0;
   video.addEventListener('error', () => {
-    say('This video is no longer shared, or cannot be played here.');
+    const delay = mediaRetryDelay(++failures);
+    if (delay === null) {
+      say('This video is no longer shared, or cannot be played here.');
+      return;
+    }
+    setTimeout(() => {
+      video.src = media('video');
+      video.load();
+    }, delay);
   });
 }
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  clientId, fetchPatiently, functionsBase, newMarks, RETRY_DELAYS_MS, shareIdFrom,
+  clientId, fetchPatiently, functionsBase, mediaRetryDelay, newMarks, RETRY_DELAYS_MS,
+  shareIdFrom,
 } from '../src/share-view.js';
 
 test('the share id comes from /v/{shareId} only', () => {
@@ -86,4 +87,11 @@ test('after the last pause, the last answer or failure is the page\'s', async ()
     fetchPatiently(offline.fetchFn, '/share', {}, { sleep: async () => {} }),
     /Failed to fetch/,
   );
+});
+
+test('a video that failed to load is tried again after each delay, then the viewer is told', () => {
+  const waits = [1, 2, 3, 4].map((failures) => mediaRetryDelay(failures));
+  assert.deepEqual(waits, [...RETRY_DELAYS_MS, null]);
+  assert.equal(mediaRetryDelay(0), null);
+  assert.equal(mediaRetryDelay(1, []), null);
 });
