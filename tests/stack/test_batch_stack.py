@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from flows.job import BATCHES, JobRequest, result_path
 from tests.conftest import Uploaded, User
 from tests.support.stackkit import (
@@ -34,13 +32,9 @@ BATCH_DEPLOYMENT = "greeting-batch/greeting-batch"
 
 
 def batch_runs(stack: Any, batch_id: str) -> list[dict[str, Any]]:
-    response = requests.post(
-        f"{stack.s.prefect_api}/flow_runs/filter",
-        json={"flow_runs": {"name": {"any_": [f"batch-{batch_id}"]}}},
-        timeout=10,
+    runs: list[dict[str, Any]] = trigger_prefect(stack).call(
+        "POST", "/flow_runs/filter", {"flow_runs": {"name": {"any_": [f"batch-{batch_id}"]}}}
     )
-    response.raise_for_status()
-    runs: list[dict[str, Any]] = response.json()
     return runs
 
 

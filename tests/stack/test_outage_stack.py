@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from flows.job import STAGE_ORDER, JobStatus, result_path
 from flows.settings import Settings
@@ -32,6 +31,7 @@ from tests.support.stackkit import (
     read_job,
     submit,
     sweep_once,
+    trigger_prefect,
     upload,
     wait_finished,
     wait_run_finished,
@@ -102,13 +102,10 @@ def timeline(job: dict[str, Any], since: datetime) -> list[tuple[int, str, float
 
 def task_runs(stack: Any, run_id: str) -> list[tuple[str, int, str]]:
     """(task name, run count, state) of a flow run's task runs."""
-    response = requests.post(
-        f"{stack.s.prefect_api}/task_runs/filter",
-        json={"flow_runs": {"id": {"any_": [run_id]}}, "limit": 50},
-        timeout=10,
+    tasks = trigger_prefect(stack).call(
+        "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 50}
     )
-    response.raise_for_status()
-    return [(t["name"], t["run_count"], t["state_type"]) for t in response.json()]
+    return [(t["name"], t["run_count"], t["state_type"]) for t in tasks]
 
 
 def completions(job: dict[str, Any]) -> int:
@@ -239,13 +236,10 @@ def prefect_runs_by_id(stack: Any, run_ids: list[str]) -> dict[str, dict[str, An
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(run_ids), 50):
         chunk = run_ids[i : i + 50]
-        response = requests.post(
-            f"{stack.s.prefect_api}/flow_runs/filter",
-            json={"flow_runs": {"id": {"any_": chunk}}, "limit": len(chunk)},
-            timeout=30,
+        runs = trigger_prefect(stack).call(
+            "POST", "/flow_runs/filter", {"flow_runs": {"id": {"any_": chunk}}, "limit": len(chunk)}
         )
-        response.raise_for_status()
-        found.update({run["id"]: run for run in response.json()})
+        found.update({run["id"]: run for run in runs})
     return found
 
 

@@ -21,6 +21,7 @@ from flows.stages.thumbnails import make_gif
 from tests.conftest import Uploaded, User, wait_for
 from tests.support.stackkit import (
     completed_once,
+    flow_run,
     read_job,
     submit,
     upload,
@@ -47,7 +48,7 @@ def test_trigger_reacts_to_a_new_job(
     job_id = submit(stack, user, f"user-uploads/{user.uid}/missing.mp4")
     job = wait_for(lambda: read_job(clients, job_id), lambda j: bool(j.get("flowRunId")), 30)
     assert job["history"][0]["status"] in ("queued", "validating-input")
-    run = requests.get(f"{stack.s.prefect_api}/flow_runs/{job['flowRunId']}", timeout=10).json()
+    run = flow_run(stack, job["flowRunId"])
     assert run["parameters"] == {"job_id": job_id, "attempt": 0}
     assert run["idempotency_key"] == f"{job_id}:0"
 

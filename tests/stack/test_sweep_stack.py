@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from tests.conftest import Uploaded
 from tests.support.stackkit import (
@@ -25,6 +24,7 @@ from tests.support.stackkit import (
     seed_pending_without_trigger,
     statuses,
     sweep_once,
+    trigger_prefect,
 )
 
 pytestmark = pytest.mark.stack
@@ -58,20 +58,20 @@ def failed_retryable(since: datetime) -> dict[str, Any]:
 
 def unpooled_run(stack: Any, job_id: str, state: dict[str, Any]) -> str:
     """A greeting-pipeline run of attempt 0 in `state`, in no work pool: no worker ever takes it."""
-    flow = requests.get(f"{stack.s.prefect_api}/flows/name/greeting-pipeline", timeout=10).json()
-    response = requests.post(
-        f"{stack.s.prefect_api}/flow_runs/",
-        json={
+    prefect = trigger_prefect(stack)
+    flow = prefect.call("GET", "/flows/name/greeting-pipeline")
+    run = prefect.call(
+        "POST",
+        "/flow_runs/",
+        {
             "flow_id": flow["id"],
             "name": f"job-{job_id}-attempt-0",
             "parameters": {"job_id": job_id, "attempt": 0},
             "idempotency_key": f"{job_id}:0",
             "state": state,
         },
-        timeout=10,
     )
-    response.raise_for_status()
-    run_id: str = response.json()["id"]
+    run_id: str = run["id"]
     return run_id
 
 
@@ -182,18 +182,17 @@ def test_the_retry_failed_jobs_flow_retries_and_leaves_a_table_artifact(
     assert read_job(clients, fresh)["status"] == "failed"
     assert flow_runs(stack, fresh) == []
 
-    response = requests.post(
-        f"{stack.s.prefect_api}/artifacts/filter",
-        json={
+    artifacts = trigger_prefect(stack).call(
+        "POST",
+        "/artifacts/filter",
+        {
             "artifacts": {"key": {"any_": ["retry-failed-jobs"]}},
             "sort": "CREATED_DESC",
             "limit": 20,
         },
-        timeout=10,
     )
-    response.raise_for_status()
     tables: list[tuple[dict[str, Any], list[dict[str, str]]]] = []
-    for artifact in response.json():
+    for artifact in artifacts:
         data = artifact["data"]
         tables.append((artifact, json.loads(data) if isinstance(data, str) else data))
     ours = [(a, rows) for a, rows in tables if any(r.get("job") == job_id for r in rows)]
@@ -236,10 +235,10 @@ def test_a_queued_job_waiting_for_a_worker_is_not_reaped(
     assert read_job(clients, job_id)["status"] == "queued"
     assert flow_run(stack, waiting_run)["state_type"] == "SCHEDULED"
     # Once its run is gone (crashed, say), the same job is reaped.
-    requests.post(
-        f"{stack.s.prefect_api}/flow_runs/{waiting_run}/set_state",
-        json={"state": {"type": "CRASHED", "name": "Crashed"}, "force": True},
-        timeout=10,
-    ).raise_for_status()
+    trigger_prefect(stack).call(
+        "POST",
+        f"/flow_runs/{waiting_run}/set_state",
+        {"state": {"type": "CRASHED", "name": "Crashed"}, "force": True},
+    )
     assert sweep_once(clients, prefect_client, {job_id}) == [(job_id, "reap", "reaped")]
     assert read_job(clients, job_id)["error"]["code"] == "worker-lost"

@@ -14,7 +14,6 @@ from typing import Any
 
 import jobs as trigger_jobs  # triggers/ is on the path (pyproject: pytest pythonpath)
 import prefect_api
-import requests
 
 from flows.job import COLLECTION, JobRequest, result_path
 from flows.settings import Settings
@@ -111,24 +110,21 @@ def statuses(job: dict[str, Any], attempt: int | None = None) -> list[str]:
 
 def flow_runs(stack: Any, job_id: str) -> list[dict[str, Any]]:
     """Every Prefect flow run of a job, whatever the attempt, oldest first."""
-    response = requests.post(
-        f"{stack.s.prefect_api}/flow_runs/filter",
-        json={
+    # Through the trigger's client, which asks again when a busy server answers 503.
+    runs: list[dict[str, Any]] = trigger_prefect(stack).call(
+        "POST",
+        "/flow_runs/filter",
+        {
             "flow_runs": {"name": {"like_": f"job-{job_id}-attempt-"}},
             "sort": "START_TIME_ASC",
             "limit": 50,
         },
-        timeout=10,
     )
-    response.raise_for_status()
-    runs: list[dict[str, Any]] = response.json()
     return sorted(runs, key=lambda r: r["created"])
 
 
 def flow_run(stack: Any, run_id: str) -> dict[str, Any]:
-    response = requests.get(f"{stack.s.prefect_api}/flow_runs/{run_id}", timeout=10)
-    response.raise_for_status()
-    run: dict[str, Any] = response.json()
+    run: dict[str, Any] = trigger_prefect(stack).call("GET", f"/flow_runs/{run_id}")
     return run
 
 
@@ -143,11 +139,10 @@ def worker_record(stack: Any) -> dict[str, Any]:
     """The stack worker's record in its work pool (status, last_heartbeat_time, ...)."""
     from greetings.stack.manager import WORKER_NAME
 
-    response = requests.post(
-        f"{stack.s.prefect_api}/work_pools/{stack.s.work_pool}/workers/filter", json={}, timeout=10
+    workers = trigger_prefect(stack).call(
+        "POST", f"/work_pools/{stack.s.work_pool}/workers/filter", {}
     )
-    response.raise_for_status()
-    [record] = [w for w in response.json() if w["name"] == WORKER_NAME]
+    [record] = [w for w in workers if w["name"] == WORKER_NAME]
     return dict(record)
 
 
