@@ -42,6 +42,18 @@ const FIT_TIMEOUT_MS = Number(process.env.GREETINGS_WEB_FIT_TIMEOUT_MS || 150_00
 const PIPELINE = ['validating-input', 'processing-audio', 'generating-video', 'uploading-result', 'completed'];
 const ORDER = ['pending', 'queued', ...PIPELINE];
 const NAMES = ['Anna Smith', 'Ben Jones', 'Carla Díaz'];
+// A rep's CSV for the fit check: titles, hyphens, diacritics, three parts, other scripts.
+const FIT_NAMES = [
+  'Al Li', 'Maximilian Oyelaran-Whitfield', 'Dr. Anna-Lena Smith', 'Nguyễn Văn An', "Zoë O'Brien",
+  'Mr. José María García', 'Prof. Dr. Hans-Jürgen Müller', 'Ms. Siobhán Ní Bhriain', 'Kim Lee',
+  'Jean-Luc Picard', 'María José Fernández López', 'Dr. Olusegun Adébáyọ̀', 'Søren Kierkegaard',
+  'Ana Ivanović', 'Björn Borg', 'Chloé Dubois-Martin', 'Rev. Martin Luther King Jr.', 'Łukasz Żak',
+  'Zhang Wei', 'Mrs. Priya Raghunathan', 'Ole Gunnar Solskjær', 'Fatima Al-Zahra', 'Tomás Ó Súilleabháin',
+  'Dr. Mary-Kate Olsen-Hughes', 'Hiroshi Tanaka', 'Ngozi Okonjo-Iweala', 'Renée Zellweger',
+  'Sir Ian McKellen', 'İlkay Gündoğan', 'Nuño Pérez de Guzmán', 'Eleanor Roosevelt',
+  'Capt. James T. Kirk', 'Amélie Poulain', 'Dmitri Shostakovich', 'Aoife McArdle',
+  'Mohammed bin Rashid', 'Grace Hopper', 'Lin-Manuel Miranda', 'Ramón y Cajal', 'Bo Xu',
+];
 
 let browser;
 let context;
@@ -697,14 +709,21 @@ test('the page, end to end against the local stack', async (t) => {
     await shot('08-preview');
   });
 
-  await step('names too long for the greeting stop at the fit check, and its one-click fix makes every video', async () => {
+  await step('40 names from a CSV, too long for the greeting, stop at the fit check; its one-click fix makes every video', async () => {
     // The sample's narration opens "Hey there," (about 0.7 s): a greeting that ends at 0.3 s has
-    // no room for "Hey Maximilian," at any tempo, whatever the short name does.
-    const names = ['Al Li', 'Maximilian Oyelaran-Whitfield'];
+    // no room for "Hey Maximilian," at any tempo. The names are a rep's CSV: titles, hyphens,
+    // diacritics, three parts, other scripts.
+    const names = FIT_NAMES;
+    assert.equal(names.length, 40);
+    const csv = `company,prospectName\r\n${names.map((name, i) => `Company ${i + 1},"${name}"`).join('\r\n')}\r\n`;
     const uid = (await readJob(ids[NAMES[0]])).userId.stringValue;
     await page.selectOption('#voice', 'espeak:en-us');
     await page.fill('#greeting-end', '0.3');
-    await page.fill('#names', names.join('\n'));
+    await page.fill('#names', '');
+    await page.setInputFiles('#names-csv', { name: 'prospects.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.locator('#csv-loaded').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.textContent('#csv-info'), 'prospects.csv: 40 names');
+    assert.equal(await page.textContent('#submit-batch'), 'Create 40 videos');
     const before = new Set((await rowIds()).map((r) => r.id));
     const jobCount = () => page.locator('#job-list > li.job').count();
     const answer = async () => {
@@ -719,11 +738,15 @@ test('the page, end to end against the local stack', async (t) => {
     assert.equal(await page.textContent('#fit-check-title'), 'Not every name fits the greeting');
     assert.equal(await page.textContent('#fit-check-caption'), 'How each name fits the greeting that ends at 0.30 s');
     const table = await page.$$eval('#fit-check-table tbody tr', (trs) => trs.map((tr) => [tr.querySelector('th[scope="row"]').textContent, tr.querySelector('td').textContent]));
-    assert.deepEqual(table.map(([name]) => name), names, 'one row per name, in order');
-    assert.match(table[1][1], /^Too long: needs the greeting to end at \d+\.\d\d s or later$/);
+    assert.deepEqual(table.map(([name]) => name), names, 'one row per name, in the CSV\'s order');
+    const long = table.find(([name]) => name === 'Maximilian Oyelaran-Whitfield');
+    assert.match(long[1], /^Too long: needs the greeting to end at \d+\.\d\d s or later$/);
     for (const [name, words] of table) assert.match(words, /^(Fits|Fits \(.+\)|Too long: needs the greeting to end at .+)$/, name);
-    assert.match(summary, /^[12] of 2 names do(es)? not fit the greeting that ends at 0\.30 s\./);
-    assert.match(summary, /If you create them anyway, [12] of the 2 videos will fail\./);
+    const tooLong = table.filter(([, words]) => words.startsWith('Too long')).length;
+    assert.ok(tooLong >= 1, JSON.stringify(table));
+    const n = (k) => `${k} of 40 name${k === 1 ? ' does' : 's do'} not fit`;
+    assert.ok(summary.startsWith(`${n(tooLong)} the greeting that ends at 0.30 s.`), summary);
+    assert.ok(summary.includes(`If you create them anyway, ${tooLong} of the 40 videos will fail.`), summary);
     assert.equal(await page.$eval('#batch-fields', (f) => f.disabled), true, 'the form waits for the decision');
     await shot('11-fit-check');
     await page.locator('#fit-check').screenshot({ path: path.join(ARTIFACTS, '11-fit-table.png') });
@@ -749,7 +772,7 @@ test('the page, end to end against the local stack', async (t) => {
     assert.equal(await page.locator('#fit-check').isVisible(), false);
     assert.equal(await page.$eval('#batch-fields', (f) => f.disabled), false);
     assert.equal(await page.evaluate(() => document.activeElement.id), 'greeting-end');
-    assert.equal(await page.inputValue('#names'), names.join('\n'), 'the names wait to be sent');
+    assert.equal(await page.textContent('#csv-info'), 'prospects.csv: 40 names', 'the CSV waits to be sent');
     assert.equal(await jobCount(), before.size);
 
     // Sent again (the check's speech is cached now): the fix, in one click; or, on a recording
@@ -764,7 +787,7 @@ test('the page, end to end against the local stack', async (t) => {
     };
     if (await use.isVisible()) {
       const label = await use.textContent();
-      const [, end] = /^Use (\d+\.\d\d) s for all and create 2 videos$/.exec(label) ?? [];
+      const [, end] = /^Use (\d+\.\d\d) s for all and create 40 videos$/.exec(label) ?? [];
       assert.ok(end, `the button says "${label}"`);
       assert.ok(Number(end) > 0.3 && Number(end) <= 7, label);
       assert.ok(summary.includes(`Every name fits if the greeting ends at ${end} s`), summary);
@@ -772,19 +795,19 @@ test('the page, end to end against the local stack', async (t) => {
       const made = await fresh();
       assert.equal(Number(await page.inputValue('#greeting-end')), Number(end), 'the field took the new end');
       await page.locator('#batch-done').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
-      assert.match(await page.textContent('#batch-done'), /^2 videos are on the way, the greeting ending at /);
+      assert.match(await page.textContent('#batch-done'), /^40 videos are on the way, the greeting ending at /);
       for (const name of names) {
         const doc = await readJob(made[name]);
         assert.equal(Number(doc.greetingEndSecond.doubleValue ?? doc.greetingEndSecond.integerValue), Number(end), name);
       }
       for (const name of names) await waitForStatus(made[name], 'completed');
-      console.log(`fit check: ends at 0.30 s -> ${end} s, both made`);
+      console.log(`fit check: ends at 0.30 s -> ${end} s, ${tooLong} of 40 did not fit, all 40 made`);
     } else {
       assert.match(summary, /No later pause in the first 10 s of your recording leaves room|too close to the end of your video/);
       await page.click('#fit-anyway');
       const made = await fresh();
       for (const name of names) await waitForStatus(made[name], ['completed', 'failed']);
-      const error = (await readJob(made[names[1]])).error?.mapValue.fields;
+      const error = (await readJob(made['Maximilian Oyelaran-Whitfield'])).error?.mapValue.fields;
       assert.equal(error?.code.stringValue, 'greeting-too-long', 'the long name failed as the check said');
       console.log('fit check: no pause with room in this recording; created anyway');
     }
