@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flows.media import SandboxMode
@@ -131,8 +131,10 @@ class Settings(BaseSettings):
     share_base_url: str = ""
 
     # --- Webhooks (flows/webhooks.py, flows/deliveries.py) --------------------------------------
-    # One attempt's whole time, connection to answer: a receiver that hangs costs no more.
-    webhook_timeout_seconds: float = 5.0
+    # One attempt's whole time, connection to answer: a receiver that hangs costs no more. Under
+    # the 60 s a deliverer's claim on a delivery lasts (flows/webhooks.py CLAIM_LEASE), so that no
+    # other deliverer sends the same attempt while it waits.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=45)
     # Endpoints on 127.0.0.1 / ::1 over http: for the local stack and the tests only. Private,
     # link-local and other internal addresses stay refused either way.
     webhooks_allow_loopback: bool = False

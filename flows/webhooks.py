@@ -562,6 +562,14 @@ class DeliveryOutcome(StrEnum):
     FAILED = "failed"  # only in `deliver_due`'s summary: the attempt failed
 
 
+# How long a claimed delivery stays with the deliverer that took it: far past one attempt (the
+# sender's 5 s timeout and the write after it). Without a claim, two deliver-webhooks runs of
+# adjacent windows sent the same attempt twice when the first one's record was slow to land (seen
+# in the stack test: a 500 recorded 4.6 s late, after the second run's 200, turned the delivered
+# delivery back to retrying, and a third attempt went out).
+CLAIM_LEASE = timedelta(seconds=60)
+
+
 @dataclass(frozen=True)
 class DueDelivery:
     """A delivery whose next attempt has come."""
@@ -580,7 +588,9 @@ class WebhookStore(Protocol):
         ...
 
     def due(self, now: datetime, limit: int) -> list[DueDelivery]:
-        """Up to `limit` deliveries due at `now`, the longest waiting first."""
+        """Up to `limit` deliveries due at `now`, the longest waiting first, each claimed: its
+        next attempt moves to `now + CLAIM_LEASE` so that no other deliverer sends it meanwhile
+        (one that dies mid-attempt leaves it due again when the lease ends)."""
         ...
 
     def next_due_at(self) -> datetime | None:
@@ -603,8 +613,9 @@ class WebhookStore(Protocol):
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
     ) -> None:
-        """Appends `attempt` to the delivery and sets its status; a failed attempt also sets
-        the endpoint's `failingSince` to the attempt's time, unless it is set already."""
+        """Appends `attempt` to the delivery and sets its status, except that a delivery
+        already delivered stays delivered; a failed attempt also sets the endpoint's
+        `failingSince` to the attempt's time, unless it is set already."""
         ...
 
     def mark_delivered(self, endpoint_id: str, event_id: str, at: datetime) -> None:
@@ -678,11 +689,32 @@ class FirestoreWebhookStore:
         query: firestore.Query = self._db.collection_group(DELIVERIES).order_by("nextAttemptAt")
         return query
 
+    def _claim(self, ref: firestore.DocumentReference, now: datetime) -> dict[str, Any] | None:
+        """The delivery's document if it is still due at `now`, its next attempt moved past the
+        lease; None if another deliverer claimed or ended it first."""
+
+        @firestore.transactional
+        def apply(transaction: firestore.Transaction) -> dict[str, Any] | None:
+            snapshot = ref.get(transaction=transaction)
+            data: dict[str, Any] = snapshot.to_dict() or {}
+            at = data.get("nextAttemptAt")
+            if not isinstance(at, datetime) or at > now:
+                return None
+            if data.get("status") in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED):
+                return None
+            transaction.update(ref, {"nextAttemptAt": now + CLAIM_LEASE})
+            return data
+
+        claimed: dict[str, Any] | None = apply(self._db.transaction())
+        return claimed
+
     def due(self, now: datetime, limit: int) -> list[DueDelivery]:
         query = self._waiting().where(filter=firestore.FieldFilter("nextAttemptAt", "<=", now))
         found: list[DueDelivery] = []
         for snapshot in query.limit(limit).stream():
-            data = snapshot.to_dict() or {}
+            data = self._claim(snapshot.reference, now)
+            if data is None:
+                continue
             endpoint_ref = snapshot.reference.parent.parent
             try:
                 event = WebhookEvent.model_validate({"id": snapshot.id, **data["event"]})
@@ -724,16 +756,20 @@ class FirestoreWebhookStore:
         @firestore.transactional
         def apply(transaction: firestore.Transaction) -> None:
             endpoint = endpoint_ref.get(transaction=transaction)
+            current = delivery_ref.get(transaction=transaction)
+            # An attempt recorded late (its deliverer's lease ran out, another delivered) is
+            # history, not the delivery's state: delivered stays delivered.
+            done = (current.to_dict() or {}).get("status") == DeliveryStatus.DELIVERED
             transaction.set(
                 delivery_ref,
                 {
                     "eventId": event.id,
                     "eventType": event.type.value,
                     "jobId": event.data.get("jobId"),
-                    "status": status.value,
+                    "status": DeliveryStatus.DELIVERED.value if done else status.value,
                     # Each attempt differs in its number and time, so the union only appends.
                     "attempts": firestore.ArrayUnion([attempt.to_firestore()]),
-                    "nextAttemptAt": next_attempt_at or firestore.DELETE_FIELD,
+                    "nextAttemptAt": (None if done else next_attempt_at) or firestore.DELETE_FIELD,
                     "updatedAt": attempt.at,
                 },
                 merge=True,

@@ -32,6 +32,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from flows import webhooks
 from flows.webhooks import (
+    CLAIM_LEASE,
     DISABLE_AFTER,
     MAX_ATTEMPTS,
     Attempt,
@@ -197,8 +198,9 @@ class MemoryStore:
     ) -> None:
         delivery = self.deliveries.setdefault((endpoint_id, event.id), Delivery())
         delivery.attempts.append(attempt)
-        delivery.status = status
-        delivery.next_attempt_at = next_attempt_at
+        if delivery.status != DeliveryStatus.DELIVERED:
+            delivery.status = status
+            delivery.next_attempt_at = next_attempt_at
         endpoint = self.endpoints.get(endpoint_id)
         if not attempt.ok and endpoint is not None and endpoint.failing_since is None:
             self._update(endpoint_id, failing_since=attempt.at)
@@ -231,6 +233,8 @@ class MemoryStore:
             for key, d in self.deliveries.items()
             if d.next_attempt_at is not None and d.next_attempt_at <= now
         )
+        for _, key in waiting[:limit]:
+            self.deliveries[key].next_attempt_at = now + CLAIM_LEASE  # claimed
         return [
             DueDelivery(key[0], self.deliveries[key].event, len(self.deliveries[key].attempts) + 1)  # type: ignore[arg-type]
             for _, key in waiting[:limit]
@@ -862,4 +866,34 @@ def test_deliver_due_attempts_each_due_delivery_and_counts_how_they_ended(
     counts = deliver_due(store, Answering(200), AT + timedelta(seconds=1))
     assert counts == {"delivered": 1, "retrying": 1, "failed": 1}
     assert asked == [(hook, ready_event().id, 1) for hook in ("hook-a", "hook-b", "hook-c")]
-    assert store.next_due_at() == AT  # the stub recorded nothing: all three still wait
+    # The stub recorded nothing: all three wait out their claim, then are due again.
+    assert store.next_due_at() == AT + timedelta(seconds=1) + CLAIM_LEASE
+
+
+def test_a_due_delivery_is_claimed_by_one_deliverer_until_its_lease_ends() -> None:
+    store = MemoryStore(endpoint("https://hooks.example.com/"))
+    event = ready_event()
+    store.enqueue("hook-1", event, AT)
+    [due] = store.due(AT, 10)
+    assert (due.event.id, due.attempt_number) == (event.id, 1)
+    # A second deliverer at the same moment finds nothing to send.
+    assert store.due(AT + timedelta(seconds=5), 10) == []
+    # The first one died without recording: after the lease, it is due again, still attempt 1.
+    [again] = store.due(AT + CLAIM_LEASE, 10)
+    assert (again.event.id, again.attempt_number) == (event.id, 1)
+
+
+def test_an_attempt_recorded_late_leaves_a_delivered_delivery_delivered() -> None:
+    store = MemoryStore(endpoint("https://hooks.example.com/"))
+    event = ready_event()
+    store.enqueue("hook-1", event, AT)
+    late = Attempt(number=1, at=AT, status_code=500, duration_ms=40)
+    won = Attempt(number=2, at=AT + timedelta(seconds=4), status_code=200, duration_ms=30)
+    store.record_attempt("hook-1", event, won, DeliveryStatus.DELIVERED, None)
+    store.mark_delivered("hook-1", event.id, won.at)
+    store.record_attempt("hook-1", event, late, DeliveryStatus.RETRYING, AT + timedelta(seconds=5))
+    delivery = store.deliveries[("hook-1", event.id)]
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert delivery.next_attempt_at is None
+    assert [a.status_code for a in delivery.attempts] == [200, 500]
+    assert store.due(AT + timedelta(days=2), 10) == []
