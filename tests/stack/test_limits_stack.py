@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.cloud.firestore import SERVER_TIMESTAMP
 
 from flows.job import COLLECTION, REQUESTS, RequestAction
 from tests.conftest import User, wait_for
@@ -60,9 +61,10 @@ def test_jobs_over_a_users_allowance_are_rate_limited_and_other_users_are_not(
     jobs = {job_id: wait_finished(clients, job_id, 120) for job_id in mine}
     done = [j for j, job in jobs.items() if job["status"] == "completed"]
     limited = [j for j, job in jobs.items() if job["status"] == "failed"]
-    # Which ones the trigger saw first is its business; how many is the allowance's.
-    assert len(done) == ALLOWANCE, {j: job.get("error") for j, job in jobs.items()}
-    assert len(limited) == JOBS - ALLOWANCE
+    # Which ones the trigger saw first is its business; how many is the allowance's. A token
+    # comes back every 30 s: a trigger slowed past that between two jobs may start one more.
+    assert ALLOWANCE <= len(done) < JOBS, {j: job.get("error") for j, job in jobs.items()}
+    assert len(limited) == JOBS - len(done)
     for job_id in limited:
         job = jobs[job_id]
         assert job["error"]["code"] == "rate-limited"
@@ -74,16 +76,21 @@ def test_jobs_over_a_users_allowance_are_rate_limited_and_other_users_are_not(
         assert job["history"][-1]["errorCode"] == "rate-limited"
         assert "flowRunId" not in job
         assert flow_runs(stack, job_id) == []
-    assert len(outputs(clients, busy)) == ALLOWANCE
+    assert len(outputs(clients, busy)) == len(done)
 
     # A retry starts a job too, so it takes from the same allowance: refused while it is spent,
-    # the job left as it was, its attempts unspent.
+    # the job left as it was, its attempts unspent. The jobs above may have taken longer than the
+    # 30 s a token takes to come back at 2 a minute: spend the bucket now, at 1 a minute, so the
+    # retry below meets an empty one however slow this machine was.
+    clients.db.collection(QUOTAS).document(busy.uid).set(
+        {"jobsPerMinute": 1, "tokens": 0, "refilledAt": SERVER_TIMESTAMP}
+    )
     again = limited[0]
     refused = handled(
         clients, again, as_user(stack, busy).request(again, busy.uid, RequestAction.RETRY)
     )
     assert refused["outcome"] == "refused"
-    assert "Retry it in" in refused["message"]
+    assert "Retry it in" in refused["message"], refused["message"]
     job = read_job(clients, again)
     assert (job["status"], job.get("retryCount", 0)) == ("failed", 0)
 

@@ -60,7 +60,10 @@ def test_job_completes_with_every_stage_in_order(
     job_id = submit(stack, user, upload(clients, user, sample_video), prospect_name="Ada")
     job = wait_finished(clients, job_id, 120)
     assert job["status"] == "completed", job.get("error")
-    assert [entry["status"] for entry in job["history"]] == STAGES
+    # queued comes first unless the run moved the job before the trigger marked it (a worker
+    # that picks runs up at once); then it is left out, never written after a later stage.
+    seen = [entry["status"] for entry in job["history"]]
+    assert seen in (STAGES, STAGES[1:]), seen
     times = [entry["at"] for entry in job["history"]]
     assert times == sorted(times)
     assert job["progress"] == 100

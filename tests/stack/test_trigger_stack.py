@@ -324,8 +324,11 @@ def test_deleting_a_job_removes_its_result_and_its_upload_once_no_job_names_it(
     wait_for(lambda: bucket.blob(result_path(user.uid, first_id)).exists(), lambda e: not e, 30)
     assert bucket.blob(video).exists(), "the upload went while a job still names it"
     assert bucket.blob(result_path(user.uid, second_id)).exists()
-    assert stored_results(clients, user) == sorted(result_paths(user.uid, second_id))
+    # The video goes first, its thumbnails just after: wait for the last of them.
+    left = sorted(result_paths(user.uid, second_id))
+    assert wait_for(lambda: stored_results(clients, user), lambda r: r == left, 30) == left
 
     as_user(stack, user).delete(COLLECTION, second_id)
     wait_for(lambda: bucket.blob(video).exists(), lambda e: not e, 30)
-    assert stored_results(clients, user) == []  # the thumbnails went with their videos
+    # The thumbnails went with their videos.
+    assert wait_for(lambda: stored_results(clients, user), lambda r: r == [], 30) == []
