@@ -66,7 +66,7 @@ def test_web_page_in_a_browser(stack: Any, sample_video: Path, tmp_path: Path) -
     print(f"node --test web/tests/ took {time.monotonic() - began:.1f} s")
     # The figures the browser test measures (a 400-job batch's render, scrolling, ...).
     for line in result.stdout.splitlines():
-        if line.startswith(("batch of ", "fit check:", "edit and retry:", "axe on ")):
+        if line.startswith(("batch of ", "batch ETA:", "fit check:", "edit and retry:", "axe on ")):
             print(line)
     if result.returncode != 0:
         print(result.stdout[-30000:])
