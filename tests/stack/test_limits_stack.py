@@ -94,8 +94,12 @@ def test_jobs_over_a_users_allowance_are_rate_limited_and_other_users_are_not(
     job = read_job(clients, again)
     assert (job["status"], job.get("retryCount", 0)) == ("failed", 0)
 
-    # An operator raises the allowance; the retry now runs attempt 1 to completion.
-    clients.db.collection(QUOTAS).document(busy.uid).update({"jobsPerMinute": 120})
+    # An operator raises the allowance, and fills the bucket so that it counts at once (the
+    # refusal just above left it empty: at 120 a minute the first token would take 0.5 s, and a
+    # retry sent sooner was refused "Retry it in 1 s"); the retry now runs attempt 1 to completion.
+    clients.db.collection(QUOTAS).document(busy.uid).update(
+        {"jobsPerMinute": 120, "tokens": 120, "refilledAt": SERVER_TIMESTAMP}
+    )
     retrying = handled(
         clients, again, as_user(stack, busy).request(again, busy.uid, RequestAction.RETRY)
     )
