@@ -427,7 +427,7 @@ class Stack:
         with self._exclusive():
             self._up(echo)
 
-    def _drop_orphaned_objects(self, starting: set[str]) -> None:
+    def _drop_orphaned_objects(self, starting: dict[str, Service]) -> None:
         """A Firestore emulator that starts holds no jobs: the objects kept from before are orphans.
 
         The Firestore emulator keeps its documents in memory, the Storage emulator its objects on
@@ -436,8 +436,9 @@ class Stack:
         and the 1000-job bench stalled at 898. A Storage emulator still running with a Firestore
         still running keeps its objects.
         """
-        if "firebase-emulators" in starting and "storage-emulator" in starting:
-            shutil.rmtree(self.state / "storage" / ".cloudstorage", ignore_errors=True)
+        storage = starting.get("storage-emulator")
+        if "firebase-emulators" in starting and storage is not None:
+            shutil.rmtree(storage.cwd / ".cloudstorage", ignore_errors=True)
 
     def _up(self, echo: Callable[[str], None]) -> None:
         started = time.monotonic()
@@ -456,7 +457,7 @@ class Stack:
         if not self.signer_key.is_file():
             generate_signer_key(self.signer_key, self.s.project_id, token_uri)
         ensure_token_uri(self.signer_key, token_uri)
-        self._drop_orphaned_objects({svc.name for svc in to_start})
+        self._drop_orphaned_objects({svc.name: svc for svc in to_start})
         for svc in to_start:
             svc.cwd.mkdir(parents=True, exist_ok=True)
             if svc.name == "firebase-emulators":

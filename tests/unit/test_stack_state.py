@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from greetings.settings import StackSettings
-from greetings.stack.manager import Stack
+from greetings.stack.manager import Service, Stack
 
 EVERY_SERVICE = {
     "prefect-server",
@@ -26,9 +26,13 @@ def _stack_with_an_object(tmp_path: Path) -> tuple[Stack, Path]:
     return stack, kept
 
 
+def starting_services(stack: Stack, names: set[str]) -> dict[str, Service]:
+    return {svc.name: svc for svc in stack.services() if svc.name in names}
+
+
 def test_a_fresh_firestore_drops_the_objects_no_job_points_at(tmp_path: Path) -> None:
     stack, kept = _stack_with_an_object(tmp_path)
-    stack._drop_orphaned_objects(EVERY_SERVICE)
+    stack._drop_orphaned_objects(starting_services(stack, EVERY_SERVICE))
     assert not kept.exists()
     assert (tmp_path / "storage").is_dir()
 
@@ -45,5 +49,5 @@ def test_a_fresh_firestore_drops_the_objects_no_job_points_at(tmp_path: Path) ->
 )
 def test_objects_stay_while_their_jobs_can(tmp_path: Path, starting: set[str]) -> None:
     stack, kept = _stack_with_an_object(tmp_path)
-    stack._drop_orphaned_objects(starting)
+    stack._drop_orphaned_objects(starting_services(stack, starting))
     assert kept.read_bytes() == b"result"
