@@ -536,6 +536,47 @@ def run_ffmpeg(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
     return proc.stdout
 
 
+# The containers the voices write (flows/stages/synthesize.py `speech_extension`, Piper's WAV).
+SPEECH_FORMATS = {".mp3": "mp3", ".wav": "wav"}
+
+
+def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
+    """The voice's speech file as mono float32 little-endian samples at `rate`, decoded in this
+    process with PyAV (at most `max_s` seconds of it).
+
+    Only for speech the worker had made (an espeak-ng, Piper or ElevenLabs file), never for an
+    upload: uploads go through `upload_input_options` and the sandbox. The file is opened through
+    its own container's demuxer only, so nothing in it can name another file. An ffmpeg process
+    for this 1-2 s decode cost 0.06 CPU s, nearly all of it loading Debian ffmpeg's 215 shared
+    libraries; PyAV's takes 0.003 s and gives the same samples, bit for bit, as `ffmpeg -ac 1 -ar
+    <rate> -f f32le` (WAV at 22.05 kHz, stereo WAV and MP3 at 44.1 kHz; docs/benchmarks.md).
+    Errors are `FfmpegError`s, as from the command.
+    """
+    import av  # here, not at the top: of what imports this module, only the worker needs it
+
+    container = SPEECH_FORMATS.get(path.suffix.lower())
+    if container is None:
+        raise ValueError(f"{path.name}: not a speech file the voices write")
+    limit = round(max_s * rate)
+    out: list[bytes] = []
+    kept = 0
+    try:
+        with av.open(str(path), format=container) as media:
+            if not media.streams.audio:
+                raise FfmpegError(["pyav", str(path)], 1, f"{path.name}: no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in (*media.decode(media.streams.audio[0]), None):
+                for done in resampler.resample(frame):
+                    # A packed plane may be padded past its samples.
+                    out.append(bytes(done.planes[0])[: done.samples * 4])
+                    kept += done.samples
+                if kept >= limit:
+                    break
+    except av.FFmpegError as exc:
+        raise FfmpegError(["pyav", str(path)], 1, str(exc)) from exc
+    return b"".join(out)[: limit * 4]
+
+
 def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
     """Run two ffmpeg processes at once, the producer writing a FIFO the consumer reads.
 

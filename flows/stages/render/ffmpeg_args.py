@@ -437,8 +437,3 @@ def analysis_args(
         args += ["-map", f"{tail}:a:0", "-c", "copy", "-t", f"{scan_s:.6f}", "-f", "adts"]
         args += [str(work / ADTS_NAME)]
     return args
-
-
-def greeting_pcm_args(greeting_audio: Path) -> list[str]:
-    """Decode the greeting alone for measurement, as `analysis_args` decodes it."""
-    return ["-copyts", "-i", str(greeting_audio), "-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]

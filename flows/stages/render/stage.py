@@ -39,6 +39,7 @@ from flows.media import (
     FfmpegError,
     MediaInfo,
     ProbeError,
+    decode_speech,
     mp4_duration_s,
     mp4_track_kinds,
     probe_with_first_packets,
@@ -65,7 +66,6 @@ from flows.stages.render.ffmpeg_args import (
     concat_list,
     count_args,
     full_args,
-    greeting_pcm_args,
     head_args,
     mux_args,
     video_plan,
@@ -450,7 +450,7 @@ def _inspect(
         and shared.greeting_end_s == greeting_end_s
         and shared.upload.container == container
     ):
-        greeting_raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(greeting_audio)))
+        greeting_raw = _decoding(lambda: decode_greeting(greeting_audio))
         if shared.tail_ready:
             _link(shared.folder / TAIL_NAME, work / TAIL_NAME)
         analysis = shared
@@ -528,6 +528,17 @@ def _probe_and_decode(
     upload = Upload(input_video, container, info.duration_s)
     analysis = _analysis(upload, greeting_end_s, folder, info, first_pts, tail_ready)
     return analysis, greeting_raw
+
+
+# Longer than any slot at any speed: past it, the samples only say again that the greeting is too
+# long, and a voice that answered with minutes of audio costs no more than this to measure.
+SPEECH_DECODE_MAX_S = 60.0
+
+
+def decode_greeting(greeting_audio: Path) -> bytes:
+    """The greeting alone, for measurement, the samples `analysis_args` decodes of it (mono,
+    ANALYSIS_RATE), in this process: it is the voice's file, not the upload."""
+    return decode_speech(greeting_audio, ANALYSIS_RATE, SPEECH_DECODE_MAX_S)
 
 
 def _decoding(decode: Callable[[], _T]) -> _T:
@@ -664,7 +675,7 @@ def _fit_respoken(
     # The speed the whole shortfall asks for, 3 decimals so equal needs share a cache entry.
     speed = min(MAX_SPEECH_SPEED, math.ceil(unbounded.tempo * 1000) / 1000)
     faster = _speech_file(respeak(speed))
-    raw = _decoding(lambda: run_ffmpeg(greeting_pcm_args(faster.path)))
+    raw = _decoding(lambda: decode_greeting(faster.path))
     # The faster speech has timestamps of its own (or none): the slower one's never apply.
     seen = replace(seen, greeting_pcm=_floats(raw), spoken_end_s=faster.spoken_end_s)
     return _fit_greeting(seen, greeting_end_s, max_tempo, room), speed, seen, faster.path
