@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV ?= uv
 PYTHON ?= python3
-APT_PACKAGES := ffmpeg espeak-ng chromium bubblewrap fonts-dejavu-core
+APT_PACKAGES := ffmpeg espeak-ng chromium bubblewrap fonts-dejavu-core libjemalloc2
 PYTEST_ARGS ?=
 
 .PHONY: install system-packages python-env node-env triggers-env demo test lint stack-up stack-down
@@ -12,10 +12,12 @@ install: system-packages python-env node-env triggers-env
 # ffmpeg/ffprobe render and probe; espeak-ng is the offline voice; chromium runs the web page's
 # browser tests (Playwright drives Debian's build: its own download does not work offline); bwrap
 # sandboxes each job's media processes (flows/media.py); fonts-dejavu-core is the font the email
-# thumbnails draw the prospect's name with (flows/stages/thumbnails.py): a file, not a command.
+# thumbnails draw the prospect's name with (flows/stages/thumbnails.py): a file, not a command;
+# libjemalloc2 is the worker's allocator (greetings/stack/manager.py), a file too.
 system-packages:
 	@missing=""; for cmd in ffmpeg ffprobe espeak-ng chromium bwrap; do command -v $$cmd >/dev/null || missing=1; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || missing=1; \
+	ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \

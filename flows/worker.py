@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+from collections.abc import MutableMapping
 from functools import cache, partial
 from typing import Any
 
@@ -109,8 +110,23 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, Any, InProcessWorker
         return InProcessWorkerResult(identifier=f"{os.getpid()}:{flow_run.id}", status_code=0)
 
 
+def keep_preload_to_this_process(environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """Takes jemalloc out of what the worker's children inherit; returns what was preloaded.
+
+    The worker is started with jemalloc preloaded (the local stack, the Kubernetes Deployment):
+    it keeps this long-lived process's memory from growing run after run. Its children (ffmpeg,
+    ffprobe, espeak-ng) live a second each and are measured on glibc's malloc, so they keep it.
+    """
+    preload = environ.get("LD_PRELOAD")
+    if preload and "jemalloc" in preload:
+        del environ["LD_PRELOAD"]
+        return preload
+    return None
+
+
 def serve(pool: str, name: str, threads: int = DEFAULT_THREADS) -> None:
     """Runs the worker until interrupted (what `greetings worker` calls)."""
+    keep_preload_to_this_process()
 
     # Said once at start-up, and GREETINGS_SANDBOX=bwrap on a machine that cannot stops here,
     # not at each job's first stage.

@@ -102,3 +102,12 @@ def test_stack_down_leaves_nothing_behind(stack: Any) -> None:
         assert not [p for p in pids if process_alive(p)], f"{name} left descendants behind"
     ports = [port for svc in stack.services() for port in svc.ports.values()]
     assert ports and not [port for port in ports if port_in_use("127.0.0.1", port)]
+
+
+def test_the_worker_runs_on_jemalloc(stack: Any) -> None:
+    # The Makefile installs Debian's libjemalloc2: the worker's memory stays flat with it
+    # (docs/benchmarks.md), so a worker without it is a regression, not a skip. Its children
+    # run on glibc's malloc (flows/worker.py, tests/unit/test_worker_units.py).
+    worker = stack.pid("prefect-worker")
+    assert worker is not None
+    assert "/libjemalloc.so.2" in Path(f"/proc/{worker}/maps").read_text()

@@ -93,6 +93,7 @@ DOCUMENTED = {
     "GREETINGS_ELEVENLABS_CONCURRENCY": "optional",
     "GREETINGS_SPEECH_CACHE": "optional",
     "GREETINGS_WORK_POOL": "worker-only",
+    "LD_PRELOAD": "worker-only",
     "GREETINGS_CODE_DIR": "image",
 }
 # What an operator may add to the pool's `env` (README): it must arrive next to the defaults.

@@ -70,3 +70,13 @@ def test_the_bucket_lifecycle_deletes_uploads_and_results_as_readme_says() -> No
     assert said is not None
     assert (int(said[1]), int(said[2])) == (days[uploads], days[results])
     assert "--lifecycle-file=deployments/storage-lifecycle.json" in readme
+
+
+def test_it_preloads_the_jemalloc_the_image_links() -> None:
+    env = {entry["name"]: entry for entry in container()["env"]}
+    preload = env["LD_PRELOAD"]["value"]
+    dockerfile = (ROOT / "deployments" / "Dockerfile").read_text()
+    # The image installs Debian's libjemalloc2 and links it where the manifest preloads it, the
+    # same path on amd64 and arm64.
+    assert "libjemalloc2" in dockerfile
+    assert re.search(r"ln -s \S*dpkg -L libjemalloc2[^)]*\)\S* " + re.escape(preload), dockerfile)

@@ -10,7 +10,8 @@ import pytest
 from flows.pipeline import greeting_pipeline
 from flows.sweep import retry_failed_jobs
 from flows.workdir import remove_orphans, run_dir
-from flows.worker import load_flow, module_entrypoint
+from flows.worker import keep_preload_to_this_process, load_flow, module_entrypoint
+from greetings.stack.manager import jemalloc_preload
 
 
 def test_entrypoints_map_to_modules() -> None:
@@ -41,3 +42,25 @@ def test_orphaned_scratch_folders_of_dead_processes_are_removed(tmp_path: Path) 
         assert removed == [orphan]
         assert Path(mine).is_dir()  # a live process's folder stays
     assert list(tmp_path.iterdir()) == []  # and goes when its run ends
+
+
+def test_jemalloc_stays_with_the_worker_and_not_its_media_processes() -> None:
+    environ = {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "PATH": "/usr/bin"}
+    assert keep_preload_to_this_process(environ) == "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    assert environ == {"PATH": "/usr/bin"}
+    # Somebody else's preload (a profiler, a debugging shim) is theirs to keep.
+    other = {"LD_PRELOAD": "/usr/lib/libfaketime.so.1"}
+    assert keep_preload_to_this_process(other) is None
+    assert other == {"LD_PRELOAD": "/usr/lib/libfaketime.so.1"}
+    assert keep_preload_to_this_process({}) is None
+
+
+def test_the_stack_preloads_jemalloc_only_where_the_machine_has_it(tmp_path: Path) -> None:
+    empty, found = tmp_path / "empty", tmp_path / "lib"
+    empty.mkdir()
+    found.mkdir()
+    (found / "libjemalloc.so.2").write_bytes(b"\x7fELF")
+    assert jemalloc_preload((str(empty),)) == {}
+    assert jemalloc_preload((str(empty), str(found))) == {
+        "LD_PRELOAD": str(found / "libjemalloc.so.2")
+    }
