@@ -58,6 +58,12 @@ def jemalloc_preload(folders: tuple[str, ...] = JEMALLOC_PATHS) -> dict[str, str
     return {}
 
 
+def preloads_jemalloc(code: Path) -> bool:
+    """Whether the checkout at `code` starts its worker with jemalloc (this module says so)."""
+    manager = code / "greetings" / "stack" / "manager.py"
+    return manager.is_file() and "def jemalloc_preload(" in manager.read_text()
+
+
 @dataclass
 class Service:
     name: str
@@ -486,10 +492,11 @@ class Stack:
         worker = services["prefect-worker"]
         code = self._code_fingerprint()
         code_marker = self.pids / "prefect-worker.code"
-        stale = code_marker.is_file() and code_marker.read_text() != code
+        # No marker: a worker of other code (`worker_from`, a compare that was killed).
+        stale = not code_marker.is_file() or code_marker.read_text() != code
         if worker not in to_start and stale:
             # The worker imports the flows once; new code needs a new worker process.
-            echo("flows/ changed since the worker started: restarting the worker")
+            echo("the worker runs other code than this checkout's flows/: restarting the worker")
             self._stop(worker)
             to_start.append(worker)
         if worker in to_start:
@@ -508,11 +515,11 @@ class Stack:
         """The stack's worker importing its flows from `code` (another commit's files: `greetings
         bench --compare`) while the context lasts; this checkout's worker again after it."""
         worker = next(svc for svc in self.services() if svc.name == "prefect-worker")
-        other = replace(
-            worker,
-            cwd=code,
-            env={**worker.env, "GREETINGS_CODE_DIR": str(code), "PYTHONPATH": str(code)},
-        )
+        env = {**worker.env, "GREETINGS_CODE_DIR": str(code), "PYTHONPATH": str(code)}
+        if not preloads_jemalloc(code):
+            # That commit's worker ran on glibc's malloc, and would pass a preload to its ffmpegs.
+            env.pop("LD_PRELOAD", None)
+        other = replace(worker, cwd=code, env=env)
         with self._exclusive():
             self._stop(worker)
             # Whatever runs next is not this checkout's code: `up` must start a new worker.

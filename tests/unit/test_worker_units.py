@@ -11,7 +11,8 @@ from flows.pipeline import greeting_pipeline
 from flows.sweep import retry_failed_jobs
 from flows.workdir import remove_orphans, run_dir
 from flows.worker import keep_preload_to_this_process, load_flow, module_entrypoint
-from greetings.stack.manager import jemalloc_preload
+from greetings.settings import REPO_ROOT
+from greetings.stack.manager import jemalloc_preload, preloads_jemalloc
 
 
 def test_entrypoints_map_to_modules() -> None:
@@ -64,3 +65,15 @@ def test_the_stack_preloads_jemalloc_only_where_the_machine_has_it(tmp_path: Pat
     assert jemalloc_preload((str(empty), str(found))) == {
         "LD_PRELOAD": str(found / "libjemalloc.so.2")
     }
+
+
+def test_a_compared_commit_gets_jemalloc_only_if_its_own_stack_preloaded_it(
+    tmp_path: Path,
+) -> None:
+    # `greetings bench --compare REF` runs REF's worker as REF's own stack would have.
+    assert preloads_jemalloc(REPO_ROOT)
+    older = tmp_path / "greetings" / "stack"
+    older.mkdir(parents=True)
+    (older / "manager.py").write_text('WORKER_NAME = "greetings-local-worker"\n')
+    assert not preloads_jemalloc(tmp_path)
+    assert not preloads_jemalloc(tmp_path / "missing")
