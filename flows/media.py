@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import json
 import logging
 import os
@@ -548,9 +549,11 @@ def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
     upload: uploads go through `upload_input_options` and the sandbox. The file is opened through
     its own container's demuxer only, so nothing in it can name another file. An ffmpeg process
     for this 1-2 s decode cost 0.06 CPU s, nearly all of it loading Debian ffmpeg's 215 shared
-    libraries; PyAV's takes 0.003 s and gives the same samples, bit for bit, as `ffmpeg -ac 1 -ar
-    <rate> -f f32le` (WAV at 22.05 kHz, stereo WAV and MP3 at 44.1 kHz; docs/benchmarks.md).
-    Errors are `FfmpegError`s, as from the command.
+    libraries; PyAV's takes 0.003 s and gives the same samples as `ffmpeg -ac 1 -ar <rate> -f
+    f32le`: bit for bit from WAV and MP3 at 16-48 kHz, mono or stereo, but for MP3 at 24 kHz,
+    which PyAV's FFmpeg 8.1 decodes up to 0.004 apart from Debian's 5.1 with the same speech start,
+    end, level and peak (tests/unit/test_media.py; docs/benchmarks.md). Errors are
+    `FfmpegError`s, as from the command.
     """
     import av  # here, not at the top: of what imports this module, only the worker needs it
 
@@ -565,7 +568,8 @@ def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
             if not media.streams.audio:
                 raise FfmpegError(["pyav", str(path)], 1, f"{path.name}: no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            for frame in (*media.decode(media.streams.audio[0]), None):
+            # Frame by frame (None flushes the resampler), so the limit stops the decoding too.
+            for frame in itertools.chain(media.decode(media.streams.audio[0]), [None]):
                 for done in resampler.resample(frame):
                     # A packed plane may be padded past its samples.
                     out.append(bytes(done.planes[0])[: done.samples * 4])
