@@ -54,6 +54,7 @@ from flows.media import (
     sniff_container,
     upload_input_options,
 )
+from flows.stages import name_gif
 
 log = logging.getLogger(__name__)
 
@@ -279,14 +280,25 @@ class NameLayout:
 def name_layout_for(
     name: str, textfile: Path, width: int, metrics: FontMetrics, font: Path
 ) -> NameLayout:
+    return NameLayout(textfile, font, name_font_size(name, width, metrics))
+
+
+def name_font_size(name: str, width: int, metrics: FontMetrics) -> int:
+    """The size `name` is drawn at on a frame `width` wide."""
     # Headroom for the box's border on both sides and a margin from the frame's edges.
     largest = round(width * 0.075)
     room = round(width * 0.92) - 2 * _box_border(largest)
-    return NameLayout(textfile, font, fit_font_size(name, metrics, room, largest))
+    return fit_font_size(name, metrics, room, largest)
 
 
 def _box_border(font_size: int) -> int:
     return max(4, round(font_size * 0.3))
+
+
+def _name_bottom(font_size: int) -> int:
+    """How far above the frame's bottom the name's line starts (its ascent's top)."""
+    # The box spans ascent to descent, about 1.2 font sizes, plus its border, clear of the edge.
+    return _box_border(font_size) + round(font_size * 1.2) + max(6, round(font_size * 0.4))
 
 
 def draw_name(layout: NameLayout) -> str:
@@ -295,8 +307,8 @@ def draw_name(layout: NameLayout) -> str:
     size = layout.font_size
     border = _box_border(size)
     # drawtext's y is the top of the line (the font's ascent), so the baseline stays put whatever
-    # the letters; the box spans ascent to descent: about 1.2 font sizes.
-    bottom = border + round(size * 1.2) + max(6, round(size * 0.4))
+    # the letters.
+    bottom = _name_bottom(size)
     return (
         f"drawtext=fontfile={filter_path(layout.font)}:textfile={filter_path(layout.textfile)}"
         f":expansion=none:fontsize={size:d}:fontcolor=white"
@@ -493,14 +505,13 @@ class ThumbnailBase:
     their GIFs one opening with a different name at the bottom. Made per job from the rendered
     video, that opening is decoded, scaled, denoised and quantized again each time (0.58 CPU s
     on a 30 s 720p clip, the poster 0.18 s more). Here it is done once: `frames` holds the
-    opening at the GIF's size, with its play button, already on `palette`'s colours; a job draws
-    its name on them and maps them onto the palette again, which costs little where a pixel
-    already has a palette colour (0.15 CPU s, most of it the process), and copies the poster.
+    opening at the GIF's size, with its play button, as indices into one palette; a job draws
+    its name on them in the worker's process (flows/stages/name_gif.py: 0.07 CPU s, where an
+    ffmpeg per job took 0.14) and copies the poster.
     """
 
     poster: Path | None = None
-    frames: Path | None = None  # raw RGB frames (NUT), on `palette`'s colours
-    palette: Path | None = None
+    frames: Path | None = None  # name_gif.index_frames's .npz: palette indices, palette, fps
     width: int = 480
 
 
@@ -523,7 +534,8 @@ def make_thumbnail_base(
         poster = make_poster(video, greeting_end_s + POSTER_AFTER_GREETING_S, folder / "poster.jpg")
     except _THUMBNAIL_TROUBLE as exc:
         log.info("no shared poster of %s: %s", video.name, exc)
-    frames, palette = folder / "frames.nut", folder / "palette.png"
+    nut, palette = folder / "frames.nut", folder / "palette.png"
+    frames = folder / f"frames{name_gif.FRAMES_SUFFIX}"
     step = GIF_STEPS[0]
     try:
         with _name_file(PALETTE_SAMPLE_NAME, palette, width) as sample:
@@ -549,7 +561,7 @@ def make_thumbnail_base(
                     "rawvideo",
                     "-f",
                     "nut",
-                    str(frames),
+                    str(nut),
                     "-map",
                     "[kept]",
                     "-frames:v",
@@ -561,7 +573,8 @@ def make_thumbnail_base(
                     str(palette),
                 ]
             )
-        base = ThumbnailBase(poster, _made(frames), _made(palette), width)
+        name_gif.index_frames(_made(nut), _made(palette), frames, fps)
+        base = ThumbnailBase(poster, frames, width)
         # Tried once for the batch: footage too grainy for this step fails here, not per job.
         gif_from_base(base, PALETTE_SAMPLE_NAME, folder / "sample.gif", max_bytes).unlink()
         return base
@@ -569,42 +582,41 @@ def make_thumbnail_base(
         log.info("no shared GIF frames of %s: %s", video.name, exc)
         frames.unlink(missing_ok=True)
         return ThumbnailBase(poster, width=width)
+    finally:
+        nut.unlink(missing_ok=True)
+        palette.unlink(missing_ok=True)
 
 
 def gif_from_base(
     base: ThumbnailBase, first_name: str, dest: Path, max_bytes: int = MAX_THUMBNAIL_BYTES
 ) -> Path:
-    """A job's GIF from its batch's frames: `first_name` drawn on them, mapped onto the batch's
-    palette without dithering (the frames are dithered already; the name stays crisp).
-    `ThumbnailTooLarge` (the file removed) if it is over `max_bytes`."""
-    if base.frames is None or base.palette is None:
+    """A job's GIF from its batch's frames: `first_name` drawn on them in this process, mapped
+    onto the batch's palette without dithering (the frames are dithered already; the name stays
+    crisp). `ThumbnailTooLarge` (the file removed) if it is over `max_bytes`."""
+    if base.frames is None:
         raise ThumbnailError("the batch has no GIF frames")
-    with _name_file(first_name, dest, base.width) as name:
-        graph = (
-            f"[0:v:0]{draw_name(name) if name else 'null'}[drawn];"
-            f"[drawn][1:v:0]paletteuse=dither=none:diff_mode=rectangle[gif]"
+    indices, palette, fps = name_gif.load_frames(base.frames)
+    metrics = font_metrics(font_path())
+    text = name_to_draw(first_name, metrics)
+    if text:
+        size = name_font_size(text, base.width, metrics)
+        overlay = name_gif.name_overlay(
+            text,
+            font=FONT_PATH,
+            font_size=size,
+            border=_box_border(size),
+            bottom=_name_bottom(size),
+            width=indices.shape[2],
+            height=indices.shape[1],
         )
-        run_ffmpeg(
-            [
-                *DECODE_THREADS,
-                "-f",
-                "nut",
-                "-i",
-                str(base.frames),
-                "-i",
-                str(base.palette),
-                "-filter_complex",
-                graph,
-                "-map",
-                "[gif]",
-                "-loop",
-                "0",
-                "-f",
-                "gif",
-                str(dest),
-            ]
-        )
-    size = _made(dest).stat().st_size
+        indices = name_gif.draw_overlay(indices, palette, overlay)
+    part = dest.with_name(f".{dest.name}.part")
+    try:
+        name_gif.encode_gif(indices, palette, fps, part)
+        os.replace(_made(part), dest)
+    finally:
+        part.unlink(missing_ok=True)
+    size = dest.stat().st_size
     if size > max_bytes:
         dest.unlink()
         raise ThumbnailTooLarge(size, max_bytes)
@@ -624,7 +636,15 @@ class Thumbnails:
 
 # What can go wrong making a thumbnail of a video the render just wrote: none of it is the
 # user's doing, and none of it is worth failing a finished video for.
-_THUMBNAIL_TROUBLE = (ThumbnailError, FontMissing, FfmpegError, ProbeError, MediaTimeout, OSError)
+_THUMBNAIL_TROUBLE = (
+    ThumbnailError,
+    FontMissing,
+    FfmpegError,
+    ProbeError,
+    MediaTimeout,
+    OSError,
+    name_gif.FramesError,
+)
 
 
 def make_thumbnails(

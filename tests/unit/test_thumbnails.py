@@ -416,11 +416,12 @@ def test_a_batch_makes_its_opening_once_and_a_job_only_draws_its_name(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert base.poster and base.frames and base.palette
+    assert base.poster and base.frames
     commands = recorded(monkeypatch)
     made = make_thumbnails(sample, "Anna-Lena", 1.0, tmp_path, base)
-    # One ffmpeg for the job: the GIF from the batch's frames; the poster is the batch's.
-    assert len(commands) == 1 and str(base.frames) in commands[0]
+    # No ffmpeg for the job: the GIF is drawn in this process from the batch's frames, and the
+    # poster is the batch's.
+    assert commands == []
     assert made.poster and made.poster.read_bytes() == base.poster.read_bytes()
     assert made.gif and made.gif.stat().st_size < MAX_THUMBNAIL_BYTES
     info = stream(made.gif, "-count_frames")
@@ -456,8 +457,8 @@ def test_a_hostile_name_on_the_batchs_frames_stays_text(
 ) -> None:
     commands = recorded(monkeypatch)
     out = gif_from_base(base, name, tmp_path / "hostile.gif")
-    pieces = [piece for piece in name.split() if len(piece) >= 3]
-    assert not any(piece in arg for arg in commands[0] for piece in pieces)
+    # The name goes to a text renderer in this process: no command line, no filter graph.
+    assert commands == []
     named, plain = gray_frame(out, width=GIF_W), gray_frame(nameless_gif, width=GIF_W)
     height = height_of(out)
     assert mean_abs_diff(named, plain, GIF_W, *name_band(height)) > 20
