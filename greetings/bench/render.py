@@ -16,6 +16,7 @@ where the copying part of the work dominates.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import tempfile
 import time
@@ -49,6 +50,20 @@ def remux(src: Path, out: Path, *, faststart: bool = False) -> None:
     """Every stream copied: the floor of any render."""
     movflags = ["-movflags", "+faststart"] if faststart else []
     run_ffmpeg(["-i", str(src), "-map", "0", "-c", "copy", *movflags, str(out)])
+
+
+def remux_cpu_s(src: Path, work: Path, runs: int = 3) -> float:
+    """CPU seconds (user + system) of one plain remux of `src`, the median of `runs`: the floor
+    a job's media CPU is held against, counted as the worker's subprocesses are."""
+    spent = []
+    out = work / "remux-floor.mp4"
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        remux(src, out)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    out.unlink(missing_ok=True)
+    return round(statistics.median(spent), 3)
 
 
 def _mixed_audio_graph() -> str:

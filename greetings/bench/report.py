@@ -148,6 +148,11 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     lines.append("  CPU seconds per job")
     for label, seconds in t.get("cpu_s_per_job", {}).items():
         lines.append(f"    {label:<60}{seconds:>7.3f}")
+    if t.get("remux_cpu_s") is not None:
+        lines.append(
+            f"    {'a plain remux of the clip (-c copy), once':<60}{t['remux_cpu_s']:>7.3f}"
+            f"   (media per job: {t.get('media_over_remux')}x)"
+        )
     prefect = t.get("prefect", {})
     if prefect and "error" not in prefect:
         slots, waiting = prefect.get("worker_slots", {}), prefect.get("waiting_to_be_taken", {})
@@ -212,6 +217,7 @@ COMPARED: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
         "  its subprocesses (media)",
         lambda t: _per_job(t, "prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)"),
     ),
+    ("  media / a plain remux (x)", lambda t: t.get("media_over_remux")),
     ("all services CPU s per job", lambda t: _per_job(t, "all services")),
     ("worker peak RSS (MB)", lambda t: t.get("worker_peak_mb")),
     ("generating-video p50 (s)", lambda t: _p50(t, "generating-video")),

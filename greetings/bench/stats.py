@@ -98,6 +98,8 @@ GOALS: tuple[Goal, ...] = (
     # The cost issue: a lone job on a warm stack, from its creation to `completed`.
     Goal("completed p50 (client)", ("latency_ms", "completed", "p50"), "<", 3000, " ms"),
     Goal("jobs per minute", ("throughput", "jobs_per_minute"), ">=", 120, ""),
+    # The cost issue: a job's media processes against a plain remux of the same clip.
+    Goal("media CPU per job / remux", ("throughput", "media_over_remux"), "<=", 3, "x"),
     Goal("worker peak RSS", ("throughput", "worker_peak_mb"), "<", 1024, " MB"),
     Goal(
         "worker memory growth",

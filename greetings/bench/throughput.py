@@ -44,7 +44,8 @@ from greetings.bench.orchestration import (
     function_invocations,
     overlap,
 )
-from greetings.bench.stats import per_minute, spread
+from greetings.bench.render import remux_cpu_s
+from greetings.bench.stats import per_minute, ratio, spread
 from greetings.commands.submit import (
     Submission,
     check_video,
@@ -163,6 +164,13 @@ def per_job(cpu: Mapping[str, Any], jobs: int) -> dict[str, float]:
     return found
 
 
+def media_over_remux(cpu_per_job: Mapping[str, float], remux_s: float) -> float | None:
+    """A job's media CPU (the worker's subprocesses) as a multiple of a plain remux's."""
+    return ratio(
+        cpu_per_job.get("prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)"), remux_s
+    )
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -193,6 +201,8 @@ def run_throughput(
     watch = JobWatch(session.listener_db, session.user.uid)
     functions_log = LogTail(stack.logs / "firebase-emulators.log")
     timeout_s = max(MIN_TIMEOUT_S, count * SECONDS_PER_JOB_TIMEOUT)
+    # Before the batch, so its CPU stays out of the batch's figures.
+    remux_s = remux_cpu_s(clip, clips.bench_dir(settings))
     cpu_before = cpu_snapshot(roots)
     # More names than one batch takes go in rounds, each submitted when the last has ended: a
     # user's allowance (triggers/quota.py) takes one full batch at once and refuses the rest.
@@ -293,6 +303,9 @@ def run_throughput(
             "running_at_once": running_at_once(jobs),
             "cpu": cpu,
             "cpu_s_per_job": per_job(cpu, len(jobs)),
+            # The cost issue's floor: a plain remux of the same clip, in CPU seconds.
+            "remux_cpu_s": remux_s,
+            "media_over_remux": media_over_remux(per_job(cpu, len(jobs)), remux_s),
             "prefect": prefect,
             "prefect_api": probe.report(),
             # Includes other users' invocations during the batch, if any.

@@ -26,7 +26,13 @@ from greetings.bench.orchestration import function_invocations, overlap, state_s
 from greetings.bench.render import summarize
 from greetings.bench.report import text_report
 from greetings.bench.stats import check_goals, per_minute, percentile, ratio, spread
-from greetings.bench.throughput import batch_span_s, rate_of_first, running_at_once, stage_seconds
+from greetings.bench.throughput import (
+    batch_span_s,
+    media_over_remux,
+    rate_of_first,
+    running_at_once,
+    stage_seconds,
+)
 from greetings.cli import build_parser
 from greetings.errors import UsageError
 
@@ -252,6 +258,11 @@ def sample_report() -> dict[str, Any]:
             "failed": 0,
             "jobs_per_minute": 60.0,
             "worker_peak_mb": 400,
+            "cpu_s_per_job": {"prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)": 0.25},
+            "remux_cpu_s": 0.08,
+            "media_over_remux": media_over_remux(
+                {"prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)": 0.25}, 0.08
+            ),
         },
     }
 
@@ -268,8 +279,20 @@ def test_goals_are_checked_where_the_report_has_the_figure() -> None:
         "latency_ms.completed.p50": False,
         "throughput.jobs_per_minute": False,
         "throughput.worker_peak_mb": True,
+        "throughput.media_over_remux": False,  # 0.25 / 0.08 = 3.12x
     }
     assert check_goals({"machine": {}}) == []
+
+
+def test_a_jobs_media_is_held_against_a_plain_remux_of_its_clip() -> None:
+    media = "prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)"
+    assert media_over_remux({media: 0.25}, 0.09) == 2.78
+    assert media_over_remux({media: 0.25}, 0.0) is None  # no floor measured: no ratio
+    assert media_over_remux({}, 0.09) is None
+    table = text_report(sample_report())
+    line = next(line for line in table.splitlines() if "a plain remux of the clip" in line)
+    assert line.split()[-5:] == ["0.080", "(media", "per", "job:", "3.12x)"]
+    assert "media CPU per job / remux" in table
 
 
 def test_report_is_json_with_the_documented_keys_and_prints_as_a_table() -> None:
