@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Loose bounds that catch the failure (minutes of work behind a lie, a probe that hangs), never
 # the speed of a busy CI machine: the figures are printed.
 REFUSED_WITHIN_S = 30.0  # from the job's first stage to its failure
+# How long a queued run may take to start on two busy cores (seen: up to 17.9 s for nine at once).
+START_GUARD_S = 20.0
 LIE_ENDS_WITHIN_S = 60.0  # a lie rendered whole would be minutes of VP8 on two cores
 NO_PROCESS_WITHIN_S = 30.0
 PROBE_PEAK_LIMIT_KB = 300 * 1024
@@ -342,7 +344,14 @@ def test_a_duration_lie_ends_in_seconds_and_another_user_starts_beside_eight_of_
     # cores: a figure for the log, not a timed assert that a slow machine would break.)
     print(f"mallory's jobs started after (s): {sorted(round(v, 1) for v in began.values())}")
     last_lie_ended = max(stage_at(finished[j], finished[j]["status"]) for j in lies)
-    assert stage_at(alice_job, "validating-input") < last_lie_ended
+    waited = stage_seconds(alice_job, "queued", "validating-input")
+    print(f"alice waited {waited:.1f} s from queued to her first stage")
+    # Either she starts while mallory's jobs still run, or, where they all ended first (a lie
+    # now ends in 1-4 s, and the trigger may queue her job late), she waited no longer than a
+    # run takes to start on a busy machine: never the length of mallory's whole queue.
+    assert stage_at(alice_job, "validating-input") < last_lie_ended or waited < START_GUARD_S, (
+        f"alice waited {waited:.1f} s and started after all of mallory's jobs ended"
+    )
     problems = []
     for job_id in lies:
         job = finished[job_id]
