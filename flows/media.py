@@ -541,6 +541,24 @@ def run_ffmpeg(args: Sequence[str], *, stdin: bytes | None = None) -> bytes:
 SPEECH_FORMATS = {".mp3": "mp3", ".wav": "wav"}
 
 
+def open_speech(path: Path) -> Any:
+    """The voice's speech file opened in this process with PyAV, through its own container's
+    demuxer only (nothing in it can name another file); it has an audio stream."""
+    import av  # here, not at the top: of what imports this module, only the worker needs it
+
+    container = SPEECH_FORMATS.get(path.suffix.lower())
+    if container is None:
+        raise ValueError(f"{path.name}: not a speech file the voices write")
+    try:
+        media = av.open(str(path), format=container)
+    except av.FFmpegError as exc:
+        raise FfmpegError(["pyav", str(path)], 1, str(exc)) from exc
+    if not media.streams.audio:
+        media.close()
+        raise FfmpegError(["pyav", str(path)], 1, f"{path.name}: no audio stream")
+    return media
+
+
 def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
     """The voice's speech file as mono float32 little-endian samples at `rate`, decoded in this
     process with PyAV (at most `max_s` seconds of it).
@@ -557,16 +575,11 @@ def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
     """
     import av  # here, not at the top: of what imports this module, only the worker needs it
 
-    container = SPEECH_FORMATS.get(path.suffix.lower())
-    if container is None:
-        raise ValueError(f"{path.name}: not a speech file the voices write")
     limit = round(max_s * rate)
     out: list[bytes] = []
     kept = 0
     try:
-        with av.open(str(path), format=container) as media:
-            if not media.streams.audio:
-                raise FfmpegError(["pyav", str(path)], 1, f"{path.name}: no audio stream")
+        with open_speech(path) as media:
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             # Frame by frame (None flushes the resampler), so the limit stops the decoding too.
             for frame in itertools.chain(media.decode(media.streams.audio[0]), [None]):
@@ -579,58 +592,6 @@ def decode_speech(path: Path, rate: int, max_s: float) -> bytes:
     except av.FFmpegError as exc:
         raise FfmpegError(["pyav", str(path)], 1, str(exc)) from exc
     return b"".join(out)[: limit * 4]
-
-
-def run_ffmpeg_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
-    """Run two ffmpeg processes at once, the producer writing a FIFO the consumer reads.
-
-    Overlapping them saves a whole process start-up on the critical path. A process opening a
-    FIFO waits for its peer, so when either fails the other is killed rather than left waiting.
-    The producer's failure is the one reported: the consumer's would only be its consequence.
-    """
-    with _user_slot():
-        _run_piped(producer, consumer)
-
-
-def _run_piped(producer: Sequence[str], consumer: Sequence[str]) -> None:
-    procs = [
-        subprocess.Popen(
-            _command([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        for args in (producer, consumer)
-    ]
-    stderr: list[bytes] = [b"", b""]
-    killed: set[int] = set()
-    lock = threading.Lock()
-
-    def watch(i: int) -> None:
-        _, stderr[i] = procs[i].communicate()
-        with lock:
-            if procs[i].returncode != 0 and i not in killed and procs[1 - i].poll() is None:
-                killed.add(1 - i)
-                procs[1 - i].kill()
-
-    watchers = [threading.Thread(target=watch, args=(i,), daemon=True) for i in (0, 1)]
-    # Both are killed at the deadline or on cancel (a FIFO whose peer died would wait for ever).
-    with _Supervisor(procs, FFMPEG):
-        try:
-            for thread in watchers:
-                thread.start()
-            for thread in watchers:
-                thread.join()
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    for i in (0, 1):
-        if procs[i].returncode != 0 and i not in killed:
-            args = [str(a) for a in (producer, consumer)[i]]
-            status = _status(procs[i].returncode)
-            raise FfmpegError(args, status, stderr[i].decode(errors="replace"))
 
 
 def run_ffprobe(args: Sequence[str]) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from array import array
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +19,6 @@ from flows.media import (
     probe,
     probe_with_first_packets,
     run_ffmpeg,
-    run_ffmpeg_piped,
 )
 from flows.stages.render.ffmpeg_args import ANALYSIS_RATE
 from flows.stages.render.loudness import (
@@ -31,7 +28,7 @@ from flows.stages.render.loudness import (
     speech_end_s,
     speech_start_s,
 )
-from greetings.samples import make_sample_video, make_tone
+from greetings.samples import make_sample_video
 
 VIDEO: dict[str, Any] = {
     "index": 0,
@@ -178,39 +175,6 @@ def test_ffmpeg_failure_says_why(tmp_path: Path) -> None:
         run_ffmpeg(["-i", str(tmp_path / "missing.wav"), str(tmp_path / "out.wav")])
     assert "missing.wav" in str(caught.value)
     assert caught.value.returncode != 0
-
-
-@pytest.mark.media
-@pytest.mark.timeout(20)
-@pytest.mark.parametrize("failing", ["producer", "consumer"])
-def test_piped_ffmpeg_does_not_hang_when_one_side_fails(tmp_path: Path, failing: str) -> None:
-    """A process opening a FIFO waits for its peer: a failed peer must not leave it waiting."""
-    fifo = tmp_path / "pipe.nut"
-    os.mkfifo(fifo)
-    tone = make_tone(tmp_path / "tone.wav", 0.5)
-    good_producer = ["-i", str(tone), "-c:a", "pcm_s16le", "-f", "nut", str(fifo)]
-    good_consumer = ["-f", "nut", "-i", str(fifo), str(tmp_path / "out.wav")]
-    bad = ["-i", str(tmp_path / "missing.wav"), str(tmp_path / "never.wav")]
-    began = time.monotonic()
-    with pytest.raises(FfmpegError) as caught:
-        if failing == "producer":
-            run_ffmpeg_piped(bad, good_consumer)
-        else:
-            run_ffmpeg_piped(good_producer, bad)
-    assert "missing.wav" in str(caught.value)  # the root cause, not the peer we stopped
-    assert time.monotonic() - began < 10
-
-
-@pytest.mark.media
-def test_piped_ffmpeg_passes_data(tmp_path: Path) -> None:
-    fifo = tmp_path / "pipe.nut"
-    os.mkfifo(fifo)
-    tone = make_tone(tmp_path / "tone.wav", 0.5)
-    run_ffmpeg_piped(
-        ["-i", str(tone), "-c:a", "pcm_s16le", "-f", "nut", str(fifo)],
-        ["-f", "nut", "-i", str(fifo), str(tmp_path / "out.wav")],
-    )
-    assert probe(tmp_path / "out.wav").duration_s == pytest.approx(0.5, abs=0.01)
 
 
 # --- the voice's speech, decoded in the worker's process (decode_speech) ---------------------

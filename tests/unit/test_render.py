@@ -25,7 +25,6 @@ from flows.stages.render.ffmpeg_args import (
     MixSpec,
     Upload,
     concat_list,
-    head_args,
     mix_graph,
     mux_args,
 )
@@ -239,20 +238,9 @@ def test_mix_graph_is_numbers_only() -> None:
     assert set(mix_graph(spec(tempo=1.25, start=-100, layout="stereo"))) <= allowed
 
 
-def test_head_and_mux_arguments() -> None:
+def test_mux_arguments() -> None:
     plan = HeadPlan(copy_point=75776, lead=0, encode_end=77824, first_packet=-1024)
-    work, video, greeting = Path("/w"), Path("/in/v'; rm -rf x.mp4"), Path("/in/g.mp3")
-    head = head_args(
-        upload=Upload(video, "mov", 20.0),
-        greeting_audio=greeting,
-        work=work,
-        spec=spec(),
-        plan=plan,
-        bitrate=128000,
-    )
-    assert head[head.index("-bsf:a") + 1] == "setts=ts=TS+1024,noise=drop=gte(pts\\,76800)"
-    assert head[-3:] == ["-f", "nut", str(work / ffmpeg_args.HEAD_NAME)]
-    assert str(video) in head  # a whole argument, never part of a shell string
+    work, video = Path("/w"), Path("/in/v'; rm -rf x.mp4")
     mux = mux_args(
         upload=Upload(video, "mov", 20.0),
         work=work,
@@ -264,6 +252,7 @@ def test_head_and_mux_arguments() -> None:
     assert mux[mux.index("-itsoffset") + 1] == "-0.021333"
     assert mux[mux.index("-c") : mux.index("-c") + 2] == ["-c", "copy"]
     assert "+faststart" in mux and mux[-2:] == ["mp4", "/o.mp4"]
+    assert str(video) in mux  # a whole argument, never part of a shell string
 
 
 # --- loudness ---------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ from flows.media import (
 from flows.settings import Settings
 from flows.stages.render import analyze_input, render_greeting, render_video
 from flows.stages.render.ffmpeg_args import (
+    HEAD_PCM_AFTER_S,
     READ_MARGIN_S,
     MixSpec,
     Upload,
     analysis_args,
     count_args,
     full_args,
-    head_args,
     mux_args,
     video_plan,
 )
@@ -72,9 +72,6 @@ def spec() -> MixSpec:
 def all_command_lines(upload: Upload) -> dict[str, list[str]]:
     plan = HeadPlan(copy_point=75776, lead=0, encode_end=77824, first_packet=-1024)
     lines = {
-        "head": head_args(
-            upload=upload, greeting_audio=GREETING, work=WORK, spec=spec(), plan=plan, bitrate=1
-        ),
         "mux": mux_args(
             upload=upload,
             work=WORK,
@@ -154,12 +151,13 @@ def test_the_read_limit_is_the_claim_plus_a_margin_or_less() -> None:
     assert opened_as(upload.input(60.0))["-t"] == f"{8.0 + READ_MARGIN_S:.6f}"
     # Under the output check's tolerance: a file cut at its claim still passes that check.
     assert READ_MARGIN_S < 0.25
-    # The head decodes up to its encode end (and a little): (77824 + 4800) / 48 kHz here ...
-    head = all_command_lines(Upload(UPLOAD, "mov", 60.0))["head"]
-    assert opened_as(input_groups(head)[0][0])["-t"] == "1.721333"
+    # The head's samples are decoded as far as the seam search may look past the slot ...
+    analysis = all_command_lines(Upload(UPLOAD, "mov", 60.0))["analysis-False-True"]
+    limits = [opened_as(options)["-t"] for options, _ in input_groups(analysis)]
+    assert limits == ["1.500000", f"{60.0 + READ_MARGIN_S:.6f}", f"{1.5 + HEAD_PCM_AFTER_S:.6f}"]
     # ... and never past the claim.
-    head = all_command_lines(Upload(UPLOAD, "mov", 1.0))["head"]
-    assert opened_as(input_groups(head)[0][0])["-t"] == f"{1.0 + READ_MARGIN_S:.6f}"
+    analysis = all_command_lines(Upload(UPLOAD, "mov", 1.0))["analysis-False-True"]
+    assert opened_as(input_groups(analysis)[-1][0])["-t"] == f"{1.0 + READ_MARGIN_S:.6f}"
 
 
 # --- real renders -------------------------------------------------------------------------------
@@ -233,16 +231,20 @@ def test_a_render_opens_the_upload_only_as_its_container(
 ) -> None:
     upload = clips[name]
     render_greeting(upload, greeting, 1.5, tmp_path / "out.mp4")
-    # probe, analysis, head + mux (MP4); probe, analysis, count, full re-encode (WebM)
-    assert check_every_opening(command_lines, upload, container) >= 4
+    # probe, analysis, mux (MP4: the head is made in the worker from the analysis's samples);
+    # probe, analysis, count, full re-encode (WebM)
+    alone = {"mp4": 3, "webm": 4}[name]
+    assert check_every_opening(command_lines, upload, container) == alone
     command_lines.clear()
     shared = analyze_input(upload, 1.5, tmp_path / "shared")
     render_greeting(upload, greeting, 1.5, tmp_path / "again.mp4", shared=shared)
-    assert check_every_opening(command_lines, upload, container) >= 3
+    # the shared analysis (its probe and decode), then the render's own commands
+    assert check_every_opening(command_lines, upload, container) == alone
     command_lines.clear()
-    # With the pipeline's probe the analysis runs beside the render's own probe: same openings.
+    # With the pipeline's probe (one more opening, `probe_upload` here) the analysis runs beside
+    # the render's own probe: the same openings.
     render_greeting(upload, greeting, 1.5, tmp_path / "third.mp4", upload=probe_upload(upload))
-    assert check_every_opening(command_lines, upload, container) >= 4
+    assert check_every_opening(command_lines, upload, container) == alone + 1
 
 
 @pytest.mark.media

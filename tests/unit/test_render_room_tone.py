@@ -22,8 +22,6 @@ from flows.stages.render.ffmpeg_args import (
     RESTAMP,
     MixSpec,
     RoomTone,
-    Upload,
-    head_args,
     mix_graph,
 )
 from flows.stages.render.loudness import (
@@ -31,6 +29,7 @@ from flows.stages.render.loudness import (
     QuietStretch,
     quietest_stretch,
 )
+from flows.stages.render.stage import head_samples_needed
 from flows.stages.render.timing import HeadPlan
 from greetings.samples import make_speech
 from tests.support.mediacheck import Pcm, decode_pcm, max_abs_diff, rms_db
@@ -169,25 +168,14 @@ def test_the_room_tone_loops_forwards_and_backwards_under_the_slot() -> None:
     assert "asplit" not in plain and "amix=inputs=2" in plain
 
 
-def test_the_head_decodes_as_far_as_the_room_tone_lies() -> None:
+def test_the_head_reads_as_far_as_the_room_tone_lies() -> None:
     plan = HeadPlan(copy_point=75776, lead=0, encode_end=77824, first_packet=-1024)
-    upload = Upload(Path("/in.mp4"), "mov", 20.0)
-
-    def read_s(room: RoomTone | None) -> str:
-        args = head_args(
-            upload=upload,
-            greeting_audio=Path("/g.wav"),
-            work=Path("/w"),
-            spec=spec(room=room),
-            plan=plan,
-            bitrate=128000,
-        )
-        return args[args.index("-t") + 1]
-
-    assert read_s(None) == "1.721333"  # (77824 + 4800) / 48 kHz
-    assert read_s(RoomTone(start=48000, length=19200, gain_db=0.0)) == "1.721333"
-    late = RoomTone(start=120000, length=19200, gain_db=0.0)  # ends at 139200
-    assert read_s(late) == f"{(139200 + 4800) / 48000:.6f}"
+    assert head_samples_needed(plan, 0, None) == 77824
+    assert head_samples_needed(plan, 1024, None) == 76800  # the original starts later
+    early = RoomTone(start=48000, length=19200, gain_db=0.0)
+    assert head_samples_needed(plan, 0, early) == 77824
+    late = RoomTone(start=120000, length=19200, gain_db=0.0)
+    assert head_samples_needed(plan, 0, late) == 139200
 
 
 # --- real renders -------------------------------------------------------------------------------

@@ -185,7 +185,6 @@ def test_cancel_timeout_and_memory_limits_hold_in_the_sandbox(job: Path) -> None
     with confined_to(job):
         hostile.test_a_media_process_past_its_time_is_stopped()
         hostile.test_a_cancelled_jobs_media_processes_stop_at_once()
-        hostile.test_a_cancel_stops_both_processes_of_a_piped_render(job)
         hostile.test_a_probe_killed_for_memory_is_too_large_not_a_crash(job)
 
 

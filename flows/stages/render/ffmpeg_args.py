@@ -1,6 +1,7 @@
 """ffmpeg command lines for the render (pure; filter graphs are built from numbers only): the
 analysis decode (greeting and greeting slot as PCM, plus the original audio track copied
-aside), the mix graph, the head encoder writing into a FIFO, the concat list and final mux
+aside and its first seconds as PCM for the head), the mix graph (run here by the full re-encode,
+and by flows/stages/render/head.py in the worker for the head), the concat list and final mux
 that splice the head before the copied packets, and the full-audio re-encode used when the
 head cannot be spliced.
 
@@ -8,7 +9,7 @@ Every input that is the user's upload goes through `Upload.input`: opened only a
 its first bytes claim (`flows.media.upload_input_options`) and read no further than the duration
 its probe claims (plus `READ_MARGIN_S`), so a WebM whose header says 8 s while its clusters hold
 2 h is neither decoded nor copied past its claim. Inputs the render made itself (the greeting, the
-FIFO, the concat list of the copied track) are opened as they are.
+head, the concat list of the copied track) are opened as they are.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.media import AudioStream, upload_input_options
-from flows.stages.render.timing import ENCODER_PRIMING, HeadPlan, seconds_arg
+from flows.stages.render.timing import SEAM_SCAN_S, HeadPlan, seconds_arg
 
 # Loudness and silence are measured on a mono/low-rate decode: plenty for levels, cheap in Python.
 ANALYSIS_RATE = 24000
 DEFAULT_AUDIO_BITRATE = 128_000
 MIN_AUDIO_BITRATE = 64_000
 MAX_AUDIO_BITRATE = 320_000
-HEAD_NAME = "head.nut"  # a FIFO
+HEAD_NAME = "head.nut"  # the head, encoded in the worker (flows/stages/render/head.py)
+# The original's first seconds at their own rate and channels, for the head's mix: past the
+# analysis window as far as the seam search may look (SEAM_SEARCH_FRAMES plus the guard and the
+# encoder's frames: 3.3 s at 16 kHz). A head needing more is made by the full re-encode instead.
+HEAD_PCM_NAME = "original-head.f32"
+HEAD_PCM_AFTER_S = SEAM_SCAN_S + 1.0
 TAIL_NAME = "original-audio.m4a"
 LIST_NAME = "audio.ffconcat"
 ORIGINAL_PCM_NAME = "original.f32"
@@ -238,49 +244,6 @@ def audio_bitrate(audio: AudioStream) -> int:
     return max(MIN_AUDIO_BITRATE, min(MAX_AUDIO_BITRATE, rate))
 
 
-def head_args(
-    *,
-    upload: Upload,
-    greeting_audio: Path,
-    work: Path,
-    spec: MixSpec,
-    plan: HeadPlan,
-    bitrate: int,
-) -> list[str]:
-    """Encode the head into the FIFO, as NUT: a format that streams and keeps exact timestamps.
-
-    NUT refuses negative timestamps, so the head travels `plan.offset` samples late (its priming
-    packet at 0) and the mux moves it back. Packets from the copy point on are dropped here: they
-    only fed the encoder the signal the first copied packet overlaps.
-    """
-    decode_end = plan.encode_end
-    if spec.room is not None:  # the room tone's stretch may lie past the head's end
-        room_end = spec.original_start + spec.room.start + spec.room.length
-        decode_end = max(decode_end, room_end)
-    decode_s = float(seconds_arg(decode_end + spec.sample_rate // 10, spec.sample_rate))
-    stop = plan.copy_point + plan.offset
-    return [
-        *upload.input(decode_s),
-        "-i",
-        str(greeting_audio),
-        "-filter_complex",
-        mix_graph(spec),
-        "-map",
-        "[mix]",
-        "-c:a",
-        "aac",
-        "-b:a",
-        str(bitrate),
-        "-ar",
-        str(spec.sample_rate),
-        "-bsf:a",
-        f"setts=ts=TS+{ENCODER_PRIMING:d},noise=drop=gte(pts\\,{stop:d})",
-        "-f",
-        "nut",
-        str(work / HEAD_NAME),
-    ]
-
-
 def concat_list(plan: HeadPlan, *, sample_rate: int) -> str:
     """The head, then the original's packets from the copy point on, each at its own time.
 
@@ -413,7 +376,8 @@ def analysis_args(
 ) -> list[str]:
     """One ffmpeg run: decode for measurement the greeting (mono, to stdout) and the original's
     greeting slot (its own channels, to a file); with `copy_tail`, also copy the original audio
-    track, timestamps untouched, into an MP4 the concat demuxer can seek in.
+    track, timestamps untouched, into an MP4 the concat demuxer can seek in, and decode its first
+    seconds at their own rate (HEAD_PCM_NAME) for the head the worker mixes.
 
     The copy is speculative (only the head-reencode path uses it), but it rides along a process
     that runs anyway instead of costing a start-up of its own. Without `greeting_audio` only the
@@ -426,6 +390,7 @@ def analysis_args(
     args += upload.input(seconds)
     if copy_tail:
         args += upload.input()
+        args += upload.input(seconds + HEAD_PCM_AFTER_S)
     if greeting_audio is not None:
         args += ["-map", "0:a:0", "-ac", "1", *PCM_ARGS, "pipe:1"]
     args += ["-map", f"{original}:a:0", *PCM_ARGS, str(work / ORIGINAL_PCM_NAME)]
@@ -436,4 +401,7 @@ def analysis_args(
         # The packets where the cut may go, so the cut can avoid window switches.
         args += ["-map", f"{tail}:a:0", "-c", "copy", "-t", f"{scan_s:.6f}", "-f", "adts"]
         args += [str(work / ADTS_NAME)]
+        # The samples the head is mixed from (only the head-reencode path uses the copy).
+        args += ["-map", f"{tail + 1}:a:0", "-c:a", "pcm_f32le", "-f", "f32le"]
+        args += [str(work / HEAD_PCM_NAME)]
     return args

@@ -2,8 +2,8 @@
 output. `render_greeting` renders one greeting over one input, and `analyze_input` does the part
 that depends only on the input and its greeting slot, once for a whole batch. Processes, as
 start-up is most of the cost for a short head: ffprobe runs beside one ffmpeg that decodes what
-gets measured and copies the original audio track; then the head encoder streams into a FIFO
-while the final mux, already started, reads it.
+gets measured, copies the original audio track and decodes its first seconds; then the worker
+mixes and encodes the head itself (`head.encode_head`: no process) and one ffmpeg muxes.
 
 The input is the user's upload: every ffprobe/ffmpeg opens it only as the container its first
 bytes claim, and reads it no further than the duration its probe claims (`ffmpeg_args.Upload`).
@@ -30,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -44,7 +45,6 @@ from flows.media import (
     mp4_track_kinds,
     probe_with_first_packets,
     run_ffmpeg,
-    run_ffmpeg_piped,
     sniff_container,
 )
 from flows.settings import Settings
@@ -53,6 +53,7 @@ from flows.stages.render.ffmpeg_args import (
     ANALYSIS_RATE,
     COUNT_NAME,
     HEAD_NAME,
+    HEAD_PCM_NAME,
     LIST_NAME,
     ORIGINAL_PCM_NAME,
     TAIL_NAME,
@@ -66,10 +67,10 @@ from flows.stages.render.ffmpeg_args import (
     concat_list,
     count_args,
     full_args,
-    head_args,
     mux_args,
     video_plan,
 )
+from flows.stages.render.head import encode_head
 from flows.stages.render.loudness import (
     QuietStretch,
     block_powers,
@@ -98,6 +99,9 @@ log = logging.getLogger(__name__)
 RenderPath = Literal["head-reencode", "full-audio-reencode"]
 _T = TypeVar("_T")
 
+# Mixed in the worker's memory: a few seconds of up to 7.1 audio (about 7 MB at 48 kHz). An
+# upload claiming more channels (AAC allows 48) has its head made by the sandboxed full re-encode.
+HEAD_MAX_CHANNELS = 8
 # Kept after the end of speech: the one `speech_end_s` finds, or the one the voice's timestamps
 # tell (`SpeechFile.spoken_end_s`), whose last character's end may fall a hair before its decay.
 SPEECH_TAIL_S = 0.03
@@ -158,6 +162,7 @@ class _Inspection:
     windows: list[int | None]  # window sequence of the original's first packets
     greeting_pcm: array[float]  # mono, ANALYSIS_RATE
     original_pcm: array[float]  # the slot and AFTER_SLOT_S more, interleaved, ANALYSIS_RATE
+    head_pcm: Path | None  # the original's first seconds at its own rate (with the tail)
     spoken_end_s: float | None = None  # the greeting's, from the voice's timestamps
 
 
@@ -239,6 +244,11 @@ def render_greeting(
                 else None
             )
             original_start = max(0, to_samples(audio.start_s, sr))
+            head_pcm = None
+            if plan is not None:
+                head_pcm = _original_head(seen, head_samples_needed(plan, original_start, room))
+                if head_pcm is None:
+                    plan, why_full = None, "the seam lies past the original's decoded head"
             if plan is not None:
                 start = plan.head_start
             else:
@@ -264,18 +274,17 @@ def render_greeting(
             )
             bitrate = audio_bitrate(audio)
             video = _video_plan(seen.info)
-            if plan is not None:
-                os.mkfifo(work / HEAD_NAME)
+            if plan is not None and head_pcm is not None:
+                encode_head(
+                    original=head_pcm,
+                    greeting_audio=greeting_audio,
+                    spec=spec,
+                    plan=plan,
+                    bitrate=bitrate,
+                    output=work / HEAD_NAME,
+                )
                 (work / LIST_NAME).write_text(concat_list(plan, sample_rate=sr))
-                run_ffmpeg_piped(
-                    head_args(
-                        upload=seen.upload,
-                        greeting_audio=greeting_audio,
-                        work=work,
-                        spec=spec,
-                        plan=plan,
-                        bitrate=bitrate,
-                    ),
+                run_ffmpeg(
                     mux_args(
                         upload=seen.upload,
                         work=work,
@@ -283,7 +292,7 @@ def render_greeting(
                         sample_rate=sr,
                         output=part,
                         video=video,
-                    ),
+                    )
                 )
             else:
                 run_ffmpeg(
@@ -405,6 +414,7 @@ class InputAnalysis:
     tail_ready: bool
     windows: list[int | None]
     original_pcm: array[float]
+    head_pcm: Path | None = None  # HEAD_PCM_NAME in `folder`, with the copied track
 
 
 def analyze_input(
@@ -467,6 +477,7 @@ def _inspect(
         windows=analysis.windows,
         greeting_pcm=_floats(greeting_raw),
         original_pcm=analysis.original_pcm,
+        head_pcm=analysis.head_pcm,
     )
 
 
@@ -571,7 +582,29 @@ def _analysis(
         tail_ready=tail_ready,
         windows=adts_window_sequences((folder / ADTS_NAME).read_bytes()) if tail_ready else [],
         original_pcm=_floats((folder / ORIGINAL_PCM_NAME).read_bytes()),
+        head_pcm=folder / HEAD_PCM_NAME if tail_ready else None,
     )
+
+
+def head_samples_needed(plan: HeadPlan, original_start: int, room: RoomTone | None) -> int:
+    """How many of the original's samples (from its first decoded one) the head's mix reads: up
+    to where the head's input ends, or to the end of the room tone's stretch if that is later."""
+    needed = plan.encode_end - original_start
+    if room is not None:
+        needed = max(needed, room.start + room.length)
+    return needed
+
+
+def _original_head(seen: _Inspection, samples: int) -> np.ndarray | None:
+    """The original's first `samples` (interleaved float32) as the analysis decoded them, or
+    None where it holds fewer (the decoded window ended first) or the track has more channels
+    than HEAD_MAX_CHANNELS."""
+    if seen.head_pcm is None or seen.audio.channels > HEAD_MAX_CHANNELS:
+        return None
+    count = samples * seen.audio.channels
+    # Only what the mix reads: the file is the analysis's, its size the upload's claims.
+    head = np.fromfile(seen.head_pcm, dtype="<f4", count=count)
+    return head if len(head) == count else None
 
 
 def _decoded_samples(upload: Upload, work: Path) -> int:
