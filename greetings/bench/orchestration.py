@@ -25,7 +25,8 @@ from greetings.bench.stats import spread
 
 PROBE_EVERY_S = 1.0
 SAMPLE_RUNS = 5
-LOG_PAGE = 200
+# The most logs or task runs the API returns for one filter call.
+PAGE = 200
 SUBMITTING = "submitting flow run"
 # A flow run's states as the in-process worker moves it, by state name.
 PREFECT_STEPS: tuple[tuple[str, str, str], ...] = (
@@ -187,6 +188,24 @@ class _Api:
         response.raise_for_status()
         return response.json()
 
+    def task_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        """Every task run of a flow run, page by page: a 100-job batch has about 400, and one
+        call returns at most PAGE (the report read 200 a run, the cap, until 2026-12-06)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.post(
+                "/task_runs/filter",
+                {
+                    "flow_runs": {"id": {"any_": [flow_run_id]}},
+                    "limit": PAGE,
+                    "offset": len(found),
+                    "sort": "EXPECTED_START_TIME_ASC",
+                },
+            )
+            found += page
+            if len(page) < PAGE:
+                return found
+
     def logs(self, flow_run_ids: Sequence[str]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:
@@ -194,12 +213,12 @@ class _Api:
                 "/logs/filter",
                 {
                     "logs": {"flow_run_id": {"any_": list(flow_run_ids)}},
-                    "limit": LOG_PAGE,
+                    "limit": PAGE,
                     "offset": len(found),
                 },
             )
             found += page
-            if len(page) < LOG_PAGE:
+            if len(page) < PAGE:
                 return found
 
 
@@ -255,7 +274,7 @@ def flow_runs_report(
 
     task_runs, task_states = [], []
     for run_id in list(flow_run_ids)[:SAMPLE_RUNS]:
-        tasks = api.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+        tasks = api.task_runs(run_id)
         task_runs.append(len(tasks))
         task_states.append(
             sum(len(api.get("/task_run_states/", task_run_id=task["id"])) for task in tasks)

@@ -370,7 +370,7 @@ def worker(monkeypatch: pytest.MonkeyPatch, greeting: Path) -> list[Path]:
         return f"greeting-results/{user_id}/{job_id}.mp4", "https://example.test/result.mp4"
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
-    monkeypatch.setattr(pipeline, "render_video", render_video.fn)  # the task, without Prefect
+    monkeypatch.setattr(pipeline, "render_video", render_video)
     monkeypatch.setattr(pipeline, "upload_result", upload)
     monkeypatch.setattr(pipeline, "withdraw_result", lambda bucket, user, job: None)
     return stored

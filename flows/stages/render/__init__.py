@@ -32,7 +32,7 @@ keeps the original's sample count instead of growing to a whole last frame.
   stretch loops (forwards, then backwards) under the whole slot, so the slot never drops to
   digital silence; a recording without one keeps silent gaps.
 - ffmpeg_args: the ffmpeg command lines, filter graph and concat list (pure).
-- stage: the task `render_video`, and `render_greeting` and `analyze_input`, which probe,
+- stage: `render_video` (the stage's step), and `render_greeting` and `analyze_input`, which probe,
   measure and run ffmpeg.
 """
 

@@ -1,9 +1,11 @@
-"""The `generating-video` stage itself. `render_video` is its task: render, then check the
-output. `render_greeting` renders one greeting over one input, and `analyze_input` does the part
-that depends only on the input and its greeting slot, once for a whole batch. Processes, as
-start-up is most of the cost for a short head: ffprobe runs beside one ffmpeg that decodes what
-gets measured, copies the original audio track and decodes its first seconds; then the worker
-mixes and encodes the head itself (`head.encode_head`: no process) and one ffmpeg muxes.
+"""The `generating-video` stage itself. `render_video` is its step: render, then check the
+output (a plain function, not a Prefect task: it has no retry or cache to declare, and a task
+run's three states cost the Prefect server CPU for each job: docs/benchmarks.md).
+`render_greeting` renders one greeting over one input, and `analyze_input` does the part that
+depends only on the input and its greeting slot, once for a whole batch. Processes, as start-up
+is most of the cost for a short head: ffprobe runs beside one ffmpeg that decodes what gets
+measured, copies the original audio track and decodes its first seconds; then the worker mixes
+and encodes the head itself (`head.encode_head`: no process) and one ffmpeg muxes.
 
 The input is the user's upload: every ffprobe/ffmpeg opens it only as the container its first
 bytes claim, and reads it no further than the duration its probe claims (`ffmpeg_args.Upload`).
@@ -31,8 +33,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from flows.job import ErrorCode, JobError
 from flows.media import (
@@ -781,7 +781,6 @@ def check_output_duration(output_s: float, input_s: float) -> None:
         )
 
 
-@task(cache_policy=NO_CACHE)
 def render_video(
     video: Path,
     info: MediaInfo,
