@@ -132,6 +132,8 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
         f"{t.get('unfinished')}  {t.get('outcomes') or ''}",
         f"  left to the sweep / retried     {t.get('left_to_sweep')} / {t.get('retried')} "
         "(flow run not created: Prefect answered 503; second attempt)",
+        f"  stored objects removed after    {t.get('objects_removed')} (results, thumbnails "
+        "and the upload: the Storage emulator slows as it fills)",
         f"  worker peak RSS                 {t.get('worker_peak_mb')} MB, its process group "
         f"(the Python process alone: {t.get('worker_process_peak_mb')} MB; "
         f"before the batch {t.get('worker_before_mb')} MB)",

@@ -11,6 +11,7 @@ Prefect records per flow run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import random
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from google.api_core.exceptions import NotFound
 
 from flows.job import MAX_BATCH_JOBS, JobStatus
+from flows.lifecycle import result_paths, upload_prefix
 from greetings.bench import clips
 from greetings.bench.jobs import JobTimes, JobWatch, fresh_session, prospect_names, reached
 from greetings.bench.machine import (
@@ -46,6 +49,7 @@ from greetings.bench.orchestration import (
 )
 from greetings.bench.render import remux_cpu_s
 from greetings.bench.stats import per_minute, ratio, spread
+from greetings.client.session import Session
 from greetings.commands.submit import (
     Submission,
     check_video,
@@ -252,6 +256,7 @@ def run_throughput(
         prefect = flow_runs_report(settings.prefect_api, flow_run_ids, threads)
     except (requests.RequestException, ValueError, KeyError) as exc:
         prefect = {"error": f"{type(exc).__name__}: {exc}"}
+    removed = remove_stored(session, job_ids)
     orchestrator_refused = sum("orchestrator-unavailable" in job.errors_seen for job in jobs)
     retried = sum(job.attempts > 1 for job in jobs)
     failures: dict[str, int] = {}
@@ -299,6 +304,7 @@ def run_throughput(
             "worker_threads": threads,
             "clip": clip.name,
             "user": session.user.uid,
+            "objects_removed": removed,
             "stage_s": stage_seconds(jobs),
             "running_at_once": running_at_once(jobs),
             "cpu": cpu,
@@ -314,3 +320,25 @@ def run_throughput(
             "load_end": load(),
         }
     }
+
+
+def remove_stored(session: Session, job_ids: Sequence[str]) -> int | None:
+    """Deletes what the batch stored (its results, thumbnails and upload) once it is measured;
+    how many objects went (None: not the local emulator, nothing removed).
+
+    The Storage emulator rewrites an index of every object it holds on each write (indented
+    JSON, 22 ms at 1534 objects): left in place, each run's 300 objects and 2.8 GB made the next
+    run's Storage figures worse, and a development stack's disk fill up.
+    """
+    bucket = getattr(session.uploads, "bucket", None)
+    if not session.local or bucket is None:
+        return None
+    uid = session.user.uid
+    paths = [path for job_id in job_ids for path in result_paths(uid, job_id)]
+    paths += [blob.name for blob in bucket.list_blobs(prefix=upload_prefix(uid))]
+    removed = 0
+    for path in paths:
+        with contextlib.suppress(NotFound):
+            bucket.blob(path).delete()
+            removed += 1
+    return removed

@@ -462,6 +462,24 @@ class Stack:
         if "firebase-emulators" in starting and storage is not None:
             shutil.rmtree(storage.cwd / ".cloudstorage", ignore_errors=True)
 
+    def _delete_for_good(self) -> None:
+        """The local bucket keeps no soft-deleted objects.
+
+        The emulator, like Cloud Storage for a new bucket, keeps a deleted object 7 days, and
+        rewrites the index of everything it holds (live and deleted, as indented JSON) on every
+        write: a development stack's test runs and benches made that index 1.9 MB of deleted
+        objects, 22 ms of its CPU for each object a job stores, and 14 GB of disk.
+        """
+        body = json.dumps({"softDeletePolicy": {"retentionDurationSeconds": "0"}}).encode()
+        request = urllib.request.Request(
+            f"http://{self.s.host}:{self.s.storage_port}/storage/v1/b/{self.s.default_bucket}",
+            data=body,
+            method="PATCH",
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
     def _up(self, echo: Callable[[str], None]) -> None:
         started = time.monotonic()
         self._check_prerequisites()
@@ -488,6 +506,7 @@ class Stack:
                 self._spawn(svc, svc.command, svc.env)
         for name in ("prefect-server", "storage-emulator", "storage-proxy", "firebase-emulators"):
             self._wait_healthy(services[name])
+        self._delete_for_good()
 
         worker = services["prefect-worker"]
         code = self._code_fingerprint()
