@@ -37,7 +37,7 @@ from flows.stages.clone import CLONE_VOICE_ID, CloneSource, voice_to_speak
 from flows.stages.render import InputAnalysis, render_video
 from flows.stages.synthesize import SpeechFile, speak_greeting
 from flows.stages.thumbnails import ThumbnailBase, Thumbnails, make_thumbnails
-from flows.stages.upload import upload_result, upload_thumbnails, withdraw_result
+from flows.stages.upload import upload_result, withdraw_result
 from flows.stages.validate import (
     ValidRequest,
     load_upload,
@@ -183,8 +183,10 @@ class JobRun:
 
         self.move(JobStatus.UPLOADING_RESULT)
         public_url = settings.storage_public_url
-        path, url = upload_result(bucket, report.path, request.user_id, self.job_id, public_url)
-        images = upload_thumbnails(bucket, thumbnails, request.user_id, self.job_id, public_url)
+        stored = upload_result(
+            bucket, report.path, thumbnails, request.user_id, self.job_id, public_url
+        )
+        path, url, images = stored.path, stored.url, stored.images
         fit = GreetingFit.of(report).to_firestore()
         share = self._share(request.user_id, path, images)
         try:

@@ -38,3 +38,15 @@ transient_task = task(
     retry_condition_fn=retry_if_retryable,
     cache_policy=NO_CACHE,
 )
+
+
+def last_attempt() -> bool:
+    """Whether the task run calling this has no retry left (outside a task run: none, so
+    true): what a task may leave out rather than fail on then, it can still retry before."""
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    if context is None:
+        return True
+    # run_count is 1 on the first attempt: with 3 retries, the fourth is the last.
+    return context.task_run.run_count > context.task.retries

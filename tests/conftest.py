@@ -45,6 +45,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A real temporary Prefect server (SQLite), for tests of tasks' retries and caching."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
 def fake_elevenlabs() -> Iterator[FakeElevenLabs | None]:
     """The ElevenLabs the stack's worker calls; None if another test session serves the port."""
     try:

@@ -51,6 +51,7 @@ from flows.stages.clone import (
 )
 from flows.stages.render import RenderReport
 from flows.stages.synthesize import ElevenLabsVoice, SpeechFile, build_voices
+from flows.stages.upload import StoredResult
 from flows.transitions import Transition
 from tests.support.fake_elevenlabs import (
     DEFAULT_VOICES,
@@ -608,8 +609,8 @@ def run_clone_job(
     def render(*_: Any) -> RenderReport:
         return rendered(tmp_path / "out.mp4")
 
-    def upload(*_: Any) -> tuple[str, str]:
-        return "greeting-results/x.mp4", "https://example.test/x"
+    def upload(*_: Any) -> StoredResult:
+        return StoredResult("greeting-results/x.mp4", "https://example.test/x")
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
     monkeypatch.setattr(pipeline, "render_video", render)

@@ -51,6 +51,8 @@ from flows.stages import greeting_end
 from flows.stages.render import render_video
 from flows.stages.render.stage import check_output_duration
 from flows.stages.synthesize import SpeechFile
+from flows.stages.thumbnails import Thumbnails
+from flows.stages.upload import StoredResult
 from flows.stages.validate import check_size, inspect_video
 from flows.transitions import Transition
 from greetings.samples import make_speech
@@ -364,10 +366,13 @@ def worker(monkeypatch: pytest.MonkeyPatch, greeting: Path) -> list[Path]:
         # Outside the run's folder: what a run leaves there is all the render's.
         return SpeechFile(greeting, None, voice_id)
 
-    def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:
+    def upload(
+        bucket: Any, video: Path, made: Thumbnails, user_id: str, job_id: str, url: str
+    ) -> StoredResult:
         assert video.is_file()
         stored.append(video)
-        return f"greeting-results/{user_id}/{job_id}.mp4", "https://example.test/result.mp4"
+        path = f"greeting-results/{user_id}/{job_id}.mp4"
+        return StoredResult(path, "https://example.test/result.mp4")
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
     monkeypatch.setattr(pipeline, "render_video", render_video)

@@ -17,6 +17,7 @@ from flows.settings import Settings
 from flows.stages.render import RenderReport
 from flows.stages.synthesize import SpeechFile
 from flows.stages.thumbnails import Thumbnails
+from flows.stages.upload import StoredResult
 from flows.transitions import Transition, TransitionRefused
 from tests.support.mediacheck import media_info, rendered
 
@@ -91,9 +92,17 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
         ran.append(f"render {end_s}")
         return rendered(tmp_path / "output.mp4")
 
-    def upload(bucket: Any, video: Path, user_id: str, job_id: str, url: str) -> tuple[str, str]:
+    def upload(
+        bucket: Any, video: Path, made: Thumbnails, user_id: str, job_id: str, url: str
+    ) -> StoredResult:
         ran.append(f"upload {user_id}/{job_id}")
-        return f"greeting-results/{user_id}/{job_id}.mp4", "https://example.test/video"
+        ran.append(f"store thumbnails {user_id}/{job_id}")
+        poster = f"greeting-results/{user_id}/{job_id}.poster.jpg"
+        return StoredResult(
+            f"greeting-results/{user_id}/{job_id}.mp4",
+            "https://example.test/video",
+            {"posterPath": poster, "posterUrl": "https://example.test/poster"},
+        )
 
     def withdraw(bucket: Any, user_id: str, job_id: str) -> None:
         ran.append(f"withdraw {user_id}/{job_id}")
@@ -103,13 +112,6 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     ) -> Thumbnails:
         ran.append(f"thumbnails {first_name} {end_s}")
         return Thumbnails(work_dir / "poster.jpg", None)
-
-    def store_thumbnails(
-        bucket: Any, made: Thumbnails, user_id: str, job_id: str, url: str
-    ) -> dict[str, str]:
-        ran.append(f"store thumbnails {user_id}/{job_id}")
-        path = f"greeting-results/{user_id}/{job_id}.poster.jpg"
-        return {"posterPath": path, "posterUrl": "https://example.test/poster"}
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
     monkeypatch.setattr(pipeline, "render_video", render)
@@ -123,7 +125,6 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setattr(pipeline, "create_share", share)
     monkeypatch.setattr(pipeline, "withdraw_share", lambda db, s: ran.append(f"unshare {s}"))
     monkeypatch.setattr(pipeline, "make_thumbnails", thumbnails)
-    monkeypatch.setattr(pipeline, "upload_thumbnails", store_thumbnails)
     return ran
 
 

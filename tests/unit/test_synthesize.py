@@ -27,7 +27,6 @@ from prefect.client.schemas.objects import State
 from prefect.filesystems import RemoteFileSystem
 from prefect.serializers import PickleSerializer
 from prefect.states import Failed
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.job import ErrorCode, JobError
 from flows.retry import is_retryable
@@ -123,12 +122,6 @@ def unlimited_voice(fake: FakeElevenLabs) -> ElevenLabsVoice:
     here it would only add the SQLite test server's "database is locked" 503s, each of which
     Prefect's client retries after 2 s."""
     return elevenlabs_voice(fake, concurrency_limit=None)
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def settings(**values: Any) -> Settings:

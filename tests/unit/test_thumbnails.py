@@ -382,23 +382,74 @@ def test_thumbnails_that_cannot_be_made_never_fail_the_job(tmp_path: Path) -> No
     assert not list(tmp_path.glob("*.jpg")) and not list(tmp_path.glob("*.gif"))
 
 
-def test_a_thumbnail_storage_refuses_is_left_off_the_job(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    stored: list[tuple[str, str]] = []
+class FlakyStorage:
+    """`store_file` for `upload.upload_result`, refusing the GIF as told: `transient` times with
+    a retryable Storage error (None: every time), or for good."""
 
-    def store(bucket: Any, local: Path, path: str, url: str, content_type: str) -> str:
+    def __init__(self, transient: int | None = None, *, for_good: bool = False) -> None:
+        self.transient, self.for_good = transient, for_good
+        self.stored: list[str] = []
+        self.refused = 0
+
+    def __call__(
+        self, bucket: Any, local: Path, path: str, url: str, content_type: str = ""
+    ) -> str:
         if content_type == "image/gif":
-            raise JobError(ErrorCode.STORAGE_UNAVAILABLE, "Cloud Storage failed: 503")
-        stored.append((path, content_type))
+            if self.for_good:
+                refused = "Cloud Storage refused it: 403"
+                raise JobError(ErrorCode.STORAGE_UNAVAILABLE, refused, retryable=False)
+            if self.transient is None or self.refused < self.transient:
+                self.refused += 1
+                raise JobError(ErrorCode.STORAGE_UNAVAILABLE, "Cloud Storage failed: 503")
+        self.stored.append(path)
         return f"https://storage.test/{path}"
 
-    monkeypatch.setattr(upload, "store_result", store)
-    made = Thumbnails(tmp_path / "poster.jpg", tmp_path / "thumbnail.gif")
-    fields = upload.upload_thumbnails(None, made, "u-1", "job-1", "")  # type: ignore[arg-type]
-    poster = "greeting-results/u-1/job-1.poster.jpg"
-    assert stored == [(poster, "image/jpeg")]
-    assert fields == {"posterPath": poster, "posterUrl": f"https://storage.test/{poster}"}
+
+MADE = Thumbnails(Path("/w/poster.jpg"), Path("/w/thumbnail.gif"))
+VIDEO = "greeting-results/u-1/job-1.mp4"
+POSTER = "greeting-results/u-1/job-1.poster.jpg"
+GIF = "greeting-results/u-1/job-1.gif"
+
+
+@pytest.mark.parametrize("storage", [FlakyStorage(for_good=True), FlakyStorage(transient=None)])
+def test_a_thumbnail_storage_refuses_is_left_off_the_job(
+    monkeypatch: pytest.MonkeyPatch, storage: FlakyStorage
+) -> None:
+    """Refused for good, or still failing on the task's last attempt (outside a task run there
+    is no other): the video and poster stay, the GIF is left out."""
+    monkeypatch.setattr(upload, "store_file", storage)
+    stored = upload.upload_result.fn(None, Path("/w/o.mp4"), MADE, "u-1", "job-1", "")
+    assert storage.stored == [VIDEO, POSTER]
+    assert stored.path == VIDEO and stored.url == f"https://storage.test/{VIDEO}"
+    assert stored.images == {"posterPath": POSTER, "posterUrl": f"https://storage.test/{POSTER}"}
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize(("transient", "kept"), [(1, True), (None, False)])
+def test_a_transient_thumbnail_failure_retries_the_task_then_leaves_it_out(
+    monkeypatch: pytest.MonkeyPatch, transient: int | None, kept: bool
+) -> None:
+    """One task run stores the video and its thumbnails. A 503 on the GIF retries the whole
+    task (the same paths again); still failing on the last attempt, the GIF is left out and
+    the stored video is the job's result."""
+    from prefect import flow
+
+    storage = FlakyStorage(transient)
+    monkeypatch.setattr(upload, "store_file", storage)
+    task = upload.upload_result.with_options(retries=2, retry_delay_seconds=0)
+
+    @flow(name="store-flaky")
+    def store() -> upload.StoredResult:
+        return task(None, Path("/w/o.mp4"), MADE, "u-1", "job-1", "")
+
+    stored = store()
+    attempts = 2 if kept else 3
+    assert storage.refused == (1 if kept else 3)
+    assert storage.stored == [VIDEO, POSTER] * (attempts - 1) + [VIDEO, POSTER] + (
+        [GIF] if kept else []
+    )
+    assert ("thumbnailPath" in stored.images) is kept
+    assert stored.images["posterPath"] == POSTER and stored.path == VIDEO
 
 
 # --- a batch's shared part -----------------------------------------------------------------------
