@@ -101,7 +101,10 @@ def latency_lines(report: Mapping[str, Any]) -> list[str]:
 
 def _growth_line(growth: Mapping[str, Any] | None) -> str:
     if not growth:
-        return "  worker memory growth            - (fewer than 10 jobs ended)"
+        return (
+            "  worker memory growth            - (fewer than 10 jobs ended, or no sample after "
+            "them)"
+        )
     return (
         f"  worker memory growth            {growth['growth_pct']:+.1f} % (its Python process: "
         f"{growth['early_mb']} MB after {growth['after_jobs']} jobs had ended, "

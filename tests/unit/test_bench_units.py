@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from greetings.bench.jobs import (
     since_created_ms,
 )
 from greetings.bench.latency import latency_figures
-from greetings.bench.machine import busy_between, memory_growth
+from greetings.bench.machine import MemorySampler, busy_between, memory_growth
 from greetings.bench.orchestration import function_invocations, overlap, state_steps
 from greetings.bench.render import summarize
 from greetings.bench.report import text_report
@@ -406,6 +408,20 @@ def test_memory_growth_from_the_first_tenth_of_the_jobs_to_the_last() -> None:
     # Too few jobs, or no sample after the last end: no figure rather than a wrong one.
     assert memory_growth(samples, ends[:9]) is None
     assert memory_growth(samples[:30], ends) is None
+
+
+def test_the_memory_sampler_samples_once_more_as_the_batch_ends() -> None:
+    """The thread samples every few seconds; the last job may end after its last sample. The
+    sample taken on leaving makes one after every job's end."""
+    worker = os.getpid()  # this process stands in for the worker
+    with MemorySampler({"prefect-worker": worker}, every_s=60.0) as sampler:
+        while not sampler.worker_process:
+            time.sleep(0.01)
+        ended = time.time()
+    assert len(sampler.worker_process) == 2
+    assert sampler.worker_process[-1][0] >= ended and sampler.worker_process[-1][1] > 0
+    ends = [sampler.worker_process[0][0] - 1.0] * 9 + [ended]
+    assert memory_growth(sampler.worker_process, ends) is not None
 
 
 def test_the_latency_table_says_where_a_lone_jobs_time_goes() -> None:
