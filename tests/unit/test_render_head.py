@@ -34,7 +34,7 @@ def spec(
     return MixSpec(
         sample_rate=rate,
         channels=channels,
-        layout={1: "mono", 2: "stereo"}[channels],
+        layout={1: "mono", 2: "stereo", 6: "5.1"}[channels],
         greeting_samples=round(1.2 * rate),
         greeting_start=trim,
         slot_samples=slot,
@@ -171,6 +171,38 @@ def test_the_head_is_cut_and_moved_as_the_command_cut_it(
     n = min(len(ours), len(decoded)) - 4096
     error = decoded[:n] - ours[:n]
     assert 10 * np.log10(np.mean(ours[:n] ** 2) / np.mean(error**2)) > 15
+
+
+def test_a_surround_head_is_mixed_as_ffmpeg_mixes_it(
+    voices: dict[str, Path], tmp_path: Path
+) -> None:
+    """5.1 (a phone's or a camera's surround track): the greeting goes to every channel."""
+    mix = spec(48000, 6, room=True)
+    original = recording(48000, 6)
+    ours, _ = in_process_mix(original, voices["eleven.mp3"], mix)
+    theirs = ffmpeg_mix(original, voices["eleven.mp3"], mix, tmp_path)
+    assert len(ours) == len(theirs) == (mix.end - mix.start) * 6
+    assert float(np.max(np.abs(ours - theirs))) < 1e-6
+
+
+def test_a_surround_recording_is_spliced_with_its_six_channels(
+    voices: dict[str, Path], tmp_path: Path
+) -> None:
+    import av
+
+    from flows.stages.render import render_greeting
+    from greetings.samples import make_sample_video
+
+    clip = make_sample_video(
+        tmp_path / "surround.mp4", seconds=6, width=320, height=240, channels=6
+    )
+    report = render_greeting(clip, voices["espeak.wav"], 2.5, tmp_path / "out.mp4")
+    assert report.path_taken == "head-reencode"
+    with av.open(str(tmp_path / "out.mp4")) as media:
+        audio = media.streams.audio[0]
+        assert (audio.codec_context.name, audio.channels) == ("aac", 6)
+        decoded = sum(f.samples for f in media.decode(audio))
+    assert abs(decoded / 48000 - report.duration_s) < 0.03
 
 
 def test_a_greeting_that_is_not_audio_fails_as_ffmpeg_would(tmp_path: Path) -> None:
