@@ -50,6 +50,9 @@ MAX_WIDTH = MAX_HEIGHT = 4096
 MAX_PIXELS = 4096 * 2304
 MAX_FPS = 120.0
 MAX_AUDIO_STREAMS = 4
+# 7.1 surround. The render decodes the greeting slot in every channel into the worker's memory:
+# 12 s of a 255-channel Opus track (which its header may claim) would be about 300 MB there.
+MAX_AUDIO_CHANNELS = 8
 VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
 AUDIO_CODECS = frozenset(
     {"aac", "opus", "mp3", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"}
@@ -419,7 +422,8 @@ def check_media(info: MediaInfo, greeting_end_s: float | None, max_seconds: floa
 
 
 def check_streams(info: MediaInfo) -> None:
-    """One video stream and a few audio streams, of sizes and codecs a recording has."""
+    """One video stream and a few audio streams, of sizes, channels and codecs a recording
+    has."""
     video, audio = info.video, info.audio
     assert video is not None and audio is not None  # check_media looked first
     if info.video_streams > 1:
@@ -432,6 +436,12 @@ def check_streams(info: MediaInfo) -> None:
             ErrorCode.INPUT_NOT_VIDEO,
             f"The file holds {info.audio_streams} audio tracks; at most {MAX_AUDIO_STREAMS} "
             "are accepted: export the recording with its voice track only.",
+        )
+    if audio.channels > MAX_AUDIO_CHANNELS:
+        raise JobError(
+            ErrorCode.INPUT_NOT_VIDEO,
+            f"The video's sound has {audio.channels} channels; at most {MAX_AUDIO_CHANNELS} "
+            "(7.1 surround) are accepted: export the recording in mono or stereo.",
         )
     if (
         video.width > MAX_WIDTH

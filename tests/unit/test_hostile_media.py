@@ -159,6 +159,34 @@ def test_many_audio_tracks_are_refused(tmp_path: Path) -> None:
     assert "6 audio tracks" in refused.value.message
 
 
+def test_a_sound_track_of_dozens_of_channels_is_refused(tmp_path: Path) -> None:
+    """An Opus track may carry 255 channels: its slot, decoded for measurement in every one of
+    them, would be hundreds of MB in the worker. A recording has at most 7.1."""
+    many = tmp_path / "channels.mp4"
+    making = ["-f", "lavfi", "-i", "color=c=blue:s=320x240:d=2"]
+    making += [
+        "-f",
+        "lavfi",
+        "-i",
+        "anoisesrc=d=2:a=0.1:r=48000",
+        "-filter:a",
+        "pan=16c|" + "|".join(f"c{i}=c0" for i in range(16)),
+    ]
+    run_ffmpeg([*making, "-c:v", "libx264", "-c:a", "libopus", "-mapping_family", "255", str(many)])
+    info = probe_upload(many)
+    assert info.audio is not None and info.audio.channels == 16
+    with pytest.raises(JobError) as refused:
+        check_media(info, 1.0, 600)
+    assert refused.value.code == ErrorCode.INPUT_NOT_VIDEO
+    assert "16 channels" in refused.value.message
+    # 7.1 is a recording's most: it passes.
+    surround = tmp_path / "surround.mp4"
+    run_ffmpeg(
+        ["-i", str(many), "-map", "0", "-c:v", "copy", "-c:a", "aac", "-ac", "8", str(surround)]
+    )
+    check_media(probe_upload(surround), 1.0, 600)
+
+
 def test_hundreds_of_tracks_are_counted_from_the_header_before_ffprobe_opens_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
