@@ -328,7 +328,7 @@ def test_a_header_claiming_8_s_of_60_renders_8_s(
     settings = Settings()
     work = tmp_path / "pipeline"
     work.mkdir()
-    output = render_video.fn(lying, info, greeting, 1.5, work, settings).path
+    output = render_video(lying, info, greeting, 1.5, work, settings).path
     assert mp4_duration_s(output) == pytest.approx(CLAIM_S, abs=0.25)
     # The honest file renders whole, as long as it is.
     whole = render_greeting(honest, greeting, 1.5, tmp_path / "whole.mp4")
