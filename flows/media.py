@@ -494,6 +494,13 @@ class VideoStream:
     rotation: int  # degrees, 0-359, as the display matrix (or the old `rotate` tag) says
 
 
+# The most channels a recording's sound has (7.1). Uploads with more are refused at validation
+# (flows/stages/validate.py); the render mixes no more than this in the worker's memory either.
+# Its slot is decoded in every channel into that memory: 12 s of a 255-channel Opus track (which
+# its header may claim) would be about 300 MB.
+MAX_AUDIO_CHANNELS = 8
+
+
 @dataclass(frozen=True)
 class AudioStream:
     index: int

@@ -29,6 +29,7 @@ from flows.job import (
     upload_prefix,
 )
 from flows.media import (
+    MAX_AUDIO_CHANNELS,
     MediaInfo,
     MediaTimeout,
     MediaTooLarge,
@@ -50,9 +51,6 @@ MAX_WIDTH = MAX_HEIGHT = 4096
 MAX_PIXELS = 4096 * 2304
 MAX_FPS = 120.0
 MAX_AUDIO_STREAMS = 4
-# 7.1 surround. The render decodes the greeting slot in every channel into the worker's memory:
-# 12 s of a 255-channel Opus track (which its header may claim) would be about 300 MB there.
-MAX_AUDIO_CHANNELS = 8
 VIDEO_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
 AUDIO_CODECS = frozenset(
     {"aac", "opus", "mp3", "vorbis", "flac", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"}

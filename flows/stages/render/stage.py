@@ -36,6 +36,7 @@ import numpy as np
 
 from flows.job import ErrorCode, JobError
 from flows.media import (
+    MAX_AUDIO_CHANNELS,
     AudioStream,
     FfmpegError,
     MediaInfo,
@@ -99,9 +100,10 @@ log = logging.getLogger(__name__)
 RenderPath = Literal["head-reencode", "full-audio-reencode"]
 _T = TypeVar("_T")
 
-# Mixed in the worker's memory: a few seconds of up to 7.1 audio (about 7 MB at 48 kHz). An
-# upload claiming more channels (AAC allows 48) has its head made by the sandboxed full re-encode.
-HEAD_MAX_CHANNELS = 8
+# The head is mixed in the worker's memory: a few seconds of up to 7.1 audio (about 7 MB at
+# 48 kHz). Validation refuses more channels; a render reached some other way (a direct call, a
+# fit check) makes such a head by the sandboxed full re-encode instead.
+HEAD_MAX_CHANNELS = MAX_AUDIO_CHANNELS
 # Kept after the end of speech: the one `speech_end_s` finds, or the one the voice's timestamps
 # tell (`SpeechFile.spoken_end_s`), whose last character's end may fall a hair before its decay.
 SPEECH_TAIL_S = 0.03
@@ -248,7 +250,11 @@ def render_greeting(
             if plan is not None:
                 head_pcm = _original_head(seen, head_samples_needed(plan, original_start, room))
                 if head_pcm is None:
-                    plan, why_full = None, "the seam lies past the original's decoded head"
+                    plan = None
+                    why_full = (
+                        "the seam lies past the original's decoded head, or it has more "
+                        f"than {HEAD_MAX_CHANNELS} channels"
+                    )
             if plan is not None:
                 start = plan.head_start
             else:
