@@ -97,7 +97,8 @@ GOALS: tuple[Goal, ...] = (
     Goal("validating-input p50 (client)", ("latency_ms", "started", "p50"), "<", 2000, " ms"),
     # The cost issue: a lone job on a warm stack, from its creation to `completed`.
     Goal("completed p50 (client)", ("latency_ms", "completed", "p50"), "<", 3000, " ms"),
-    Goal("jobs per minute", ("throughput", "jobs_per_minute"), ">=", 120, ""),
+    # The cost issue: 100 names on 2 cores (an earlier issue's floor was 120).
+    Goal("jobs per minute", ("throughput", "jobs_per_minute"), ">=", 150, ""),
     # The cost issue: a job's media processes against a plain remux of the same clip.
     Goal("media CPU per job / remux", ("throughput", "media_over_remux"), "<=", 3, "x"),
     Goal("worker peak RSS", ("throughput", "worker_peak_mb"), "<", 1024, " MB"),
