@@ -45,11 +45,13 @@ from flows.stages.validate import (
     validate_request,
 )
 from flows.transitions import (
+    BatchCancels,
     Heartbeat,
     Transition,
     TransitionRefused,
+    Written,
     cancel_watch,
-    transition,
+    write_transition,
 )
 from flows.workdir import run_dir, work_root
 
@@ -109,11 +111,14 @@ class JobRun:
     write: Callable[[str, Transition], dict[str, Any]] | None = field(default=None)
     # The job document as this attempt found it (its share page's CTA and sender name).
     job: dict[str, Any] = field(default_factory=dict, init=False)
+    # What this run's last transition wrote: the next one is written over it in one call.
+    written: Written | None = field(default=None, init=False)
 
     def _write(self, change: Transition) -> dict[str, Any]:
         if self.write is not None:
             return self.write(self.job_id, change)
-        return transition(self.clients.db, self.job_id, change)
+        self.written = write_transition(self.clients.db, self.job_id, change, self.written)
+        return self.written.doc
 
     def move(self, to: JobStatus, **fields: Any) -> dict[str, Any]:
         return self._write(Transition(to, self.attempt, self.flow_run_id, fields=fields or None))
@@ -239,11 +244,14 @@ def run_job(
     flow_run_id: str | None,
     uploads: Uploads | None = None,
     write: Callable[[str, Transition], dict[str, Any]] | None = None,
+    cancels: BatchCancels | None = None,
 ) -> State[Any]:
     """One attempt of one job, inside a flow run (its own, or its batch's); its final state.
 
     Never raises for the job's own trouble: a bad input, a provider's refusal or a bug in one
     job ends that job `failed` and leaves the worker (and the rest of a batch) running.
+    A batch's run hears its jobs' cancels through one listener (`cancels`); a run of its own
+    listens to its job's document.
     """
     logger = get_run_logger()
     quiet_task_ends()
@@ -257,7 +265,9 @@ def run_job(
     with (
         run_dir(work_root(settings.state_dir), job_id) as tmp,
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
-        cancel_watch(clients.db, job_id, attempt) as cancelled,
+        (
+            cancels.watch(job_id) if cancels else cancel_watch(clients.db, job_id, attempt)
+        ) as cancelled,
         limited(limits, cancelled),
         confined_to(Path(tmp), settings.sandbox),
     ):

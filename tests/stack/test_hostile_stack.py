@@ -46,7 +46,14 @@ from tests.stack.test_bad_input_stack import (
 )
 from tests.support.fake_elevenlabs import FakeElevenLabs
 from tests.support.mediacheck import VP8_ARGS, claim_duration
-from tests.support.stackkit import as_user, new_job_id, read_job, upload
+from tests.support.stackkit import (
+    as_user,
+    create_batch,
+    new_job_id,
+    read_job,
+    run_log_messages,
+    upload,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -375,14 +382,22 @@ def test_a_duration_lie_ends_in_seconds_and_another_user_starts_beside_eight_of_
 # --- 4. cancel stops the work ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("run", ["own", "batch"])
 def test_a_cancelled_render_leaves_no_process_of_its_job(
     stack: Any,
     clients: Any,
     make_user: Callable[[], User],
     media: dict[str, Path],
+    run: str,
 ) -> None:
+    """A job's own run hears the cancel on its document; a batch's run on one listener for the
+    batch's cancels (flows.transitions.BatchCancels). Both stop the render at once."""
     bob = make_user()
-    job_id = submit_as(stack, bob, upload(clients, bob, media["vp8-long"]))
+    video = upload(clients, bob, media["vp8-long"])
+    if run == "own":
+        job_id = submit_as(stack, bob, video)
+    else:
+        _, [job_id] = create_batch(stack, bob, video, ["Bob Example"])
     # The VP8 video is re-encoded whole: the render runs for a while.
     wait_for(
         lambda: (read_job(clients, job_id).get("status"), job_processes([job_id])),
@@ -398,6 +413,9 @@ def test_a_cancelled_render_leaves_no_process_of_its_job(
     gone_after = time.monotonic() - cancelled_at
     print(f"the job's processes were gone {gone_after:.2f} s after it turned cancelled")
     assert left == {}
+    # Killed by the cancel, not finished and then refused at the next stage.
+    killed = f"job {job_id}: cancelled; its media processes were stopped"
+    wait_for(lambda: run_log_messages(stack, job["flowRunId"]), lambda logs: killed in logs, 30)
     assert "outputPath" not in job
     assert clients.bucket.get_blob(result_path(bob.uid, job_id)) is None
     assert_no_scratch_left(stack, [job_id])

@@ -167,6 +167,56 @@ def test_cancel_during_a_stage_stops_the_run_at_its_next_transition(
     assert read_job(clients, job_id)["status"] == "cancelled"
 
 
+def test_a_runs_next_transition_is_one_write_unless_someone_else_wrote_since(
+    stack: Any, clients: Any, uploaded: Uploaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's transitions after its first are written over its own last write in one call;
+    a write by anyone else since (a heartbeat, the user's cancel) sends the change back through
+    a transaction that decides on the current document."""
+    from flows.job import JobStatus
+    from flows.transitions import Transition, TransitionRefused, touch_heartbeat, write_transition
+
+    user, video = uploaded.user, uploaded.path
+    now = datetime.now(UTC)
+    job_id = seed(clients, user, video, status="queued", retryCount=0, history=[], updatedAt=now)
+    db = clients.db
+    transactions = 0
+    begin = db.transaction
+
+    def counted(**kwargs: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return begin(**kwargs)
+
+    monkeypatch.setattr(db, "transaction", counted)
+
+    first = write_transition(db, job_id, Transition(JobStatus.VALIDATING_INPUT, 0, "run-1"))
+    assert transactions == 1 and first.update_time is not None
+    second = write_transition(db, job_id, Transition(JobStatus.PROCESSING_AUDIO, 0, "run-1"), first)
+    assert transactions == 1, "written over the run's last write, without a transaction"
+    stored = read_job(clients, job_id)
+    assert stored == second.doc
+    assert [e["status"] for e in stored["history"]] == ["validating-input", "processing-audio"]
+
+    # A heartbeat wrote since: the precondition fails, and a transaction writes the change.
+    assert touch_heartbeat(db, job_id, 0)
+    third = write_transition(db, job_id, Transition(JobStatus.GENERATING_VIDEO, 0, "run-1"), second)
+    assert transactions == 3  # the heartbeat's and the transition's
+    assert [e["status"] for e in read_job(clients, job_id)["history"]] == [
+        "validating-input",
+        "processing-audio",
+        "generating-video",
+    ]
+
+    # The user's cancel wrote since: the run's own view would move on, the current one refuses.
+    as_user(stack, user).request(job_id, user.uid, RequestAction.CANCEL)
+    assert wait_finished(clients, job_id, 30)["status"] == "cancelled"
+    with pytest.raises(TransitionRefused) as refused:
+        write_transition(db, job_id, Transition(JobStatus.UPLOADING_RESULT, 0, "run-1"), third)
+    assert refused.value.cancelled
+    assert read_job(clients, job_id)["status"] == "cancelled"
+
+
 # --- retry ----------------------------------------------------------------------------------------
 
 

@@ -128,6 +128,14 @@ def flow_run(stack: Any, run_id: str) -> dict[str, Any]:
     return run
 
 
+def run_log_messages(stack: Any, run_id: str) -> list[str]:
+    """What a flow run has logged so far (the worker ships its logs every few seconds)."""
+    logs: list[dict[str, Any]] = trigger_prefect(stack).call(
+        "POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+    )
+    return [str(log["message"]) for log in logs]
+
+
 def wait_run_finished(stack: Any, run_id: str, timeout_s: float = 60) -> dict[str, Any]:
     run: dict[str, Any] = wait_for(
         lambda: flow_run(stack, run_id), lambda r: r["state_type"] in TERMINAL_RUN_STATES, timeout_s
