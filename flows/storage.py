@@ -13,10 +13,12 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 import google.auth
@@ -151,16 +153,37 @@ def download_url(blob: storage.Blob, public_url: str = "") -> str:
         return emulator_download_url(
             blob, public_url, emulator, get_settings().storage_signer_key_file
         )
-    credentials, _ = google.auth.default()
-    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+    account, token = signing_access()
     url: str = blob.generate_signed_url(
         version="v4",
         expiration=SIGNED_URL_LIFETIME,
         method="GET",
-        service_account_email=getattr(credentials, "service_account_email", None),
-        access_token=getattr(credentials, "token", None),
+        service_account_email=account,
+        access_token=token,
     )
     return url
+
+
+_access_guard = threading.Lock()
+
+
+@cache
+def _default_credentials() -> Any:
+    credentials, _ = google.auth.default()
+    return credentials
+
+
+def signing_access() -> tuple[str | None, str | None]:
+    """The worker's service account and a current access token, for IAM-signed URLs.
+
+    A token lives an hour, and `refresh` fetches one from the metadata server: it is refreshed
+    when it is about to expire (google.auth's `valid`), not once per video as before.
+    """
+    with _access_guard:
+        credentials = _default_credentials()
+        if not credentials.valid:
+            credentials.refresh(google.auth.transport.requests.Request())
+        return getattr(credentials, "service_account_email", None), credentials.token
 
 
 def emulator_download_url(

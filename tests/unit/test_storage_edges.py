@@ -192,3 +192,37 @@ def test_the_key_setting_comes_from_the_environment(
     assert Settings().storage_signer_key_file == key_file
     monkeypatch.delenv("GREETINGS_STORAGE_SIGNER_KEY_FILE")
     assert Settings(_env_file=None).storage_signer_key_file is None  # type: ignore[call-arg]
+
+
+class Credentials:
+    """What google.auth.default() gives a worker on Cloud Run: a token that expires."""
+
+    def __init__(self) -> None:
+        self.service_account_email = "worker@project.iam.gserviceaccount.com"
+        self.token: str | None = None
+        self.valid = False
+        self.refreshes = 0
+
+    def refresh(self, request: object) -> None:
+        self.refreshes += 1
+        self.token, self.valid = f"token-{self.refreshes}", True
+
+
+def test_signing_access_refreshes_the_token_when_it_expires_not_per_video(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    credentials = Credentials()
+    defaults = []
+    monkeypatch.setattr(
+        object_store.google.auth, "default", lambda: defaults.append(1) or (credentials, "p")
+    )
+    object_store._default_credentials.cache_clear()
+    try:
+        first = [object_store.signing_access() for _ in range(3)]
+        assert first == [("worker@project.iam.gserviceaccount.com", "token-1")] * 3
+        assert credentials.refreshes == 1 and len(defaults) == 1
+        credentials.valid = False  # expired (or about to: google.auth's margin)
+        assert object_store.signing_access()[1] == "token-2"
+        assert credentials.refreshes == 2 and len(defaults) == 1
+    finally:
+        object_store._default_credentials.cache_clear()
