@@ -31,7 +31,7 @@ from flows.pipeline import current_flow_run_id, run_job
 from flows.stages.render import InputAnalysis, analyze_input
 from flows.stages.thumbnails import ThumbnailBase, make_thumbnail_base
 from flows.stages.validate import load_upload
-from flows.transitions import BatchCancels, Heartbeat, touch_waiting_heartbeats
+from flows.transitions import Heartbeat, touch_waiting_heartbeats
 from flows.workdir import run_dir, work_root
 
 log = logging.getLogger(__name__)
@@ -245,19 +245,14 @@ def greeting_batch(batch_id: str) -> State[Any]:
     budget = MediaBudget.of(clients.settings.max_batch_media_minutes, jobs, job_ids)
     with run_dir(work_root(clients.settings.state_dir), f"batch-{batch_id}") as tmp:
         inputs = SharedInputs.from_storage(clients, Path(tmp), budget)
-        with BatchCancels(clients.db, batch_id) as cancels:
-            states = run_all(clients, job_ids, run_id, inputs, cancels)
+        states = run_all(clients, job_ids, run_id, inputs)
     counts = summarize(states)
     message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no jobs"
     return Failed(message=message) if counts.get("failed") else Completed(message=message)
 
 
 def run_all(
-    clients: Clients,
-    job_ids: list[str],
-    run_id: str | None,
-    inputs: SharedInputs,
-    cancels: BatchCancels | None = None,
+    clients: Clients, job_ids: list[str], run_id: str | None, inputs: SharedInputs
 ) -> list[State[Any]]:
     """Each job on a thread of a small pool; jobs not started yet keep a heartbeat meanwhile."""
     waiting = set(job_ids)
@@ -273,7 +268,7 @@ def run_all(
     def one(job_id: str) -> State[Any]:
         with lock:
             waiting.discard(job_id)
-        return run_job(clients, job_id, BATCH_ATTEMPT, run_id, inputs, cancels=cancels)
+        return run_job(clients, job_id, BATCH_ATTEMPT, run_id, inputs)
 
     # Waiting jobs only need to look alive to the sweep: a beat every third of its threshold,
     # not every 15 s (for a 400-job batch that would be more writes than all its transitions).

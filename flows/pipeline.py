@@ -45,7 +45,6 @@ from flows.stages.validate import (
     validate_request,
 )
 from flows.transitions import (
-    BatchCancels,
     Heartbeat,
     Transition,
     TransitionRefused,
@@ -244,14 +243,11 @@ def run_job(
     flow_run_id: str | None,
     uploads: Uploads | None = None,
     write: Callable[[str, Transition], dict[str, Any]] | None = None,
-    cancels: BatchCancels | None = None,
 ) -> State[Any]:
     """One attempt of one job, inside a flow run (its own, or its batch's); its final state.
 
     Never raises for the job's own trouble: a bad input, a provider's refusal or a bug in one
     job ends that job `failed` and leaves the worker (and the rest of a batch) running.
-    A batch's run hears its jobs' cancels through one listener (`cancels`); a run of its own
-    listens to its job's document.
     """
     logger = get_run_logger()
     quiet_task_ends()
@@ -265,9 +261,7 @@ def run_job(
     with (
         run_dir(work_root(settings.state_dir), job_id) as tmp,
         Heartbeat.for_job(clients.db, job_id, attempt, HEARTBEAT_INTERVAL_S),
-        (
-            cancels.watch(job_id) if cancels else cancel_watch(clients.db, job_id, attempt)
-        ) as cancelled,
+        cancel_watch(clients.db, job_id, attempt) as cancelled,
         limited(limits, cancelled),
         confined_to(Path(tmp), settings.sandbox),
     ):

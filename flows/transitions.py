@@ -278,60 +278,6 @@ def cancel_watch(db: firestore.Client, job_id: str, attempt: int) -> Iterator[th
         watch.unsubscribe()  # type: ignore[no-untyped-call]
 
 
-class BatchCancels:
-    """One snapshot listener for a whole batch's cancels, instead of `cancel_watch`'s one per job.
-
-    It listens to the batch's jobs that are cancelled (batchId == X and status == cancelled).
-    A job's own transitions never match that query, so while nobody cancels, Firestore sends the
-    worker nothing after the first snapshot. A listener per job received every one of its job's
-    writes and cost a gRPC stream and two threads each: 13 % of the worker's samples in a
-    100-job batch (docs/benchmarks.md).
-
-    Only a cancel can stop a batch job's attempt while it runs: the rules delete only finished
-    jobs, and a new attempt starts only from `failed` (and runs on its own, not in the batch).
-    """
-
-    def __init__(self, db: firestore.Client, batch_id: str) -> None:
-        self._query = (
-            db.collection(COLLECTION)
-            .where(filter=firestore.FieldFilter("batchId", "==", batch_id))
-            .where(filter=firestore.FieldFilter("status", "==", JobStatus.CANCELLED.value))
-        )
-        self._guard = threading.Lock()
-        self._cancelled: set[str] = set()
-        self._running: dict[str, threading.Event] = {}
-        self._watch: Any = None
-
-    def __enter__(self) -> BatchCancels:
-        self._watch = self._query.on_snapshot(self._on_snapshot)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._watch.unsubscribe()
-
-    def _on_snapshot(self, snapshots: list[Any], *_: object) -> None:
-        with self._guard:
-            for snapshot in snapshots:
-                self._cancelled.add(snapshot.id)
-                if snapshot.id in self._running:
-                    self._running[snapshot.id].set()
-
-    @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[threading.Event]:
-        """`cancel_watch` for one of the batch's jobs: an event set once it is cancelled (at
-        once if it already was)."""
-        stopped = threading.Event()
-        with self._guard:
-            self._running[job_id] = stopped
-            if job_id in self._cancelled:
-                stopped.set()
-        try:
-            yield stopped
-        finally:
-            with self._guard:
-                self._running.pop(job_id, None)
-
-
 def start_new_attempt(db: firestore.Client, job_id: str, attempt: int) -> int | None:
     """failed (attempt n) -> pending (attempt n + 1), for the sweep's retries; the new attempt.
 

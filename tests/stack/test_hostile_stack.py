@@ -390,8 +390,8 @@ def test_a_cancelled_render_leaves_no_process_of_its_job(
     media: dict[str, Path],
     run: str,
 ) -> None:
-    """A job's own run hears the cancel on its document; a batch's run on one listener for the
-    batch's cancels (flows.transitions.BatchCancels). Both stop the render at once."""
+    """A job's run, its own or its batch's, hears the cancel on the job's document and kills
+    the render at once."""
     bob = make_user()
     video = upload(clients, bob, media["vp8-long"])
     if run == "own":
