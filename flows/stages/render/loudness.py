@@ -11,6 +11,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 BLOCK_S = 0.05
 ABSOLUTE_GATE_DB = -60.0
 RELATIVE_GATE_DB = -10.0
@@ -20,13 +23,30 @@ MAX_GAIN_DB = 20.0
 HEADROOM_DB = 1.0
 
 
+Floats = npt.NDArray[np.float64]
+
+
+def _wide(samples: Sequence[float]) -> Floats:
+    """Samples (an array('f') of decoded PCM, or any sequence) as float64, summed as Python
+    summed them. Vectorized: the per-sample loops these functions were took 10-12 % of the
+    worker's GIL in a 100-job batch (py-spy --gil, 2026-12-07)."""
+    return np.asarray(samples, dtype=np.float64)
+
+
+def _mean_squares(wide: Floats, step: int) -> Floats:
+    """Mean square of each whole `step`-sample block (a short tail is left out)."""
+    blocks = len(wide) // step
+    squares = np.square(wide[: blocks * step]).reshape(blocks, step)
+    return np.asarray(squares.mean(axis=1), dtype=np.float64)
+
+
 def block_powers(samples: Sequence[float], *, channels: int, sample_rate: int) -> list[float]:
     """Mean square per BLOCK_S block, over all channels (samples interleaved)."""
     step = max(1, round(BLOCK_S * sample_rate)) * channels
-    return [
-        sum(x * x for x in samples[i : i + step]) / len(samples[i : i + step])
-        for i in range(0, len(samples) - step + 1, step)
-    ] or ([sum(x * x for x in samples) / len(samples)] if samples else [])
+    wide = _wide(samples)
+    if len(wide) >= step:
+        return [float(p) for p in _mean_squares(wide, step)]
+    return [float(np.mean(np.square(wide)))] if len(wide) else []
 
 
 def _db(power: float) -> float:
@@ -44,7 +64,8 @@ def gated_level_db(powers: Sequence[float]) -> float | None:
 
 
 def peak_db(samples: Sequence[float]) -> float:
-    return 20 * math.log10(max(map(abs, samples))) if samples and any(samples) else -math.inf
+    peak = float(np.max(np.abs(_wide(samples)))) if len(samples) else 0.0
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def speech_end_s(powers: Sequence[float]) -> float:
@@ -101,12 +122,14 @@ class QuietStretch:
         return round(max(0.0, min(ROOM_TONE_MAX_GAIN_DB, self.floor_db - self.level_db)), 2)
 
 
-def _block_db(samples: Sequence[float], *, channels: int, sample_rate: int) -> list[float]:
+def _decibels(powers: Floats) -> Floats:
+    with np.errstate(divide="ignore"):
+        return np.asarray(10 * np.log10(powers), dtype=np.float64)  # 0 -> -inf, as _db
+
+
+def _block_db(samples: Sequence[float], *, channels: int, sample_rate: int) -> Floats:
     step = max(1, round(ROOM_BLOCK_S * sample_rate)) * channels
-    return [
-        _db(sum(x * x for x in samples[i : i + step]) / step)
-        for i in range(0, len(samples) - step + 1, step)
-    ]
+    return _decibels(_mean_squares(_wide(samples), step))
 
 
 def quietest_stretch(
@@ -119,26 +142,30 @@ def quietest_stretch(
     more than ROOM_TONE_SPREAD_DB above another (no word, no breath, no click).
     """
     blocks = _block_db(samples, channels=channels, sample_rate=sample_rate)
+    powers = np.power(10.0, blocks / 10)
     for length_s in ROOM_TONE_LENGTHS_S:
         size = round(length_s / ROOM_BLOCK_S)
-        best: tuple[float, int] | None = None
-        for first in range(len(blocks) - size + 1):
-            window = blocks[first : first + size]
-            low, high = min(window), max(window)
-            if low <= DIGITAL_SILENCE_DB or high - low > ROOM_TONE_SPREAD_DB:
-                continue
-            level = _db(sum(10 ** (b / 10) for b in window) / size)
-            if level <= ROOM_TONE_MAX_DB and (best is None or level < best[0]):
-                best = (level, first)
-        if best is None:
+        if len(blocks) < size:
             continue
-        level, first = best
-        quiet = sorted(b for b in blocks if DIGITAL_SILENCE_DB < b <= level + FLOOR_RANGE_DB)
+        windows = np.lib.stride_tricks.sliding_window_view(blocks, size)
+        low, high = windows.min(axis=1), windows.max(axis=1)
+        levels = _decibels(
+            np.lib.stride_tricks.sliding_window_view(powers, size).sum(axis=1) / size
+        )
+        with np.errstate(invalid="ignore"):  # -inf - -inf: a window of digital silence
+            fits = (low > DIGITAL_SILENCE_DB) & (high - low <= ROOM_TONE_SPREAD_DB)
+        fits &= levels <= ROOM_TONE_MAX_DB
+        if not fits.any():
+            continue
+        # The quietest, the earliest of equals.
+        first = int(np.argmin(np.where(fits, levels, np.inf)))
+        level = float(levels[first])
+        quiet = np.sort(blocks[(blocks > DIGITAL_SILENCE_DB) & (blocks <= level + FLOOR_RANGE_DB)])
         return QuietStretch(
             start_s=first * ROOM_BLOCK_S,
             length_s=size * ROOM_BLOCK_S,
             level_db=level,
-            floor_db=quiet[len(quiet) // 2],
+            floor_db=float(quiet[len(quiet) // 2]),
         )
     return None
 
@@ -183,8 +210,8 @@ def next_onset_s(
     step = frames * channels
     total = len(samples) // channels
     first = max(0, math.floor(from_s * sample_rate / frames))
-    for block in range(first, total // frames):
-        chunk = samples[block * step : (block + 1) * step]
-        if _db(sum(x * x for x in chunk) / step) > threshold:
-            return block * frames / sample_rate
+    after = _decibels(_mean_squares(_wide(samples)[first * step :], step))
+    loud = np.flatnonzero(after > threshold)
+    if len(loud):
+        return (first + int(loud[0])) * frames / sample_rate
     return total / sample_rate
