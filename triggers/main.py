@@ -14,8 +14,6 @@ from typing import Any
 
 import firebase_admin
 import fit_checks
-import google.auth
-import google.auth.transport.requests
 import jobs
 import shares
 import uploads
@@ -29,6 +27,7 @@ from google.cloud import firestore, storage
 from google.cloud.firestore_v1 import DocumentSnapshot
 from google.oauth2 import service_account
 from prefect_api import PrefectApi, PrefectUnavailable
+from service_token import service_token
 
 PREFECT_API_URL = params.StringParam(
     "PREFECT_API_URL", description="Prefect API, e.g. https://api.prefect.cloud/api/accounts/…"
@@ -100,13 +99,8 @@ def _signing() -> dict[str, Any]:
             UPLOAD_SIGNER_KEY_FILE.value
         )
         return {**endpoint, "credentials": key}
-    credentials, _ = google.auth.default()
-    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
-    return {
-        **endpoint,
-        "service_account_email": getattr(credentials, "service_account_email", None),
-        "access_token": credentials.token,
-    }
+    account, token = service_token()
+    return {**endpoint, "service_account_email": account, "access_token": token}
 
 
 @cache

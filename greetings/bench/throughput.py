@@ -60,6 +60,8 @@ from greetings.commands.submit import (
 from greetings.settings import StackSettings
 from greetings.stack.manager import Stack
 
+USER_QUOTAS = "userQuotas"  # triggers/quota.py's QUOTAS (the trigger is deployed on its own)
+
 SECONDS_PER_JOB_TIMEOUT = 12.0
 MIN_TIMEOUT_S = 300.0
 PROGRESS_EVERY_S = 15.0
@@ -214,6 +216,8 @@ def run_throughput(
         replace(submission, names=submission.names[start : start + MAX_BATCH_JOBS])
         for start in range(0, len(submission.names), MAX_BATCH_JOBS)
     ]
+    if len(rounds) > 1:
+        allow_rounds(session, count)
     with MemorySampler(roots) as memory, ApiProbe(settings.prefect_api) as probe:
         began = time.time()
         deadline = time.monotonic() + timeout_s
@@ -320,6 +324,16 @@ def run_throughput(
             "load_end": load(),
         }
     }
+
+
+def allow_rounds(session: Session, count: int) -> None:
+    """The bench user's own allowance (`jobsPerMinute` in its userQuotas document, what an
+    operator sets for a large customer): at the default 120 a minute, a round of 400 leaves the
+    bucket owing 280 and the next round, sent when the first has ended, was refused
+    `rate-limited` once a round took under about 3.3 minutes. The bench measures the worker,
+    not the quota (whose tests are triggers' own)."""
+    quota = session.listener_db.collection(USER_QUOTAS).document(session.user.uid)
+    quota.set({"jobsPerMinute": count}, merge=True)
 
 
 def remove_stored(session: Session, job_ids: Sequence[str]) -> int | None:
