@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from greetings.stack.manager import Stack
-from greetings.stack.procs import Proc, proc_table, rss_mb, tree
+from greetings.stack.procs import Proc, own_images, proc_table, rss_mb, tree
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_SERVICE = "prefect-worker"
@@ -212,12 +212,12 @@ class MemorySampler:
 
     def sample(self) -> None:
         worker = self.roots.get(WORKER_SERVICE)
-        worker_mb = rss_mb(tree(worker, proc_table())) if worker else 0.0
+        table = proc_table()
+        worker_mb = rss_mb(own_images(tree(worker, table), table)) if worker else 0.0
         if worker:
             process_mb = rss_mb([worker])
             self.worker_process_peak_mb = max(self.worker_process_peak_mb, process_mb)
             self.worker_process.append((time.time(), process_mb))
-        table = proc_table()
         pids: set[int] = set()
         for root in self.roots.values():
             pids |= tree(root, table)

@@ -61,6 +61,34 @@ def tree(root: int, table: Mapping[int, Proc]) -> set[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def own_images(pids: Iterable[int], table: Mapping[int, Proc]) -> set[int]:
+    """`pids` without the forks that have not exec'd yet.
+
+    Between fork and exec a child still runs its parent's image, and VmRSS counts the pages it
+    shares with the parent again in full (after vfork, which Python's subprocess uses, it is the
+    parent's very memory). Summed over the worker's tree, a media process caught in that window
+    counted the worker twice: the bench saw a 498 MB "child" with the worker's own command line
+    next to the 590 MB worker (2026-12-07). Such a child is recognized by a command line equal to
+    its parent's.
+    """
+    chosen = set(pids)
+    for pid in list(chosen):
+        proc = table.get(pid)
+        if proc is None or proc.ppid not in chosen:
+            continue
+        mine = _cmdline(pid)
+        if mine and mine == _cmdline(proc.ppid):
+            chosen.discard(pid)
+    return chosen
+
+
 def rss_mb(pids: Iterable[int]) -> float:
     total_kb = 0
     for pid in pids:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -440,3 +442,27 @@ def test_the_latency_table_says_where_a_lone_jobs_time_goes() -> None:
     assert rows["generating-video"] == ["0.70", "0.70", "0.70"]
     assert rows["uploading-result"] == ["0.50", "0.50", "0.50"]
     assert "waiting for a worker (queued -> validating)" in table
+
+
+def test_a_fork_that_has_not_exec_d_is_not_counted_again() -> None:
+    """A child between fork and exec shows its parent's pages in its own VmRSS."""
+    from greetings.stack.procs import own_images, proc_table, rss_mb, tree
+
+    spawned = subprocess.Popen(["sleep", "30"])
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked copy of this test process only waits
+        time.sleep(30)
+        os._exit(0)
+    try:
+        table = proc_table()
+        me = os.getpid()
+        family = {me, child, spawned.pid}
+        assert family <= tree(me, table)
+        counted = own_images(family, table)
+        assert counted == {me, spawned.pid}
+        assert rss_mb(family) - rss_mb(counted) >= 0.5 * rss_mb([me])
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        spawned.kill()
+        spawned.wait()
