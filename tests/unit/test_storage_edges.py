@@ -18,7 +18,7 @@ from flows import storage as object_store
 from flows.job import ErrorCode, JobError
 from flows.settings import Settings
 from greetings.stack.storage_proxy import Refused, generate_signer_key
-from tests.support.signing import check_signed
+from tests.support.signing import assert_token_kept_until_it_expires, check_signed
 
 BODY = b"\x00\x00\x00\x18ftypmp42 a video's bytes"
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -194,35 +194,12 @@ def test_the_key_setting_comes_from_the_environment(
     assert Settings(_env_file=None).storage_signer_key_file is None  # type: ignore[call-arg]
 
 
-class Credentials:
-    """What google.auth.default() gives a worker on Cloud Run: a token that expires."""
-
-    def __init__(self) -> None:
-        self.service_account_email = "worker@project.iam.gserviceaccount.com"
-        self.token: str | None = None
-        self.valid = False
-        self.refreshes = 0
-
-    def refresh(self, request: object) -> None:
-        self.refreshes += 1
-        self.token, self.valid = f"token-{self.refreshes}", True
-
-
 def test_signing_access_refreshes_the_token_when_it_expires_not_per_video(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    credentials = Credentials()
-    defaults = []
-    monkeypatch.setattr(
-        object_store.google.auth, "default", lambda: defaults.append(1) or (credentials, "p")
+    assert_token_kept_until_it_expires(
+        monkeypatch,
+        object_store.google.auth,
+        object_store._default_credentials,
+        object_store.signing_access,
     )
-    object_store._default_credentials.cache_clear()
-    try:
-        first = [object_store.signing_access() for _ in range(3)]
-        assert first == [("worker@project.iam.gserviceaccount.com", "token-1")] * 3
-        assert credentials.refreshes == 1 and len(defaults) == 1
-        credentials.valid = False  # expired (or about to: google.auth's margin)
-        assert object_store.signing_access()[1] == "token-2"
-        assert credentials.refreshes == 2 and len(defaults) == 1
-    finally:
-        object_store._default_credentials.cache_clear()

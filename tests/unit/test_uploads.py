@@ -28,7 +28,7 @@ from greetings.stack.storage_proxy import (
     generate_signer_key,
     make_server,
 )
-from tests.support.signing import check_signed
+from tests.support.signing import assert_token_kept_until_it_expires, check_signed
 
 SHA = "ab" * 32
 ENDPOINT = "http://127.0.0.1:9198"
@@ -240,37 +240,14 @@ def test_another_key_gets_no_token(token_proxy: tuple[Path, str], tmp_path: Path
         credentials.refresh(google.auth.transport.requests.Request())
 
 
-class ExpiringCredentials:
-    """What google.auth.default() gives a Function on Cloud Run: a token that expires."""
-
-    def __init__(self) -> None:
-        self.service_account_email = "functions@project.iam.gserviceaccount.com"
-        self.token: str | None = None
-        self.valid = False
-        self.refreshes = 0
-
-    def refresh(self, request: object) -> None:
-        self.refreshes += 1
-        self.token, self.valid = f"token-{self.refreshes}", True
-
-
 def test_the_signing_token_is_refreshed_when_it_expires_not_per_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import service_token  # from triggers/, as the Functions runtime imports it
 
-    credentials = ExpiringCredentials()
-    made = []
-    monkeypatch.setattr(
-        service_token.google.auth, "default", lambda: made.append(1) or (credentials, "p")
+    assert_token_kept_until_it_expires(
+        monkeypatch,
+        service_token.google.auth,
+        service_token._credentials,
+        service_token.service_token,
     )
-    service_token._credentials.cache_clear()
-    try:
-        answers = [service_token.service_token() for _ in range(3)]
-        assert answers == [("functions@project.iam.gserviceaccount.com", "token-1")] * 3
-        assert credentials.refreshes == 1 and len(made) == 1
-        credentials.valid = False
-        assert service_token.service_token()[1] == "token-2"
-        assert credentials.refreshes == 2 and len(made) == 1
-    finally:
-        service_token._credentials.cache_clear()
