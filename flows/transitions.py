@@ -166,7 +166,10 @@ def _write_unchanged_since(
         return None
     try:
         result = ref.update(update, option=db.write_option(last_update_time=last.update_time))
-    except (gexc.FailedPrecondition, gexc.NotFound):
+    except (gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted):
+        # Aborted: the write lost to a transaction holding the document (the emulator says
+        # "Transaction lock timeout" while a batch's waiting heartbeat reads hundreds of jobs);
+        # nothing was written, and the transaction path retries such aborts.
         return None
     return Written(_merged(last.doc, update), result.update_time)
 

@@ -217,6 +217,40 @@ def test_a_runs_next_transition_is_one_write_unless_someone_else_wrote_since(
     assert read_job(clients, job_id)["status"] == "cancelled"
 
 
+def test_a_conditional_transition_that_loses_to_a_lock_is_written_by_a_transaction(
+    stack: Any, clients: Any, uploaded: Uploaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Firestore answers ABORTED when a write loses to a transaction holding the document (seen
+    in a 400-job batch: its waiting heartbeat reads every waiting job in one transaction). The
+    run's transition must not fail the job for it."""
+    from google.api_core import exceptions as gexc
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    from flows.job import JobStatus
+    from flows.transitions import Transition, write_transition
+
+    user, video = uploaded.user, uploaded.path
+    job_id = seed(clients, user, video, status="queued", retryCount=0, history=[])
+    first = write_transition(clients.db, job_id, Transition(JobStatus.VALIDATING_INPUT, 0, "r"))
+    update = DocumentReference.update
+    lost = []
+
+    def losing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("option") is not None and not lost:
+            lost.append(self.id)
+            raise gexc.Aborted("Transaction lock timeout.")
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "update", losing)
+    second = write_transition(
+        clients.db, job_id, Transition(JobStatus.PROCESSING_AUDIO, 0, "r"), first
+    )
+    assert lost == [job_id]
+    stored = read_job(clients, job_id)
+    assert stored["status"] == "processing-audio" == second.doc["status"]
+    assert [e["status"] for e in stored["history"]] == ["validating-input", "processing-audio"]
+
+
 # --- retry ----------------------------------------------------------------------------------------
 
 
