@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     worker_threads: int = 16
     # Jobs of one batch (flows/batch.py) a flow run works on at once. 6 on 2 cores: a job now
     # spends much of its time waiting (Storage, Firestore, its mux), and 100-job batches made
-    # 139-141 videos a minute at 4 against 150-161 at 6 (8: 152, the worker's peak near 1 GB).
+    # 139-141 videos a minute at 4 against 150-161 at 6 (8: 152).
     batch_concurrency: int = 6
     # Where browsers fetch results when Storage itself is not reachable from them: locally the
     # stack's Storage proxy (the emulator answers no CORS). Empty: signed URLs (production) or

@@ -27,9 +27,10 @@ Floats = npt.NDArray[np.float64]
 
 
 def _wide(samples: Sequence[float]) -> Floats:
-    """Samples (an array('f') of decoded PCM, or any sequence) as float64, summed as Python
-    summed them. Vectorized: the per-sample loops these functions were took 10-12 % of the
-    worker's GIL in a 100-job batch (py-spy --gil, 2026-12-07)."""
+    """Samples (an array('f') of decoded PCM, or any sequence) as float64, the precision the
+    Python loops summed in (numpy's pairwise order differs only in the last bits). Vectorized:
+    the per-sample loops these functions were took 10-12 % of the worker's GIL in a 100-job
+    batch (py-spy --gil, 2026-12-07)."""
     return np.asarray(samples, dtype=np.float64)
 
 
