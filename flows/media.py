@@ -28,12 +28,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,16 @@ _LIMITS: contextvars.ContextVar[ProcessLimits] = contextvars.ContextVar(
     "media_limits",
     default=ProcessLimits(),  # noqa: B039 (frozen: never mutated)
 )
-_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "media_cancel", default=None
-)
+
+
+class Stop(Protocol):
+    """What stops a context's media processes: a job's cancel (a `threading.Event`), or
+    `meanwhile`'s either-of."""
+
+    def is_set(self) -> bool: ...
+
+
+_CANCEL: contextvars.ContextVar[Stop | None] = contextvars.ContextVar("media_cancel", default=None)
 _SLOT: contextvars.ContextVar[threading.Semaphore | None] = contextvars.ContextVar(
     "media_slot", default=None
 )
@@ -116,7 +124,7 @@ SUPERVISE_EVERY_S = 0.1
 
 
 @contextlib.contextmanager
-def limited(limits: ProcessLimits, cancel: threading.Event | None = None) -> Iterator[None]:
+def limited(limits: ProcessLimits, cancel: Stop | None = None) -> Iterator[None]:
     """Media processes started in this context (a job's run) get `limits`, and are killed as
     soon as `cancel` is set (the job was cancelled)."""
     tokens = _LIMITS.set(limits), _CANCEL.set(cancel)
@@ -125,6 +133,43 @@ def limited(limits: ProcessLimits, cancel: threading.Event | None = None) -> Ite
     finally:
         _LIMITS.reset(tokens[0])
         _CANCEL.reset(tokens[1])
+
+
+@dataclass(frozen=True)
+class _EitherSet:
+    first: Stop | None
+    second: Stop
+
+    def is_set(self) -> bool:
+        return self.second.is_set() or (self.first is not None and self.first.is_set())
+
+
+_T = TypeVar("_T")
+
+
+@contextlib.contextmanager
+def meanwhile(work: Callable[[], _T]) -> Iterator[Future[_T]]:
+    """Runs `work` on a thread of its own while the block runs; its future.
+
+    The thread runs in a copy of this context, so its media processes have the job's limits,
+    user slot and sandbox, and are killed when the job is cancelled. Leaving the block by an
+    exception (the job failed) kills them too, and the block does not end before the thread
+    does: nothing it started outlives the job's folder.
+    """
+    stop = threading.Event()
+
+    def run() -> _T:
+        _CANCEL.set(_EitherSet(_CANCEL.get(), stop))  # in the thread's own copy of the context
+        return work()
+
+    pool = ThreadPoolExecutor(1, "meanwhile")
+    try:
+        yield pool.submit(contextvars.copy_context().run, run)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager

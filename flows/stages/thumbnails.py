@@ -634,8 +634,8 @@ class Thumbnails:
     gif: Path | None = None
 
 
-# What can go wrong making a thumbnail of a video the render just wrote: none of it is the
-# user's doing, and none of it is worth failing a finished video for.
+# What can go wrong making a thumbnail of the opening the render keeps: none of it is worth
+# failing the video for (the render reads the same upload, and reports its own trouble).
 _THUMBNAIL_TROUBLE = (
     ThumbnailError,
     FontMissing,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from flows.media import (
     UserSlots,
     for_user,
     limited,
+    meanwhile,
     probe_upload,
     run_ffmpeg,
     sniff_container,
@@ -218,6 +220,59 @@ def test_a_cancelled_jobs_media_processes_stop_at_once() -> None:
     with limited(ProcessLimits(), cancelled), pytest.raises(MediaCancelled):
         run_ffmpeg(["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "null", "-"])
     assert time.monotonic() - began < 2
+
+
+SLOW_FFMPEG = ["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "30", "-f", "null", "-"]
+
+
+def test_work_meanwhile_is_stopped_and_awaited_when_the_job_fails() -> None:
+    # The thumbnails run beside the render: a render that fails must not leave their ffmpeg
+    # running into the job's removed folder.
+    side: list[Future[bytes]] = []
+    began = time.monotonic()
+    with (
+        limited(ProcessLimits()),
+        pytest.raises(ValueError, match="the render failed"),
+        meanwhile(lambda: run_ffmpeg(SLOW_FFMPEG)) as making,
+    ):
+        side.append(making)
+        time.sleep(0.3)  # its ffmpeg is running
+        raise ValueError("the render failed")
+    assert side[0].done()  # the block ended after the thread, not before
+    assert isinstance(side[0].exception(), MediaCancelled)
+    assert time.monotonic() - began < 3
+
+
+def test_work_meanwhile_stops_when_the_job_is_cancelled() -> None:
+    cancelled = threading.Event()
+    threading.Timer(0.5, cancelled.set).start()
+    began = time.monotonic()
+    with (
+        limited(ProcessLimits(), cancelled),
+        meanwhile(lambda: run_ffmpeg(SLOW_FFMPEG)) as making,
+        pytest.raises(MediaCancelled),
+    ):
+        making.result()
+    assert time.monotonic() - began < 3
+
+
+def test_work_meanwhile_runs_beside_the_block_with_the_jobs_limits() -> None:
+    # Under the job's limits (here a 1 s timeout), on its own thread, while the block works.
+    threads: list[str] = []
+
+    def work() -> bytes:
+        threads.append(threading.current_thread().name)
+        return run_ffmpeg(SLOW_FFMPEG)
+
+    began = time.monotonic()
+    with (
+        limited(ProcessLimits(timeout_s=1.0)),
+        meanwhile(work) as making,
+        pytest.raises(MediaTimeout),
+    ):
+        making.result()
+    assert time.monotonic() - began < 5
+    assert threads and threads[0] != threading.current_thread().name
 
 
 def test_one_users_media_work_never_holds_up_anothers() -> None:

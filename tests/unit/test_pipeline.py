@@ -110,7 +110,7 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     def thumbnails(
         video: Path, first_name: str | None, end_s: float, work_dir: Path, base: object = None
     ) -> Thumbnails:
-        ran.append(f"thumbnails {first_name} {end_s}")
+        ran.append(f"thumbnails of {video.name}: {first_name} {end_s}")
         return Thumbnails(work_dir / "poster.jpg", None)
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
@@ -126,6 +126,11 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setattr(pipeline, "withdraw_share", lambda db, s: ran.append(f"unshare {s}"))
     monkeypatch.setattr(pipeline, "make_thumbnails", thumbnails)
     return ran
+
+
+def in_line(stages: list[str]) -> list[str]:
+    """The stages run one after another: the thumbnails are made beside them."""
+    return [stage for stage in stages if not stage.startswith("thumbnails of ")]
 
 
 def job_run(writes: Writes) -> pipeline.JobRun:
@@ -163,10 +168,14 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         "shareUrl": "https://demo-greetings.web.app/v/share-1",
     }
     assert uploads.asked == [JOB["inputVideo"]]
-    assert stages == [
-        "speak Hey Anna-Lena,",
+    # The thumbnails are made from the upload beside the voice and the render, so in any order
+    # with them; the name as written, from the title and surname removed.
+    assert sorted(stages[:3]) == [
         "render 1.5",
-        "thumbnails Anna-Lena 1.5",  # the name as written, from the title and surname removed
+        "speak Hey Anna-Lena,",
+        "thumbnails of input.mp4: Anna-Lena 1.5",
+    ]
+    assert stages[3:] == [
         f"upload {USER}/job-1",
         f"store thumbnails {USER}/job-1",
         f"share job-1 of {USER}: ['posterPath', 'videoPath']",
@@ -193,7 +202,7 @@ def test_the_pronunciation_is_spoken_and_the_following_words_lead_every_take(
     monkeypatch.setattr(pipeline, "render_video", render)
     # The result keeps the job's own name and id: the pronunciation is for the voice only.
     assert run.run(Uploads(), tmp_path) == f"greeting-results/{USER}/job-1.mp4"
-    assert stages[:4] == [
+    assert in_line(stages)[:4] == [
         "speak Hey AN-uh LAY-nuh,",
         "leading into I saw you are hiring",
         "speak Hey AN-uh LAY-nuh, x1.1",
@@ -221,7 +230,7 @@ def test_cancelled_before_a_stage_runs_nothing_more(stages: list[str], tmp_path:
     writes = Writes(refuse=JobStatus.GENERATING_VIDEO)
     with pytest.raises(TransitionRefused):
         job_run(writes).run(Uploads(), tmp_path)
-    assert stages == ["speak Hey Anna-Lena,"]  # no render, no upload
+    assert in_line(stages) == ["speak Hey Anna-Lena,"]  # no render, no upload
 
 
 def test_a_bad_field_fails_before_the_upload_is_fetched(stages: list[str], tmp_path: Path) -> None:
