@@ -26,6 +26,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 from prefect import Flow
+from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_engine import run_flow
 from prefect.workers.base import BaseJobConfiguration, BaseWorker, BaseWorkerResult
@@ -93,6 +94,24 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, Any, InProcessWorker
             self._entrypoints[key] = deployment.entrypoint
         return self._entrypoints[key]
 
+    async def preload(self) -> list[str]:
+        """Imports the flows of this pool's deployments before the first run is claimed; their
+        entrypoints.
+
+        Importing them (the render, PyAV, numpy, the clients) took 1.2-1.4 s of the first run's
+        start after a restart or a deploy (the bench's "engine starts it"); a warm worker's runs
+        start in 0.1-0.5 s.
+        """
+        pools = WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name]))
+        deployments = await self.client.read_deployments(work_pool_filter=pools)
+        loaded: list[str] = []
+        for deployment in deployments:
+            if deployment.entrypoint:
+                self._entrypoints[str(deployment.id)] = deployment.entrypoint
+                await anyio.to_thread.run_sync(load_flow, deployment.entrypoint)
+                loaded.append(deployment.entrypoint)
+        return sorted(set(loaded))
+
     async def run(
         self,
         flow_run: FlowRun,
@@ -137,6 +156,11 @@ def serve(pool: str, name: str, threads: int = DEFAULT_THREADS) -> None:
 
     async def main() -> None:
         async with InProcessWorker(work_pool_name=pool, name=name, threads=threads) as worker:
+            try:
+                loaded = ", ".join(await worker.preload())
+                print(f"flows loaded before the first run: {loaded}")
+            except Exception as exc:  # each run then loads its own flow, as before
+                print(f"flows not preloaded ({type(exc).__name__}: {exc}): loaded at first run")
             await worker.start(printer=print)
 
     asyncio.run(main())

@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flows.workdir import process_alive
 from greetings.stack.manager import port_in_use
@@ -102,6 +104,22 @@ def test_stack_down_leaves_nothing_behind(stack: Any) -> None:
         assert not [p for p in pids if process_alive(p)], f"{name} left descendants behind"
     ports = [port for svc in stack.services() for port in svc.ports.values()]
     assert ports and not [port for port in ports if port_in_use("127.0.0.1", port)]
+
+
+def test_the_worker_imports_its_flows_before_it_takes_a_run(stack: Any) -> None:
+    # A restarted or newly deployed worker's first run started 1.2-1.4 s late, importing them.
+    # The stack calls the worker healthy once it has registered, which it does before this.
+    started = "Worker 'greetings-local-worker' started!"
+    deadline = time.monotonic() + 60
+    while started not in (log := (stack.logs / "prefect-worker.log").read_text()):
+        assert time.monotonic() < deadline, log[-2000:]
+        time.sleep(0.2)
+    preloaded = log.find("flows loaded before the first run: ")
+    assert 0 <= preloaded < log.find(started)
+    line = log[preloaded:].splitlines()[0]
+    config = yaml.safe_load(Path("prefect.yaml").read_text())
+    for deployment in config["deployments"]:
+        assert deployment["entrypoint"] in line
 
 
 def test_the_worker_runs_on_jemalloc(stack: Any) -> None:
