@@ -49,6 +49,7 @@ from flows.media import (
     FfmpegError,
     MediaTimeout,
     ProbeError,
+    meanwhile,
     probe_upload,
     run_ffmpeg,
     sniff_container,
@@ -662,23 +663,32 @@ def make_thumbnails(
     completes without it. Being cancelled (`MediaCancelled`) still stops the job.
     """
     base = base or ThumbnailBase()
-    poster = gif = None
+    # Two ffmpegs for a lone job (0.16 s and 0.52 s on the bench's short clip): side by side.
+    with meanwhile(lambda: _poster(video, greeting_end_s, work_dir, base)) as making_poster:
+        gif = _gif(video, first_name or "", work_dir / "thumbnail.gif", base)
+        poster = making_poster.result()
+    return Thumbnails(poster, gif)
+
+
+def _poster(video: Path, greeting_end_s: float, work_dir: Path, base: ThumbnailBase) -> Path | None:
     try:
         if base.poster is not None:
-            poster = Path(shutil.copyfile(base.poster, work_dir / "poster.jpg"))
-        else:
-            at_s = greeting_end_s + POSTER_AFTER_GREETING_S
-            poster = make_poster(video, at_s, work_dir / "poster.jpg")
+            return Path(shutil.copyfile(base.poster, work_dir / "poster.jpg"))
+        at_s = greeting_end_s + POSTER_AFTER_GREETING_S
+        return make_poster(video, at_s, work_dir / "poster.jpg")
     except _THUMBNAIL_TROUBLE as exc:
         log.warning("no poster for %s: %s", video.name, exc)
-    dest = work_dir / "thumbnail.gif"
+        return None
+
+
+def _gif(video: Path, first_name: str, dest: Path, base: ThumbnailBase) -> Path | None:
     if base.frames is not None:
         try:
-            gif = gif_from_base(base, first_name or "", dest)
+            return gif_from_base(base, first_name, dest)
         except _THUMBNAIL_TROUBLE as exc:
             log.info("the batch's GIF frames did not serve %s: %s", video.name, exc)
     try:
-        gif = gif or make_gif(video, first_name or "", dest)
+        return make_gif(video, first_name, dest)
     except _THUMBNAIL_TROUBLE as exc:
         log.warning("no GIF thumbnail for %s: %s", video.name, exc)
-    return Thumbnails(poster, gif)
+        return None
