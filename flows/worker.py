@@ -20,11 +20,13 @@ import importlib
 import os
 from collections.abc import MutableMapping
 from functools import cache, partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.to_thread
+import yaml
 from prefect import Flow
 from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.client.schemas.objects import FlowRun
@@ -58,6 +60,22 @@ def module_entrypoint(entrypoint: str) -> tuple[str, str]:
         raise ValueError(f"entrypoint {entrypoint!r} names no flow")
     module = path.removesuffix(".py").replace("/", ".").replace("\\", ".").strip(".")
     return module, name
+
+
+def deployed_entrypoints(prefect_yaml: Path) -> list[str]:
+    """The entrypoints a prefect.yaml deploys; none where there is no such file."""
+    try:
+        config = yaml.safe_load(prefect_yaml.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    deployments = config.get("deployments") if isinstance(config, dict) else None
+    return sorted(
+        {
+            deployment["entrypoint"]
+            for deployment in deployments or []
+            if isinstance(deployment, dict) and isinstance(deployment.get("entrypoint"), str)
+        }
+    )
 
 
 @cache
@@ -94,23 +112,24 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, Any, InProcessWorker
             self._entrypoints[key] = deployment.entrypoint
         return self._entrypoints[key]
 
-    async def preload(self) -> list[str]:
-        """Imports the flows of this pool's deployments before the first run is claimed; their
-        entrypoints.
+    async def preload(self, prefect_yaml: Path = Path("prefect.yaml")) -> list[str]:
+        """Imports the flows this worker will run before it claims its first run; their
+        entrypoints: those of its pool's deployments, and those of the prefect.yaml beside it
+        (a new stack's worker starts before its deployments exist).
 
         Importing them (the render, PyAV, numpy, the clients) took 1.2-1.4 s of the first run's
         start after a restart or a deploy (the bench's "engine starts it"); a warm worker's runs
         start in 0.1-0.5 s.
         """
         pools = WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name]))
-        deployments = await self.client.read_deployments(work_pool_filter=pools)
-        loaded: list[str] = []
-        for deployment in deployments:
+        entrypoints = set(deployed_entrypoints(prefect_yaml))
+        for deployment in await self.client.read_deployments(work_pool_filter=pools):
             if deployment.entrypoint:
                 self._entrypoints[str(deployment.id)] = deployment.entrypoint
-                await anyio.to_thread.run_sync(load_flow, deployment.entrypoint)
-                loaded.append(deployment.entrypoint)
-        return sorted(set(loaded))
+                entrypoints.add(deployment.entrypoint)
+        for entrypoint in sorted(entrypoints):
+            await anyio.to_thread.run_sync(load_flow, entrypoint)
+        return sorted(entrypoints)
 
     async def run(
         self,
@@ -157,7 +176,7 @@ def serve(pool: str, name: str, threads: int = DEFAULT_THREADS) -> None:
     async def main() -> None:
         async with InProcessWorker(work_pool_name=pool, name=name, threads=threads) as worker:
             try:
-                loaded = ", ".join(await worker.preload())
+                loaded = ", ".join(await worker.preload()) or "none found"
                 print(f"flows loaded before the first run: {loaded}")
             except Exception as exc:  # each run then loads its own flow, as before
                 print(f"flows not preloaded ({type(exc).__name__}: {exc}): loaded at first run")

@@ -10,7 +10,12 @@ import pytest
 from flows.pipeline import greeting_pipeline
 from flows.sweep import retry_failed_jobs
 from flows.workdir import remove_orphans, run_dir
-from flows.worker import keep_preload_to_this_process, load_flow, module_entrypoint
+from flows.worker import (
+    deployed_entrypoints,
+    keep_preload_to_this_process,
+    load_flow,
+    module_entrypoint,
+)
 from greetings.settings import REPO_ROOT
 from greetings.stack.manager import jemalloc_preload, preloads_jemalloc
 
@@ -30,6 +35,21 @@ def test_prefect_yaml_entrypoints_load_the_shared_flow_objects() -> None:
     assert load_flow("flows/sweep.py:retry_failed_jobs") is retry_failed_jobs
     with pytest.raises(TypeError):
         load_flow("flows/settings.py:get_settings")
+
+
+def test_the_worker_preloads_what_prefect_yaml_deploys(tmp_path: Path) -> None:
+    entrypoints = deployed_entrypoints(REPO_ROOT / "prefect.yaml")
+    assert "flows/pipeline.py:greeting_pipeline" in entrypoints
+    assert "flows/batch.py:greeting_batch" in entrypoints
+    for entrypoint in entrypoints:
+        load_flow(entrypoint)  # each names a flow
+    # No file, or one that lists nothing usable: nothing to preload, and no error.
+    assert deployed_entrypoints(tmp_path / "missing.yaml") == []
+    odd = tmp_path / "prefect.yaml"
+    odd.write_text("deployments:\n  - name: x\n  - entrypoint: 3\n")
+    assert deployed_entrypoints(odd) == []
+    odd.write_text(": not yaml [")
+    assert deployed_entrypoints(odd) == []
 
 
 def test_orphaned_scratch_folders_of_dead_processes_are_removed(tmp_path: Path) -> None:
