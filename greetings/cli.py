@@ -343,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
         "checkout's, and print the two side by side",
     )
     bench.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="jobs of another user run and left out before the throughput batch (default 6; "
+        "0: none, a first batch after `stack up` then pays the stack's warm-up)",
+    )
+    bench.add_argument(
         "--latency-jobs",
         type=int,
         default=20,

@@ -31,6 +31,8 @@ from typing import Any
 from greetings.settings import get_settings
 
 SECTIONS = ("render", "names", "latency", "throughput")
+# A warm-up batch is one user's: within the default allowance of new jobs a minute.
+MAX_WARMUP_JOBS = 100
 
 
 def parse_sections(text: str | None) -> list[str]:
@@ -52,7 +54,13 @@ def progress(line: str) -> None:
 
 
 def run_bench(
-    sections: list[str], *, runs: int, latency_jobs: int, jobs: int, compare: str | None = None
+    sections: list[str],
+    *,
+    runs: int,
+    latency_jobs: int,
+    jobs: int,
+    compare: str | None = None,
+    warmup: int | None = None,
 ) -> dict[str, Any]:
     from greetings.bench.machine import load, machine_info
 
@@ -92,7 +100,9 @@ def run_bench(
 
         section("latency", lambda: run_latency(settings, latency_jobs, progress))
     if "throughput" in sections:
-        from greetings.bench.throughput import run_throughput
+        from greetings.bench.throughput import WARMUP_JOBS, run_throughput
+
+        warm = WARMUP_JOBS if warmup is None else warmup
 
         if compare:
             from greetings.bench.compare import run_with_worker_of
@@ -100,10 +110,13 @@ def run_bench(
             section(
                 "compare",
                 lambda: run_with_worker_of(
-                    settings, compare, lambda: run_throughput(settings, jobs, progress), progress
+                    settings,
+                    compare,
+                    lambda: run_throughput(settings, jobs, progress, warm),
+                    progress,
                 ),
             )
-        section("throughput", lambda: run_throughput(settings, jobs, progress))
+        section("throughput", lambda: run_throughput(settings, jobs, progress, warm))
     report["machine"]["load_end"] = load()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     if errors:
@@ -125,11 +138,19 @@ def bench_command(args: argparse.Namespace) -> int:
     for option in ("runs", "latency_jobs", "jobs"):
         if getattr(args, option) < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be at least 1")
+    warmup = getattr(args, "warmup", None)
+    if warmup is not None and not 0 <= warmup <= MAX_WARMUP_JOBS:
+        raise UsageError(f"--warmup must be 0 to {MAX_WARMUP_JOBS}")
     compare = getattr(args, "compare", None)
     if compare and "throughput" not in sections:
         raise UsageError("--compare runs the throughput section: leave it in --only")
     report = run_bench(
-        sections, runs=args.runs, latency_jobs=args.latency_jobs, jobs=args.jobs, compare=compare
+        sections,
+        runs=args.runs,
+        latency_jobs=args.latency_jobs,
+        jobs=args.jobs,
+        compare=compare,
+        warmup=warmup,
     )
     if args.json:
         print(json.dumps(report, default=str))

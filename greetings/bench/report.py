@@ -118,6 +118,15 @@ def _rounds(rounds: Any) -> str:
     return f" in {rounds} batches, each sent when the last had ended"
 
 
+def _warmup(warmup: Any) -> str:
+    if not isinstance(warmup, Mapping):
+        return "none (--warmup 0): a first batch after `stack up` pays the stack's warm-up"
+    return (
+        f"{warmup.get('jobs')} jobs of another user, {warmup.get('ended')} ended in "
+        f"{warmup.get('seconds')} s (not in these figures)"
+    )
+
+
 def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     running = t.get("running_at_once", {})
     first = t.get("first_90pct", {})
@@ -137,6 +146,7 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
         "(flow run not created: Prefect answered 503; second attempt)",
         f"  stored objects removed after    {t.get('objects_removed')} (results, thumbnails "
         "and the upload: the Storage emulator slows as it fills)",
+        f"  warm-up before it               {_warmup(t.get('warmup'))}",
         f"  worker peak RSS                 {t.get('worker_peak_mb')} MB, its process group "
         f"(the Python process alone: {t.get('worker_process_peak_mb')} MB; "
         f"before the batch {t.get('worker_before_mb')} MB)",

@@ -392,6 +392,18 @@ def test_compare_needs_the_throughput_section() -> None:
         bench_command(args)
 
 
+def test_the_warm_up_is_bounded_and_said_in_the_report() -> None:
+    args = build_parser().parse_args(["bench", "--only", "throughput", "--warmup", "101"])
+    with pytest.raises(UsageError, match="--warmup must be 0 to 100"):
+        bench_command(args)
+    assert build_parser().parse_args(["bench"]).warmup is None  # the bench's default, 6
+    report = sample_report()
+    report["throughput"]["warmup"] = {"jobs": 6, "ended": 6, "seconds": 9.4}
+    assert "6 jobs of another user, 6 ended in 9.4 s (not in these figures)" in text_report(report)
+    report["throughput"]["warmup"] = None
+    assert "none (--warmup 0)" in text_report(report)
+
+
 def test_memory_growth_from_the_first_tenth_of_the_jobs_to_the_last() -> None:
     # The worker's Python process sampled every second: 400 MB until t=20, then 430 MB.
     samples = [(T0 + s, 400.0 if s < 20 else 430.0) for s in range(0, 60)]
