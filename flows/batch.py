@@ -102,6 +102,8 @@ class SharedInputs:
     (The pipeline's `Uploads`: each job's run asks it instead of downloading on its own.)
     """
 
+    alone = False  # its jobs run beside each other
+
     def __init__(
         self,
         root: Path,

@@ -29,12 +29,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol, TypeVar
+from typing import Any, BinaryIO, Generic, Literal, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +145,36 @@ class _EitherSet:
 
 
 _T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class Later(Protocol[_T_co]):
+    """What `meanwhile` gives: the work's result, waited for (or done) when asked."""
+
+    def result(self) -> _T_co: ...
+
+
+@dataclass
+class _WhenAsked(Generic[_T]):
+    work: Callable[[], _T]
+
+    def result(self) -> _T:
+        return self.work()
 
 
 @contextlib.contextmanager
-def meanwhile(work: Callable[[], _T]) -> Iterator[Future[_T]]:
-    """Runs `work` on a thread of its own while the block runs; its future.
+def meanwhile(work: Callable[[], _T], *, beside: bool = True) -> Iterator[Later[_T]]:
+    """Runs `work` on a thread of its own while the block runs (with `beside`; else in the
+    block's thread, when its result is asked for).
 
     The thread runs in a copy of this context, so its media processes have the job's limits,
     user slot and sandbox, and are killed when the job is cancelled. Leaving the block by an
     exception (the job failed) kills them too, and the block does not end before the thread
     does: nothing it started outlives the job's folder.
     """
+    if not beside:
+        yield _WhenAsked(work)
+        return
     stop = threading.Event()
 
     def run() -> _T:

@@ -62,6 +62,11 @@ log = logging.getLogger(__name__)
 class Uploads(Protocol):
     """Where a run gets a job's upload: its own download, or its batch's shared one."""
 
+    @property
+    def alone(self) -> bool:
+        """The job runs on its own, not beside the other jobs of its batch."""
+        ...
+
     def get(self, object_path: str) -> tuple[Path, MediaInfo]: ...
 
     def analysis(
@@ -80,6 +85,7 @@ class OwnUpload:
     bucket: storage.Bucket
     folder: Path
     max_bytes: int
+    alone: bool = True
 
     def get(self, object_path: str) -> tuple[Path, MediaInfo]:
         return load_upload(self.bucket, object_path, self.folder / "input", self.max_bytes)
@@ -155,11 +161,13 @@ class JobRun:
         # An end found from the recording is written on the job: the user sees what was used.
         found = {"greetingEndSecond": greeting_end_s} if request.greeting_end_s is None else {}
 
-        # The thumbnails are made from the upload while the voice speaks and the render runs:
-        # a lone job's took 0.7 s after its render, and a batch's first jobs all waited for
-        # the one making the batch's frames.
+        # A lone job's thumbnails are made from the upload while the voice speaks and the render
+        # runs: they took 0.7 s after its render. A batch's jobs make theirs after their render:
+        # its other jobs keep the cores busy, and beside the render they only contended (the
+        # worker's Python took 5-10 % more CPU a job; docs/benchmarks.md).
         with meanwhile(
-            lambda: self._thumbnails(request, uploads, video, greeting_end_s, work_dir)
+            lambda: self._thumbnails(request, uploads, video, greeting_end_s, work_dir),
+            beside=uploads.alone,
         ) as making_thumbnails:
             self.move(JobStatus.PROCESSING_AUDIO, **found)
             report = self._speak_and_render(request, uploads, video, info, greeting_end_s, work_dir)

@@ -585,6 +585,7 @@ class Writes:
 class OneUpload:
     video: Path
     info: MediaInfo
+    alone: bool = True
 
     def get(self, object_path: str) -> tuple[Path, MediaInfo]:
         return self.video, self.info

@@ -333,6 +333,7 @@ class LocalUpload:
     path: Path
     max_bytes: int
     info: MediaInfo | None = None
+    alone: bool = True  # a lone job's: its thumbnails are made beside its render
 
     def get(self, object_path: str) -> tuple[Path, MediaInfo]:
         check_size(self.path.stat().st_size, self.max_bytes)

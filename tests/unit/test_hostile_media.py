@@ -275,6 +275,19 @@ def test_work_meanwhile_runs_beside_the_block_with_the_jobs_limits() -> None:
     assert threads and threads[0] != threading.current_thread().name
 
 
+def test_work_not_beside_runs_in_the_blocks_thread_when_asked() -> None:
+    threads: list[str] = []
+
+    def work() -> int:
+        threads.append(threading.current_thread().name)
+        return 5
+
+    with meanwhile(work, beside=False) as later:
+        assert threads == []  # nothing ran before it was asked for
+        assert later.result() == 5
+    assert threads == [threading.current_thread().name]
+
+
 def test_one_users_media_work_never_holds_up_anothers() -> None:
     slots = UserSlots(per_user=1)
     slow = ["-re", "-f", "lavfi", "-i", "anullsrc", "-t", "3", "-f", "null", "-"]

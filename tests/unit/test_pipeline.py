@@ -3,6 +3,7 @@ writer is a list, so cancel and failure are seen exactly where they happen."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class Writes:
 @dataclass
 class Uploads:
     asked: list[str] = field(default_factory=list)
+    alone: bool = True
 
     def get(self, object_path: str) -> tuple[Path, MediaInfo]:
         self.asked.append(object_path)
@@ -110,7 +112,8 @@ def stages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     def thumbnails(
         video: Path, first_name: str | None, end_s: float, work_dir: Path, base: object = None
     ) -> Thumbnails:
-        ran.append(f"thumbnails of {video.name}: {first_name} {end_s}")
+        where = "beside" if threading.current_thread().name.startswith("meanwhile") else "after"
+        ran.append(f"thumbnails of {video.name}: {first_name} {end_s} ({where})")
         return Thumbnails(work_dir / "poster.jpg", None)
 
     monkeypatch.setattr(pipeline, "speak_greeting", speak)
@@ -168,17 +171,29 @@ def test_a_run_moves_through_every_stage_in_order(stages: list[str], tmp_path: P
         "shareUrl": "https://demo-greetings.web.app/v/share-1",
     }
     assert uploads.asked == [JOB["inputVideo"]]
-    # The thumbnails are made from the upload beside the voice and the render, so in any order
-    # with them; the name as written, from the title and surname removed.
+    # A lone job's thumbnails are made from the upload beside the voice and the render, so in
+    # any order with them; the name as written, from the title and surname removed.
     assert sorted(stages[:3]) == [
         "render 1.5",
         "speak Hey Anna-Lena,",
-        "thumbnails of input.mp4: Anna-Lena 1.5",
+        "thumbnails of input.mp4: Anna-Lena 1.5 (beside)",
     ]
     assert stages[3:] == [
         f"upload {USER}/job-1",
         f"store thumbnails {USER}/job-1",
         f"share job-1 of {USER}: ['posterPath', 'videoPath']",
+    ]
+
+
+def test_a_batch_job_makes_its_thumbnails_after_its_render(
+    stages: list[str], tmp_path: Path
+) -> None:
+    # Its batch's other jobs keep the cores busy: beside its render they would only contend.
+    job_run(Writes()).run(Uploads(alone=False), tmp_path)
+    assert stages[:3] == [
+        "speak Hey Anna-Lena,",
+        "render 1.5",
+        "thumbnails of input.mp4: Anna-Lena 1.5 (after)",
     ]
 
 
