@@ -26,7 +26,7 @@ from prefect.states import Completed, Failed
 from flows.clients import Clients, worker_clients
 from flows.job import BATCHES, COLLECTION, ErrorCode, JobError
 from flows.lifecycle import BATCH_ATTEMPT, batch_job_ids, belongs_to_batch
-from flows.media import MediaCancelled, MediaInfo, confined_instead_to
+from flows.media import MediaCancelled, MediaInfo, confined_instead_to, for_every_job
 from flows.pipeline import current_flow_run_id, run_job
 from flows.stages.render import InputAnalysis, analyze_input
 from flows.stages.thumbnails import ThumbnailBase, make_thumbnail_base
@@ -109,8 +109,10 @@ class SharedInputs:
         root: Path,
         load: Callable[[str, Path], tuple[Path, MediaInfo]],
         budget: MediaBudget | None = None,
+        thumbnails: bool = True,
     ) -> None:
         self._root = root
+        self._thumbnails_wanted = thumbnails
         self._load = load
         self._budget = budget
         self._guard = threading.Lock()
@@ -119,6 +121,7 @@ class SharedInputs:
         self._done: dict[str, tuple[Path, MediaInfo] | JobError] = {}
         self._analyses: dict[str, InputAnalysis | None] = {}
         self._thumbnails: dict[str, ThumbnailBase | None] = {}
+        self._early: dict[str, threading.Thread] = {}
 
     @classmethod
     def from_storage(
@@ -127,7 +130,7 @@ class SharedInputs:
         def load(object_path: str, dest: Path) -> tuple[Path, MediaInfo]:
             return load_upload(clients.bucket, object_path, dest, clients.settings.max_input_bytes)
 
-        return cls(root, load, budget)
+        return cls(root, load, budget, clients.settings.thumbnails)
 
     def _place(self, key: str, kind: str) -> tuple[threading.Lock, Path]:
         """The lock that makes `key`'s work happen once, and the folder it works in."""
@@ -166,6 +169,7 @@ class SharedInputs:
         trouble as that job's error.
         """
         key = f"{object_path}\n{greeting_end_s!r}"
+        self._start_thumbnail_base(key, object_path, video, greeting_end_s)
         lock, folder = self._place(key, "analysis")
         with lock:
             if key not in self._analyses:
@@ -177,6 +181,35 @@ class SharedInputs:
                     log.info("no shared analysis of %s", object_path)
                     self._analyses[key] = None
             return self._analyses[key]
+
+    def _start_thumbnail_base(
+        self, key: str, object_path: str, video: Path, greeting_end_s: float
+    ) -> None:
+        """Starts the batch's thumbnail frames on a thread of their own, once, while its first
+        jobs render: made after them, every job of the first wave waited for the one making
+        them (1.0-1.4 s of one ffmpeg; docs/benchmarks.md). No one job's cancel stops them."""
+        if not self._thumbnails_wanted:
+            return
+        with self._guard:
+            if key in self._early:
+                return
+
+            def make() -> None:
+                with for_every_job():
+                    self.thumbnail_base(object_path, video, greeting_end_s)
+
+            early = threading.Thread(
+                target=contextvars.copy_context().run, args=(make,), name="batch-thumbnails"
+            )
+            self._early[key] = early
+        early.start()
+
+    def close(self) -> None:
+        """Waits for the thumbnail frames started early: nothing outlives the batch's folder."""
+        with self._guard:
+            started = list(self._early.values())
+        for early in started:
+            early.join()
 
     def thumbnail_base(
         self, object_path: str, video: Path, greeting_end_s: float
@@ -247,7 +280,10 @@ def greeting_batch(batch_id: str) -> State[Any]:
     budget = MediaBudget.of(clients.settings.max_batch_media_minutes, jobs, job_ids)
     with run_dir(work_root(clients.settings.state_dir), f"batch-{batch_id}") as tmp:
         inputs = SharedInputs.from_storage(clients, Path(tmp), budget)
-        states = run_all(clients, job_ids, run_id, inputs)
+        try:
+            states = run_all(clients, job_ids, run_id, inputs)
+        finally:
+            inputs.close()
     counts = summarize(states)
     message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no jobs"
     return Failed(message=message) if counts.get("failed") else Completed(message=message)

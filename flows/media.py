@@ -148,6 +148,17 @@ _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
 
 
+@contextlib.contextmanager
+def for_every_job() -> Iterator[None]:
+    """Media processes started in this context serve every job of a batch: no one job's cancel
+    stops them (its limits, user slot and sandbox still hold)."""
+    token = _CANCEL.set(None)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
 class Later(Protocol[_T_co]):
     """What `meanwhile` gives: the work's result, waited for (or done) when asked."""
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from flows import batch as batch_module
+from flows import media as media_module
 from flows.batch import MediaBudget, SharedInputs, batch_jobs, batch_too_large
 from flows.job import ErrorCode, JobError
-from flows.media import MediaCancelled, MediaInfo
+from flows.media import MediaCancelled, MediaInfo, ProcessLimits, limited
 from flows.stages.thumbnails import ThumbnailBase
 
 BATCH = "b-1"
@@ -144,6 +145,39 @@ def test_shared_thumbnails_are_made_once_per_upload_and_greeting_end(
         inputs.thumbnail_base("third", Path("v.mp4"), 1.0)
     monkeypatch.setattr(batch_module, "make_thumbnail_base", make)
     assert inputs.thumbnail_base("third", Path("v.mp4"), 1.0) is not None
+
+
+def test_a_batchs_thumbnail_frames_start_with_its_first_render_and_no_job_cancels_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    seen: list[tuple[str, bool]] = []
+
+    def make(video: Path, greeting_end_s: float, folder: Path) -> ThumbnailBase:
+        seen.append((threading.current_thread().name, media_module._CANCEL.get() is None))
+        started.set()
+        release.wait(10)
+        return ThumbnailBase(poster=folder / "poster.jpg")
+
+    monkeypatch.setattr(batch_module, "make_thumbnail_base", make)
+    monkeypatch.setattr(batch_module, "analyze_input", lambda video, end_s, folder: None)
+    inputs = SharedInputs(tmp_path, lambda path, dest: (dest, None))  # type: ignore[arg-type,return-value]
+    cancelled = threading.Event()
+    cancelled.set()  # the job that asked first is cancelled: the frames serve the others
+    with limited(ProcessLimits(), cancelled):
+        inputs.analysis("video", Path("v.mp4"), 1.0)
+        inputs.analysis("video", Path("v.mp4"), 1.0)  # the second job: nothing new starts
+    assert started.wait(5)  # begun while the jobs render, before any asks for them
+    assert seen == [("batch-thumbnails", True)]
+    release.set()
+    inputs.close()  # waits for them: nothing outlives the batch's folder
+    assert inputs.thumbnail_base("video", Path("v.mp4"), 1.0) is not None
+    assert len(seen) == 1  # made once
+
+    off = SharedInputs(tmp_path / "off", lambda path, dest: (dest, None), thumbnails=False)  # type: ignore[arg-type,return-value]
+    off.analysis("video", Path("v.mp4"), 1.0)
+    off.close()
+    assert len(seen) == 1  # GREETINGS_THUMBNAILS=false: nothing is made early
 
 
 # --- a batch's total media minutes -----------------------------------------------------------
