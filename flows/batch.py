@@ -166,7 +166,8 @@ class SharedInputs:
         """The render's analysis of this upload for this greeting slot, made once per batch.
 
         None if it cannot be made: each job's render then analyses on its own, and reports the
-        trouble as that job's error.
+        trouble as that job's error. Every job asks for it before its render, so the first ask
+        also starts the batch's thumbnail frames (`_start_thumbnail_base`).
         """
         key = f"{object_path}\n{greeting_end_s!r}"
         self._start_thumbnail_base(key, object_path, video, greeting_end_s)
