@@ -54,19 +54,24 @@ def upload_prefix(user_id: str) -> str:
     return f"user-uploads/{user_id}/"
 
 
+def results_prefix(user_id: str) -> str:
+    """The folder of everything the user's jobs stored."""
+    return f"greeting-results/{user_id}/"
+
+
 def result_path(user_id: str, job_id: str) -> str:
     """Where a job's video is stored: the same path on every attempt."""
-    return f"greeting-results/{user_id}/{job_id}.mp4"
+    return f"{results_prefix(user_id)}{job_id}.mp4"
 
 
 def poster_path(user_id: str, job_id: str) -> str:
     """The video's poster JPEG (a frame after the greeting), beside it."""
-    return f"greeting-results/{user_id}/{job_id}.poster.jpg"
+    return f"{results_prefix(user_id)}{job_id}.poster.jpg"
 
 
 def thumbnail_path(user_id: str, job_id: str) -> str:
     """The animated GIF of the opening with the first name, for emails, beside it."""
-    return f"greeting-results/{user_id}/{job_id}.gif"
+    return f"{results_prefix(user_id)}{job_id}.gif"
 
 
 def result_paths(user_id: str, job_id: str) -> list[str]:

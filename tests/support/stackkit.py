@@ -16,6 +16,7 @@ import jobs as trigger_jobs  # triggers/ is on the path (pyproject: pytest pytho
 import prefect_api
 
 from flows.job import COLLECTION, JobRequest, result_path
+from flows.lifecycle import results_prefix
 from flows.settings import Settings
 from greetings.client.enduser import FirestoreAsUser
 from tests.conftest import User, wait_for
@@ -157,9 +158,7 @@ def worker_record(stack: Any) -> dict[str, Any]:
 def stored_results(clients: Any, user: User) -> list[str]:
     """Everything stored for the user's jobs: videos and their thumbnails."""
     bucket = clients.bucket
-    return sorted(
-        b.name for b in bucket.client.list_blobs(bucket, prefix=f"greeting-results/{user.uid}/")
-    )
+    return sorted(b.name for b in bucket.client.list_blobs(bucket, prefix=results_prefix(user.uid)))
 
 
 def outputs(clients: Any, user: User) -> list[str]:
