@@ -16,11 +16,12 @@ where the copying part of the work dominates.
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +36,34 @@ from greetings.settings import StackSettings
 GREETING_END_S = 1.6
 
 
-def interleaved(actions: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """Median wall time of each action, taking turns so each sees the same machine load."""
+def interleaved(
+    actions: dict[str, Callable[[], object]],
+    runs: int,
+    settle: Callable[[], object] = lambda: None,
+) -> dict[str, float]:
+    """Median wall time of each action, taking turns so each sees the same machine load;
+    `settle` runs, untimed, before each action."""
     times: dict[str, list[float]] = {label: [] for label in actions}
     for _ in range(runs):
         for label, action in actions.items():
+            settle()
             began = time.perf_counter()
             action()
             times[label].append(time.perf_counter() - began)
     return {label: round(statistics.median(seconds), 3) for label, seconds in times.items()}
+
+
+def fresh_outputs(outputs: Collection[Path]) -> None:
+    """No action inherits another's disk writes: the outputs removed and the disk synced.
+
+    A render writes a new file in its job's folder. Here the actions wrote over the same files:
+    ext4 flushes a file that is truncated and written again when it is closed, and an action
+    started while the last one's 1.2 GB were still being written back was throttled. On the
+    10-minute clip that made the render 2.6-5.3 s (and a remux 0.65-1.44 s) by its place in the
+    turn; with this, 1.36-1.52 s and 0.64-0.66 s (2026-12-07)."""
+    for path in outputs:
+        path.unlink(missing_ok=True)
+    os.sync()
 
 
 def remux(src: Path, out: Path, *, faststart: bool = False) -> None:
@@ -151,6 +171,7 @@ def run_render(
                 "reencode": lambda: naive_full(one, greeting, out["other"]),
             },
             runs,
+            settle=lambda: fresh_outputs(out.values()),
         )
         progress(f"render: 10-minute clip, {runs} runs of 3 actions")
         long = interleaved(
@@ -160,6 +181,7 @@ def run_render(
                 "render": render(ten),
             },
             runs,
+            settle=lambda: fresh_outputs(out.values()),
         )
     figures = summarize(short)
     figures["render_10min"] = summarize(long)

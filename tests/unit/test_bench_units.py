@@ -27,7 +27,7 @@ from greetings.bench.jobs import (
 from greetings.bench.latency import latency_figures
 from greetings.bench.machine import MemorySampler, busy_between, memory_growth
 from greetings.bench.orchestration import function_invocations, overlap, state_steps
-from greetings.bench.render import summarize
+from greetings.bench.render import fresh_outputs, interleaved, summarize
 from greetings.bench.report import text_report
 from greetings.bench.stats import check_goals, per_minute, percentile, ratio, spread
 from greetings.bench.throughput import (
@@ -478,3 +478,21 @@ def test_a_fork_that_has_not_exec_d_is_not_counted_again() -> None:
         os.waitpid(child, 0)
         spawned.kill()
         spawned.wait()
+
+
+def test_interleaved_settles_before_every_action_and_takes_the_median() -> None:
+    calls: list[str] = []
+    figures = interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        runs=3,
+        settle=lambda: calls.append("settle"),
+    )
+    assert calls == ["settle", "a", "settle", "b"] * 3
+    assert set(figures) == {"a", "b"} and all(seconds >= 0 for seconds in figures.values())
+
+
+def test_fresh_outputs_removes_what_the_last_action_wrote(tmp_path: Path) -> None:
+    written, never = tmp_path / "render.mp4", tmp_path / "other.mp4"
+    written.write_bytes(b"x" * 1024)
+    fresh_outputs([written, never])
+    assert not written.exists() and not never.exists()
