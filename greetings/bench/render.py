@@ -6,7 +6,8 @@ included, as a worker pays it):
 
 - remux: `ffmpeg -c copy`, every stream copied: no render can be faster;
 - remux + faststart: the same with the moov atom moved to the front, as our output is;
-- render: `render_greeting`, what the `generating-video` stage runs;
+- render: `render_greeting` as the `generating-video` stage runs it, handed the probe that
+  validating-input made;
 - whole audio re-encoded, video copied: our fallback for audio that cannot be head-spliced;
 - naive: everything re-encoded (libx264 veryfast) with the greeting mixed in.
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from flows.media import run_ffmpeg
+from flows.media import probe_upload, run_ffmpeg
 from flows.stages.render import RenderReport, render_greeting
 from greetings.bench import clips
 from greetings.bench.machine import load
@@ -154,9 +155,15 @@ def run_render(
         out = {name: work / f"{name}.mp4" for name in ("remux", "render", "other")}
 
         def render(src: Path) -> Callable[[], None]:
+            # The stage is handed the probe validating-input made, so its own probe runs beside
+            # the input's analysis instead of before it: the same here, probed once, untimed.
+            info = probe_upload(src)
+
             def action() -> None:
                 reports.append(
-                    render_greeting(src, greeting, GREETING_END_S, out["render"], work_dir=work)
+                    render_greeting(
+                        src, greeting, GREETING_END_S, out["render"], work_dir=work, upload=info
+                    )
                 )
 
             return action
