@@ -164,9 +164,12 @@ def throughput_lines(t: Mapping[str, Any]) -> list[str]:
     for label, seconds in t.get("cpu_s_per_job", {}).items():
         lines.append(f"    {label:<60}{seconds:>7.3f}")
     if t.get("remux_cpu_s") is not None:
+        # Reports from before 2026-12-07 have no stack_over_remux.
+        stack = t.get("stack_over_remux")
         lines.append(
             f"    {'a plain remux of the clip (-c copy), once':<60}{t['remux_cpu_s']:>7.3f}"
-            f"   (media per job: {t.get('media_over_remux')}x)"
+            f"   (media per job: {t.get('media_over_remux')}x"
+            + (f", all services: {stack}x)" if stack is not None else ")")
         )
     prefect = t.get("prefect", {})
     if prefect and "error" not in prefect:
@@ -234,6 +237,7 @@ COMPARED: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
     ),
     ("  media / a plain remux (x)", lambda t: t.get("media_over_remux")),
     ("all services CPU s per job", lambda t: _per_job(t, "all services")),
+    ("  all services / a plain remux (x)", lambda t: t.get("stack_over_remux")),
     ("worker peak RSS (MB)", lambda t: t.get("worker_peak_mb")),
     ("generating-video p50 (s)", lambda t: _p50(t, "generating-video")),
     ("uploading-result p50 (s)", lambda t: _p50(t, "uploading-result")),

@@ -35,6 +35,7 @@ from greetings.bench.throughput import (
     media_over_remux,
     rate_of_first,
     running_at_once,
+    stack_over_remux,
     stage_seconds,
 )
 from greetings.cli import build_parser
@@ -267,6 +268,7 @@ def sample_report() -> dict[str, Any]:
             "media_over_remux": media_over_remux(
                 {"prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)": 0.25}, 0.08
             ),
+            "stack_over_remux": stack_over_remux({"all services": 0.6}, 0.08),
         },
     }
 
@@ -295,6 +297,19 @@ def test_a_jobs_media_is_held_against_a_plain_remux_of_its_clip() -> None:
     assert media_over_remux({}, 0.09) is None
     table = text_report(sample_report())
     line = next(line for line in table.splitlines() if "a plain remux of the clip" in line)
+    assert line.split()[-8:] == [
+        "0.080",
+        "(media",
+        "per",
+        "job:",
+        "3.12x,",
+        "all",
+        "services:",
+        "7.5x)",
+    ]
+    older = sample_report()
+    del older["throughput"]["stack_over_remux"]  # a report from before the figure existed
+    line = next(line for line in text_report(older).splitlines() if "a plain remux" in line)
     assert line.split()[-5:] == ["0.080", "(media", "per", "job:", "3.12x)"]
     assert "media CPU per job / remux" in table
 
@@ -496,3 +511,14 @@ def test_fresh_outputs_removes_what_the_last_action_wrote(tmp_path: Path) -> Non
     written.write_bytes(b"x" * 1024)
     fresh_outputs([written, never])
     assert not written.exists() and not never.exists()
+
+
+def test_the_stacks_cpu_is_held_against_the_same_remux_as_the_media() -> None:
+    per_job = {
+        "prefect-worker: subprocesses (ffmpeg, ffprobe, espeak-ng)": 0.12,
+        "all services": 0.6,
+    }
+    assert stack_over_remux(per_job, 0.08) == pytest.approx(7.5)
+    assert media_over_remux(per_job, 0.08) == pytest.approx(1.5)
+    assert stack_over_remux({}, 0.08) is None
+    assert stack_over_remux(per_job, 0.0) is None
