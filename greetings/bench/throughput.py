@@ -184,7 +184,7 @@ def media_over_remux(cpu_per_job: Mapping[str, float], remux_s: float) -> float 
 
 def stack_over_remux(cpu_per_job: Mapping[str, float], remux_s: float) -> float | None:
     """A job's CPU across the stack as a multiple of a plain remux's: the host's speed, which
-    moved every figure by 15-50 % within a day here, moves both alike (7.1-7.4x at a remux of
+    moved every figure by 15-50 % within a day here, moves both alike (6.8-7.4x at a remux of
     0.082-0.103 CPU s, 6.3-6.9x at 0.115-0.131, 2026-12-07), so runs hours apart compare."""
     return ratio(cpu_per_job.get("all services"), remux_s)
 
