@@ -309,6 +309,7 @@ def run_throughput(
         if job.status != JobStatus.COMPLETED:
             key = f"{job.status}:{job.error_code}" if job.error_code else job.status
             failures[key] = failures.get(key, 0) + 1
+    cpu_per_job = per_job(cpu, len(jobs))
     return {
         "throughput": {
             "jobs": len(jobs),
@@ -354,11 +355,11 @@ def run_throughput(
             "stage_s": stage_seconds(jobs),
             "running_at_once": running_at_once(jobs),
             "cpu": cpu,
-            "cpu_s_per_job": per_job(cpu, len(jobs)),
+            "cpu_s_per_job": cpu_per_job,
             # The cost issue's floor: a plain remux of the same clip, in CPU seconds.
             "remux_cpu_s": remux_s,
-            "media_over_remux": media_over_remux(per_job(cpu, len(jobs)), remux_s),
-            "stack_over_remux": stack_over_remux(per_job(cpu, len(jobs)), remux_s),
+            "media_over_remux": media_over_remux(cpu_per_job, remux_s),
+            "stack_over_remux": stack_over_remux(cpu_per_job, remux_s),
             "prefect": prefect,
             "prefect_api": probe.report(),
             # Includes other users' invocations during the batch, if any.

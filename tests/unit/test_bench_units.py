@@ -495,15 +495,20 @@ def test_a_fork_that_has_not_exec_d_is_not_counted_again() -> None:
         spawned.wait()
 
 
-def test_interleaved_settles_before_every_action_and_takes_the_median() -> None:
+def test_interleaved_settles_before_every_action_outside_its_time() -> None:
     calls: list[str] = []
+
+    def settle() -> None:
+        calls.append("settle")
+        time.sleep(0.05)  # far longer than appending to a list: counted, it would show
+
     figures = interleaved(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
         runs=3,
-        settle=lambda: calls.append("settle"),
+        settle=settle,
     )
     assert calls == ["settle", "a", "settle", "b"] * 3
-    assert set(figures) == {"a", "b"} and all(seconds >= 0 for seconds in figures.values())
+    assert set(figures) == {"a", "b"} and all(seconds < 0.05 for seconds in figures.values())
 
 
 def test_fresh_outputs_removes_what_the_last_action_wrote(tmp_path: Path) -> None:
