@@ -90,7 +90,7 @@ def test_a_brief_busy_answer_is_asked_again_at_once_then_less_often(
     50 ms later, not 0.5 s (a lone job's trigger waited 0.4 s on it), and later ones back off."""
     server = Server(port, [503, 503, 502, 504])
     try:
-        assert prefect_api.PrefectApi(f"http://127.0.0.1:{port}/api").deployment_id("d/d")
+        assert api(port).deployment_id("d/d")
         assert server.calls == 5
         assert waits == pytest.approx([0.05, 0.1, 0.2, 0.4])
     finally:
@@ -102,7 +102,7 @@ def test_a_busy_server_gets_about_half_a_minute_in_all(port: int, waits: list[fl
     server = Server(port, [503] * 20)
     try:
         with pytest.raises(prefect_api.PrefectUnavailable, match="503"):
-            prefect_api.PrefectApi(f"http://127.0.0.1:{port}/api").deployment_id("d/d")
+            api(port).deployment_id("d/d")
         assert server.calls == 10
         assert sum(waits) == pytest.approx(25.55)
     finally:
